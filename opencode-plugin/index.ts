@@ -1,0 +1,245 @@
+// opencode-mattermost plugin shim: spawns the Rust agent and relays between it
+// and OpenCode over stdio JSON-RPC 2.0 (one JSON object per line). No logic of
+// its own: tools, Mattermost and state all live in the agent.
+import { tool, type Plugin } from "@opencode-ai/plugin"
+import { spawn, type ChildProcessWithoutNullStreams } from "node:child_process"
+import { existsSync, readFileSync, readdirSync } from "node:fs"
+import { delimiter, join } from "node:path"
+import { createInterface } from "node:readline"
+
+const SHIM_VERSION = "0.1.0"
+const PROTOCOL_VERSION = 1
+const INIT_TIMEOUT_MS = 15_000
+const CALL_TIMEOUT_MS = 15 * 60_000
+const here = new URL(".", import.meta.url).pathname
+
+type Spec = { name: string; description: string; inputSchema: any }
+type Waiter = { resolve: (v: any) => void; reject: (e: Error) => void; timer: ReturnType<typeof setTimeout> }
+
+/** The agent binary: $OPENCODE_MATTERMOST_BIN, then PATH, then what the installer wrote. */
+function findAgent(): string | undefined {
+  const env = process.env.OPENCODE_MATTERMOST_BIN
+  if (env) return env
+  for (const dir of (process.env.PATH ?? "").split(delimiter)) {
+    if (dir && existsSync(join(dir, "opencode-mattermost"))) return join(dir, "opencode-mattermost")
+  }
+  try {
+    return JSON.parse(readFileSync(join(here, "agent.json"), "utf8")).bin
+  } catch {
+    return undefined
+  }
+}
+
+/** The tool contract shipped beside the shim, so tools exist (and explain) even when the agent cannot start. */
+function bundledCatalog(): Spec[] {
+  for (const dir of [join(here, "tools"), join(here, "..", "tools")]) {
+    if (!existsSync(dir)) continue
+    return readdirSync(dir).filter((f) => f.endsWith(".json")).map((f) => JSON.parse(readFileSync(join(dir, f), "utf8")))
+  }
+  return []
+}
+
+/** JSON Schema (the subset our catalog uses) → zod. */
+function toZod(z: any, s: any): any {
+  if (!s || typeof s !== "object") return z.any()
+  let types: string[] = Array.isArray(s.type) ? s.type : s.type ? [s.type] : []
+  const nullable = types.includes("null")
+  types = types.filter((t) => t !== "null")
+  let out: any
+  if (Array.isArray(s.enum)) out = s.enum.every((v: any) => typeof v === "string") ? z.enum(s.enum.filter((v: any) => v !== null)) : z.any()
+  else if (types[0] === "string") out = z.string()
+  else if (types[0] === "integer") out = z.number().int()
+  else if (types[0] === "number") out = z.number()
+  else if (types[0] === "boolean") out = z.boolean()
+  else if (types[0] === "array") out = z.array(toZod(z, s.items))
+  else if (types[0] === "object") out = z.object(shape(z, s))
+  else out = z.any()
+  if (nullable) out = out.nullable()
+  return s.description ? out.describe(s.description) : out
+}
+
+function shape(z: any, s: any): Record<string, any> {
+  const required = new Set<string>(s?.required ?? [])
+  return Object.fromEntries(
+    Object.entries(s?.properties ?? {}).map(([k, v]) => [k, required.has(k) ? toZod(z, v) : toZod(z, v).optional()]),
+  )
+}
+
+class Agent {
+  child?: ChildProcessWithoutNullStreams
+  ready?: Promise<Spec[]>
+  pending = new Map<string, Waiter>()
+  nextId = 1
+  stderrTail: string[] = []
+  failures = 0
+  stopping = false
+  restartTimer?: ReturnType<typeof setTimeout>
+
+  constructor(private init: Record<string, unknown>, private serveFetch: (p: any) => Promise<any>) {}
+
+  /** Start (or reuse) the agent and finish the handshake; resolves to the catalog. */
+  start(): Promise<Spec[]> {
+    if (this.ready) return this.ready
+    const bin = findAgent()
+    if (!bin) return Promise.reject(new Error("opencode-mattermost agent not found: set OPENCODE_MATTERMOST_BIN, put it on PATH, or run scripts/install.sh"))
+    const child = spawn(bin, [], { stdio: ["pipe", "pipe", "pipe"], env: process.env })
+    this.child = child
+    const started = Date.now()
+    createInterface({ input: child.stdout, crlfDelay: Infinity }).on("line", (line) => this.onLine(line))
+    createInterface({ input: child.stderr }).on("line", (line) => {
+      this.stderrTail.push(line)
+      if (this.stderrTail.length > 20) this.stderrTail.shift()
+    })
+    child.stdin.on("error", () => {}) // EPIPE after a crash; the exit handler reports it.
+    child.on("error", (e) => this.onExit(child, `cannot start ${bin}: ${e.message}`))
+    child.on("exit", (code, signal) => {
+      if (Date.now() - started > 60_000) this.failures = 0
+      this.onExit(child, `agent exited (${signal ?? `code ${code}`})`)
+    })
+    this.ready = this.request("initialize", { ...this.init, shimVersion: SHIM_VERSION, protocolVersion: PROTOCOL_VERSION }, INIT_TIMEOUT_MS).then(
+      (r: any) => {
+        this.send({ jsonrpc: "2.0", method: "initialized", params: {} })
+        return r.tools as Spec[]
+      },
+    )
+    return this.ready
+  }
+
+  onExit(child: ChildProcessWithoutNullStreams, why: string) {
+    if (this.child !== child) return
+    this.child = undefined
+    this.ready = undefined
+    const tail = this.stderrTail.length ? `; last log lines:\n${this.stderrTail.slice(-5).join("\n")}` : ""
+    for (const [id, w] of this.pending) {
+      clearTimeout(w.timer)
+      w.reject(new Error(`opencode-mattermost agent unavailable: ${why}${tail}`))
+      this.pending.delete(id)
+    }
+    if (this.stopping) return
+    // Restart in the background with backoff; a tool call restarts at once.
+    const delay = Math.min(30_000, 250 * 2 ** this.failures++)
+    clearTimeout(this.restartTimer)
+    this.restartTimer = setTimeout(() => this.start().catch(() => {}), delay)
+  }
+
+  onLine(line: string) {
+    let msg: any
+    try {
+      msg = JSON.parse(line)
+    } catch {
+      return // stdout carries frames only; nothing else is expected
+    }
+    if (msg.method && msg.id !== undefined) return void this.onRequest(msg)
+    if (msg.method) return // log/message and future notifications: nothing to do
+    const w = this.pending.get(String(msg.id))
+    if (!w) return
+    this.pending.delete(String(msg.id))
+    clearTimeout(w.timer)
+    if (msg.error) w.reject(new Error(msg.error.message ?? "agent error"))
+    else w.resolve(msg.result)
+  }
+
+  async onRequest(msg: any) {
+    if (msg.method !== "opencode/fetch") {
+      return this.send({ jsonrpc: "2.0", id: msg.id, error: { code: -32601, message: `shim has no method ${msg.method}` } })
+    }
+    try {
+      this.send({ jsonrpc: "2.0", id: msg.id, result: await this.serveFetch(msg.params) })
+    } catch (e: any) {
+      this.send({ jsonrpc: "2.0", id: msg.id, error: { code: -32000, message: `fetch failed: ${e?.message ?? e}` } })
+    }
+  }
+
+  send(frame: unknown) {
+    if (this.child?.stdin.writable) this.child.stdin.write(JSON.stringify(frame) + "\n")
+  }
+
+  request(method: string, params: unknown, timeoutMs: number): Promise<any> {
+    const id = `shim-${this.nextId++}`
+    return new Promise((resolve, reject) => {
+      if (!this.child) return reject(new Error("opencode-mattermost agent is not running"))
+      const timer = setTimeout(() => {
+        this.pending.delete(id)
+        reject(new Error(`opencode-mattermost agent did not answer ${method} within ${timeoutMs / 1000}s`))
+      }, timeoutMs)
+      this.pending.set(id, { resolve, reject, timer })
+      this.send({ jsonrpc: "2.0", id, method, params })
+    })
+  }
+
+  async call(name: string, args: unknown, context: unknown): Promise<any> {
+    clearTimeout(this.restartTimer)
+    await this.start()
+    return this.request("tools/call", { name, arguments: args, context }, CALL_TIMEOUT_MS)
+  }
+
+  stop() {
+    this.stopping = true
+    clearTimeout(this.restartTimer)
+    this.send({ jsonrpc: "2.0", method: "exit" })
+    const child = this.child
+    setTimeout(() => child?.kill(), 1000).unref?.()
+  }
+}
+
+export const OpencodeMattermost: Plugin = async ({ client, directory, worktree, project, serverUrl }) => {
+  const sdk: any = (client as any)._client
+  const cfg = sdk?.getConfig?.() ?? {}
+  const baseUrl: string = cfg.baseUrl ?? String(serverUrl)
+  const doFetch: typeof fetch = cfg.fetch ?? fetch
+
+  // Serve the agent's HTTP requests with OpenCode's own client fetch: in TUI
+  // and `opencode run` mode nothing listens on serverUrl.
+  async function serveFetch(p: any) {
+    const url = new URL(p.path, baseUrl)
+    for (const [k, v] of p.query ?? []) url.searchParams.append(k, v)
+    const headers = new Headers(cfg.headers ?? {})
+    for (const [k, v] of Object.entries(p.headers ?? {})) headers.set(k, String(v))
+    const res = await doFetch(new Request(url, { method: p.method ?? "GET", headers, body: p.body ?? undefined }))
+    const bytes = new Uint8Array(await res.arrayBuffer())
+    let body: string
+    let bodyEncoding: string | undefined
+    try {
+      body = new TextDecoder("utf-8", { fatal: true }).decode(bytes)
+    } catch {
+      body = Buffer.from(bytes).toString("base64")
+      bodyEncoding = "base64"
+    }
+    return { status: res.status, headers: Object.fromEntries(res.headers.entries()), body, bodyEncoding }
+  }
+
+  const agent = new Agent({ directory, worktree, projectID: project?.id ?? "", serverUrl: String(serverUrl) }, serveFetch)
+  let catalog: Spec[]
+  let startError = ""
+  try {
+    catalog = await agent.start()
+  } catch (e: any) {
+    startError = e?.message ?? String(e)
+    catalog = bundledCatalog()
+  }
+  const z = tool.schema
+  const tools = Object.fromEntries(
+    catalog.map((spec) => [
+      spec.name,
+      tool({
+        description: spec.description,
+        args: shape(z, spec.inputSchema),
+        async execute(args, ctx) {
+          const context = { sessionID: ctx.sessionID, messageID: ctx.messageID, agent: ctx.agent, directory: ctx.directory, worktree: ctx.worktree }
+          try {
+            const r = await agent.call(spec.name, args, context)
+            return r.title || r.metadata ? { output: r.output, title: r.title, metadata: r.metadata ?? {} } : r.output
+          } catch (e: any) {
+            const hint = startError && !agent.child ? ` (at start-up: ${startError})` : ""
+            throw new Error(`${spec.name} failed: ${e?.message ?? e}${hint}`)
+          }
+        },
+      }),
+    ]),
+  )
+  return {
+    tool: tools,
+    event: async ({ event }) => agent.send({ jsonrpc: "2.0", method: "opencode/event", params: { event } }),
+    dispose: async () => agent.stop(),
+  }
+}

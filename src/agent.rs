@@ -1,0 +1,247 @@
+//! The agent's shared state and its JSON-RPC surface: the handshake, the tool
+//! catalog and tool calls, and OpenCode events forwarded by the shim.
+
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use jsonrpsee::RpcModule;
+use jsonrpsee_types::{ErrorObjectOwned, Params};
+use serde_json::Value;
+use tracing::{Instrument, debug, info, info_span, warn};
+
+use crate::config::Config;
+use crate::opencode::events::Event;
+use crate::opencode::{Client, OpenCode, ShimFetch};
+use crate::rpc::protocol::{
+    CallContext, InitializeParams, InitializeResponse, OpencodeEventParams, PROTOCOL_VERSION,
+    ToolsCallParams, ToolsCallResponse, ToolsListResponse, code, method,
+};
+use crate::rpc::{NotificationSink, Peer};
+use crate::tools::{Tool, ToolError, catalog};
+
+/// How long one `opencode/fetch` may take before it counts as failed.
+pub const FETCH_TIMEOUT: Duration = Duration::from_secs(30);
+
+pub const AGENT_VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// Counters over the OpenCode events the shim forwarded.
+#[derive(Debug, Default, Clone)]
+pub struct EventStats {
+    pub received: u64,
+    /// Known types whose properties did not decode (kept, not fatal).
+    pub undecodable: u64,
+    pub last: Option<(String, Instant)>,
+}
+
+pub struct Agent {
+    pub config: Config,
+    pub started: Instant,
+    pub peer: Peer,
+    pub opencode: Arc<dyn OpenCode>,
+    /// Where logs go, or why they cannot be written to a file.
+    pub log_target: Result<std::path::PathBuf, String>,
+    init: RwLock<Option<InitializeParams>>,
+    events: Mutex<EventStats>,
+    tools: Vec<Box<dyn Tool>>,
+}
+
+impl Agent {
+    /// An agent whose OpenCode access goes through the shim.
+    pub fn new(
+        config: Config,
+        peer: Peer,
+        log_target: Result<std::path::PathBuf, String>,
+    ) -> Arc<Self> {
+        let opencode = Arc::new(Client::new(ShimFetch::new(peer.clone(), FETCH_TIMEOUT)));
+        Self::with_opencode(config, peer, opencode, log_target)
+    }
+
+    pub fn with_opencode(
+        config: Config,
+        peer: Peer,
+        opencode: Arc<dyn OpenCode>,
+        log_target: Result<std::path::PathBuf, String>,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            config,
+            started: Instant::now(),
+            peer,
+            opencode,
+            log_target,
+            init: RwLock::new(None),
+            events: Mutex::new(EventStats::default()),
+            tools: catalog(),
+        })
+    }
+
+    /// The handshake data, once `initialize` has succeeded.
+    pub fn init_info(&self) -> Option<InitializeParams> {
+        self.init
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
+    pub fn event_stats(&self) -> EventStats {
+        self.events
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
+    fn require_init(&self) -> Result<InitializeParams, ErrorObjectOwned> {
+        self.init_info().ok_or_else(|| {
+            ErrorObjectOwned::owned::<()>(
+                code::NOT_INITIALIZED,
+                "not initialized: send `initialize` first",
+                None,
+            )
+        })
+    }
+
+    /// The JSON-RPC methods the shim may call.
+    pub fn rpc_module(self: &Arc<Self>) -> RpcModule<Agent> {
+        let mut module = RpcModule::from_arc(self.clone());
+        // Registration only fails on duplicate names, which are constants here.
+        let results = [
+            module
+                .register_method(method::INITIALIZE, |params, agent, _| agent.initialize(params))
+                .map(|_| ()),
+            module
+                .register_method(method::TOOLS_LIST, |_, agent, _| {
+                    agent.require_init()?;
+                    Ok::<_, ErrorObjectOwned>(ToolsListResponse {
+                        tools: agent.tools.iter().map(|t| t.spec()).collect(),
+                    })
+                })
+                .map(|_| ()),
+            module
+                .register_async_method(method::TOOLS_CALL, |params, agent, _| async move {
+                    agent.tools_call(params).await
+                })
+                .map(|_| ()),
+        ];
+        for r in results {
+            if let Err(e) = r {
+                warn!(error = %e, "method registration failed");
+            }
+        }
+        module
+    }
+
+    fn initialize(&self, params: Params<'_>) -> Result<InitializeResponse, ErrorObjectOwned> {
+        let p: InitializeParams = params.parse()?;
+        if let Some(v) = p.protocol_version
+            && v != PROTOCOL_VERSION
+        {
+            return Err(ErrorObjectOwned::owned::<()>(
+                code::INVALID_PARAMS,
+                format!(
+                    "shim speaks protocol {v}, this agent speaks {PROTOCOL_VERSION}: \
+                     install matching versions of the plugin and the agent"
+                ),
+                None,
+            ));
+        }
+        info!(
+            directory = %p.directory,
+            opencode = p.opencode_version.as_deref().unwrap_or("?"),
+            shim = p.shim_version.as_deref().unwrap_or("?"),
+            "initialized by the shim"
+        );
+        *self
+            .init
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(p);
+        Ok(InitializeResponse {
+            agent_version: AGENT_VERSION.to_owned(),
+            protocol_version: PROTOCOL_VERSION,
+            tools: self.tools.iter().map(|t| t.spec()).collect(),
+        })
+    }
+
+    async fn tools_call(
+        self: Arc<Self>,
+        params: Params<'static>,
+    ) -> Result<ToolsCallResponse, ErrorObjectOwned> {
+        self.require_init()?;
+        let p: ToolsCallParams = params.parse()?;
+        let Some(tool) = self.tools.iter().find(|t| t.name() == p.name) else {
+            let known: Vec<&str> = self.tools.iter().map(|t| t.name()).collect();
+            return Err(ErrorObjectOwned::owned::<()>(
+                code::UNKNOWN_TOOL,
+                format!(
+                    "unknown tool `{}`; this agent has: {}",
+                    p.name.escape_debug(),
+                    known.join(", ")
+                ),
+                None,
+            ));
+        };
+        let span = info_span!(
+            "tool",
+            name = tool.name(),
+            session = p.context.session_id.as_deref().unwrap_or("-")
+        );
+        let result = tool
+            .call(&self, p.arguments, &p.context)
+            .instrument(span)
+            .await;
+        match result {
+            Ok(out) => Ok(ToolsCallResponse {
+                output: out.text,
+                title: out.title,
+                metadata: out.metadata,
+            }),
+            Err(e @ ToolError::InvalidArgs { .. }) => Err(ErrorObjectOwned::owned::<()>(
+                code::INVALID_PARAMS,
+                e.to_string(),
+                None,
+            )),
+            Err(e) => Err(ErrorObjectOwned::owned::<()>(
+                code::TOOL_FAILED,
+                e.to_string(),
+                None,
+            )),
+        }
+    }
+
+    fn on_event(&self, params: Value) {
+        let event = match serde_json::from_value::<OpencodeEventParams>(params) {
+            Ok(p) => Event::from_value(&p.event),
+            Err(e) => {
+                debug!(error = %e, "opencode/event without an `event` object; ignored");
+                return;
+            }
+        };
+        let mut stats = self
+            .events
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        stats.received += 1;
+        if let Event::Other {
+            problem: Some(problem),
+            kind,
+        } = &event
+        {
+            stats.undecodable += 1;
+            debug!(kind, problem, "event did not decode; kept as Other");
+        }
+        stats.last = Some((event.kind().to_owned(), Instant::now()));
+    }
+}
+
+impl NotificationSink for Agent {
+    fn notification(&self, name: &str, params: Value) {
+        match name {
+            method::OPENCODE_EVENT => self.on_event(params),
+            method::INITIALIZED => debug!("shim confirmed initialization"),
+            other => debug!(method = other, "unknown notification ignored"),
+        }
+    }
+}
+
+/// The calling session's context, for tools that act on "this session".
+pub fn calling_session(ctx: &CallContext) -> Option<&str> {
+    ctx.session_id.as_deref().filter(|s| !s.is_empty())
+}

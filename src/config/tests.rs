@@ -1,0 +1,160 @@
+use super::*;
+use std::collections::HashMap;
+
+const OWNER: &str = "cmr7sncacib4xfhd6yo3n4tf5e";
+
+fn load(env: &[(&str, &str)], file: Option<&str>) -> Config {
+    let map: HashMap<String, String> = env
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+    let lookup = move |k: &str| map.get(k).cloned();
+    let file = file.map(|text| Ok((PathBuf::from("/cfg/config.toml"), text.to_owned())));
+    Config::from_sources(&lookup, file)
+}
+
+fn problem<'c>(c: &'c Config, key: &str) -> Option<&'c str> {
+    c.problems
+        .iter()
+        .find(|p| p.key == key)
+        .map(|p| p.message.as_str())
+}
+
+#[test]
+fn empty_environment_lists_what_to_set() {
+    let c = load(&[], None);
+    assert!(problem(&c, "MATTERMOST_TOKEN").is_some_and(|m| m.contains("bot account")));
+    assert!(problem(&c, "MATTERMOST_URL").is_some_and(|m| m.contains("MATTERMOST_URL")));
+    assert!(problem(&c, "MATTERMOST_OWNER_USER_ID").is_some());
+    assert!(!c.auto_connect);
+    assert_eq!(c.max_post_length, 15000);
+    assert_eq!(c.command_prefix, "!");
+}
+
+#[test]
+fn full_valid_environment_has_no_problems() {
+    let c = load(
+        &[
+            ("MATTERMOST_URL", "https://chat.example.com/api/v4/"),
+            ("MATTERMOST_TOKEN", "tok-secret-123456"),
+            ("MATTERMOST_OWNER_USER_ID", OWNER),
+            ("OPENCODE_MM_ALLOWED_CHANNEL_TYPES", "d, g"),
+        ],
+        None,
+    );
+    assert_eq!(c.problems, vec![]);
+    assert_eq!(c.api_url().as_deref(), Some("https://chat.example.com/api/v4"));
+    assert_eq!(
+        c.ws_url.as_ref().map(Url::as_str),
+        Some("wss://chat.example.com/api/v4/websocket")
+    );
+    assert_eq!(
+        c.allowed_channel_types,
+        vec![ChannelType::Direct, ChannelType::Group]
+    );
+}
+
+#[test]
+fn secrets_never_reach_debug_or_describe() {
+    let c = load(&[("MATTERMOST_TOKEN", "tok-secret-123456")], None);
+    assert!(!format!("{c:?}").contains("tok-secret-123456"));
+    assert!(!c.describe().contains("tok-secret-123456"));
+    assert!(c.describe().contains("MATTERMOST_TOKEN"));
+    assert!(c.describe().contains("[redacted]"));
+}
+
+#[test]
+fn malformed_values_are_problems_with_fixes_and_defaults_stay() {
+    let c = load(
+        &[
+            ("MATTERMOST_URL", "chat.example.com"),
+            ("MATTERMOST_WS_URL", "ftp://x"),
+            ("MATTERMOST_AUTO_CONNECT", "maybe"),
+            ("OPENCODE_MM_MAX_POST_LENGTH", "20000"),
+            ("OPENCODE_MM_EDIT_RATE_LIMIT", "ten"),
+            ("MATTERMOST_OWNER_USER_ID", "alice"),
+            ("OPENCODE_MM_ALLOWED_USERS", "bob, cmr7sncacib4xfhd6yo3n4tf5e"),
+            ("OPENCODE_MM_ALLOWED_CHANNEL_TYPES", "D,X"),
+        ],
+        None,
+    );
+    assert!(problem(&c, "MATTERMOST_URL").is_some_and(|m| m.contains("not a valid URL")));
+    assert!(problem(&c, "MATTERMOST_WS_URL").is_some_and(|m| m.contains("scheme `ftp`")));
+    assert!(problem(&c, "MATTERMOST_AUTO_CONNECT").is_some_and(|m| m.contains("true or false")));
+    assert!(problem(&c, "OPENCODE_MM_MAX_POST_LENGTH").is_some_and(|m| m.contains("16383")));
+    assert!(problem(&c, "OPENCODE_MM_EDIT_RATE_LIMIT").is_some_and(|m| m.contains("whole number")));
+    assert!(problem(&c, "MATTERMOST_OWNER_USER_ID").is_some_and(|m| m.contains("26")));
+    assert!(problem(&c, "OPENCODE_MM_ALLOWED_USERS").is_some_and(|m| m.contains("`bob`")));
+    assert!(problem(&c, "OPENCODE_MM_ALLOWED_CHANNEL_TYPES").is_some());
+    assert_eq!(c.max_post_length, 15000);
+    assert_eq!(c.edit_rate_limit, 10);
+    assert!(!c.auto_connect);
+    assert_eq!(c.allowed_users, vec![OWNER.to_owned()]);
+    assert_eq!(c.allowed_channel_types.len(), 4);
+}
+
+#[test]
+fn file_values_apply_and_env_wins() {
+    let c = load(
+        &[("OPENCODE_MM_MAX_POST_LENGTH", "9000")],
+        Some(
+            r#"
+mattermost_url = "http://localhost:8065"
+opencode_mm_max_post_length = 12000
+mattermost_auto_connect = true
+opencode_mm_allowed_users = ["cmr7sncacib4xfhd6yo3n4tf5e"]
+"#,
+        ),
+    );
+    assert_eq!(c.max_post_length, 9000);
+    assert!(c.auto_connect);
+    assert_eq!(c.allowed_users, vec![OWNER.to_owned()]);
+    assert_eq!(
+        c.ws_url.as_ref().map(Url::as_str),
+        Some("ws://localhost:8065/api/v4/websocket")
+    );
+    let entry = c.entries.iter().find(|e| e.key == "MATTERMOST_AUTO_CONNECT");
+    assert_eq!(entry.map(|e| e.origin), Some(Origin::File));
+}
+
+#[test]
+fn unknown_and_mistyped_file_keys_are_reported() {
+    let c = load(
+        &[],
+        Some("mattermost_tokn = \"x\"\n[nested]\nkey = 1\n"),
+    );
+    assert!(
+        problem(&c, "MATTERMOST_TOKN").is_some_and(|m| m.contains("did you mean `mattermost_token`"))
+    );
+    assert!(problem(&c, "NESTED").is_some_and(|m| m.contains("must be a string")));
+}
+
+#[test]
+fn broken_toml_and_unreadable_file_are_problems() {
+    let c = load(&[], Some("this is = = not toml"));
+    assert!(problem(&c, CONFIG_FILE_ENV).is_some_and(|m| m.contains("not valid TOML")));
+    let lookup = |_: &str| None;
+    let c = Config::from_sources(
+        &lookup,
+        Some(Err((PathBuf::from("/nope.toml"), "permission denied".into()))),
+    );
+    assert!(problem(&c, CONFIG_FILE_ENV).is_some_and(|m| m.contains("/nope.toml")));
+}
+
+#[test]
+fn hostile_values_do_not_panic() {
+    let long = "x".repeat(100_000);
+    for v in ["\u{0}", "💥", "-1", "18446744073709551616", long.as_str(), "http://", "ws://[::1"] {
+        let c = load(
+            &[
+                ("MATTERMOST_URL", v),
+                ("MATTERMOST_WS_URL", v),
+                ("OPENCODE_MM_MAX_FILE_SIZE", v),
+                ("OPENCODE_MM_ALLOWED_USERS", v),
+                ("OPENCODE_MM_ALLOWED_CHANNEL_TYPES", v),
+            ],
+            None,
+        );
+        assert!(!c.problems.is_empty());
+    }
+}

@@ -1,0 +1,83 @@
+use std::sync::Mutex;
+
+use super::*;
+
+/// A scripted [`Fetch`]: records requests, answers with the queued responses.
+struct Scripted {
+    answers: Mutex<Vec<Result<HttpResponse, OpenCodeError>>>,
+    seen: Mutex<Vec<HttpRequest>>,
+}
+
+impl Scripted {
+    fn new(answers: Vec<Result<HttpResponse, OpenCodeError>>) -> Self {
+        Self {
+            answers: Mutex::new(answers),
+            seen: Mutex::new(Vec::new()),
+        }
+    }
+}
+
+#[async_trait]
+impl Fetch for &Scripted {
+    async fn fetch(&self, request: HttpRequest) -> Result<HttpResponse, OpenCodeError> {
+        self.seen.lock().unwrap().push(request);
+        self.answers.lock().unwrap().remove(0)
+    }
+}
+
+fn ok(status: u16, body: &str) -> Result<HttpResponse, OpenCodeError> {
+    Ok(HttpResponse {
+        status,
+        headers: BTreeMap::new(),
+        body: body.as_bytes().to_vec(),
+    })
+}
+
+#[tokio::test]
+async fn list_sessions_sorts_newest_first_and_ignores_unknown_fields() {
+    let s = Scripted::new(vec![ok(
+        200,
+        r#"[{"id":"ses_a","time":{"created":1,"updated":5},"new":1},
+            {"id":"ses_b","slug":"neon-nebula","time":{"created":2,"updated":9}}]"#,
+    )]);
+    let client = Client::new(&s);
+    let sessions = client.list_sessions().await.unwrap();
+    let ids: Vec<&str> = sessions.iter().map(|s| s.id.as_str()).collect();
+    assert_eq!(ids, ["ses_b", "ses_a"]);
+    assert_eq!(sessions[0].short_id(), "neon-nebula");
+    assert_eq!(sessions[1].short_id(), "ses_a");
+    assert_eq!(s.seen.lock().unwrap()[0], HttpRequest::get("/session"));
+}
+
+#[tokio::test]
+async fn get_session_maps_errors_clearly() {
+    let s = Scripted::new(vec![
+        ok(404, r#"{"name":"NotFoundError","data":{"message":"Session not found"}}"#),
+        ok(500, r#"{"message":"boom"}"#),
+        ok(200, "not json"),
+        Err(OpenCodeError::Unreachable("shim gone".into())),
+    ]);
+    let client = Client::new(&s);
+    let e = client.get_session("ses_x").await.unwrap_err();
+    assert_eq!(e.to_string(), "OpenCode has no session `ses_x`");
+    let e = client.get_session("ses_x").await.unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "OpenCode answered GET /session/ses_x with HTTP 500: boom"
+    );
+    let e = client.get_session("ses_x").await.unwrap_err();
+    assert!(matches!(e, OpenCodeError::Decode { .. }), "{e}");
+    let e = client.get_session("ses_x").await.unwrap_err();
+    assert!(e.to_string().contains("shim gone"));
+}
+
+#[tokio::test]
+async fn hostile_ids_never_reach_the_api() {
+    let s = Scripted::new(vec![]);
+    let client = Client::new(&s);
+    for id in ["", "../config", "ses_1/../../x", "ses 1", "a?b=c", &"x".repeat(500)] {
+        let e = client.get_session(id).await.unwrap_err();
+        assert!(matches!(e, OpenCodeError::InvalidInput { .. }), "{id}: {e}");
+    }
+    assert!(s.seen.lock().unwrap().is_empty());
+}

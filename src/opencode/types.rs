@@ -1,0 +1,53 @@
+//! OpenCode API objects, deserialised tolerantly: every field has a default
+//! and unknown fields are ignored, so a newer OpenCode never breaks us.
+
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(default, rename_all = "camelCase")]
+pub struct Session {
+    pub id: String,
+    /// Human-friendly short id such as `neon-nebula`.
+    pub slug: String,
+    #[serde(rename = "projectID")]
+    pub project_id: String,
+    pub directory: String,
+    #[serde(rename = "parentID")]
+    pub parent_id: Option<String>,
+    pub title: String,
+    pub version: String,
+    pub cost: f64,
+    pub time: SessionTime,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct SessionTime {
+    /// Unix milliseconds.
+    pub created: f64,
+    pub updated: f64,
+}
+
+impl Session {
+    /// The short id we show: the slug, else the first 8 characters of the id.
+    pub fn short_id(&self) -> &str {
+        if !self.slug.is_empty() {
+            return &self.slug;
+        }
+        let end = self
+            .id
+            .char_indices()
+            .nth(8)
+            .map(|(i, _)| i)
+            .unwrap_or(self.id.len());
+        &self.id[..end]
+    }
+}
+
+/// `GET /global/health`.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct Health {
+    pub healthy: bool,
+    pub version: String,
+}
