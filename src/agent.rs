@@ -2,7 +2,7 @@
 //! catalog and tool calls, and OpenCode events forwarded by the shim.
 
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use jsonrpsee::RpcModule;
 use jsonrpsee_types::{ErrorObjectOwned, Params};
@@ -18,9 +18,6 @@ use crate::rpc::protocol::{
 };
 use crate::rpc::{NotificationSink, Peer};
 use crate::tools::{Tool, ToolError, catalog};
-
-/// How long one `opencode/fetch` may take before it counts as failed.
-pub const FETCH_TIMEOUT: Duration = Duration::from_secs(30);
 
 pub const AGENT_VERSION: &str = env!("CARGO_PKG_VERSION");
 
@@ -52,7 +49,10 @@ impl Agent {
         peer: Peer,
         log_target: Result<std::path::PathBuf, String>,
     ) -> Arc<Self> {
-        let opencode = Arc::new(Client::new(ShimFetch::new(peer.clone(), FETCH_TIMEOUT)));
+        let opencode = Arc::new(Client::new(ShimFetch::new(
+            peer.clone(),
+            config.fetch_timeout,
+        )));
         Self::with_opencode(config, peer, opencode, log_target)
     }
 

@@ -149,6 +149,9 @@ pub struct Config {
     pub team_file: Option<PathBuf>,
     /// `MM_PLUGIN_LOG_FILE`: log file; default under the XDG state dir.
     pub log_file: Option<PathBuf>,
+    /// `OPENCODE_MM_FETCH_TIMEOUT`: how long one OpenCode API call through
+    /// the shim may take.
+    pub fetch_timeout: Duration,
     /// `OPENCODE_MM_LOG`: log filter, e.g. `info` or `opencode_mattermost=debug`.
     pub log_filter: Option<String>,
     /// The config file that was read, if any.
@@ -252,6 +255,7 @@ impl Config {
         let team_file = r.path("OPENCODE_MM_TEAM_FILE");
         let log_file = r.path("MM_PLUGIN_LOG_FILE");
         let log_filter = r.string("OPENCODE_MM_LOG");
+        let fetch_timeout = r.millis("OPENCODE_MM_FETCH_TIMEOUT", 30_000, 100..=600_000);
 
         r.unknown_file_keys();
         let Reader {
@@ -320,6 +324,7 @@ impl Config {
             team_file,
             log_file,
             log_filter,
+            fetch_timeout,
             file: file_path,
             entries,
             problems,

@@ -102,6 +102,11 @@ impl Peer {
         );
         let (tx, rx) = oneshot::channel();
         self.pending().insert(id.clone(), tx);
+        // `close` may have cleared the map between the check above and the insert.
+        if self.inner.closed.load(Ordering::Acquire) {
+            self.pending().remove(&id);
+            return Err(PeerError::Closed);
+        }
         let frame = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
         if self.send_frame(frame.to_string()).await.is_err() {
             self.pending().remove(&id);

@@ -38,6 +38,16 @@ impl AgentProcess {
         Ok(Self { child, stdin: Some(stdin), stdout, next_id: 1, home })
     }
 
+    /// Lend the agent's stdin to a writer task (give it back with `put_stdin`),
+    /// so a test can read answers while it is still writing.
+    pub fn take_stdin(&mut self) -> Option<ChildStdin> {
+        self.stdin.take()
+    }
+
+    pub fn put_stdin(&mut self, stdin: ChildStdin) {
+        self.stdin = Some(stdin);
+    }
+
     /// Write raw bytes followed by a newline.
     pub async fn send_raw(&mut self, bytes: &[u8]) -> anyhow::Result<()> {
         let stdin = self.stdin.as_mut().context("stdin closed")?;

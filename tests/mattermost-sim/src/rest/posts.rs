@@ -160,11 +160,11 @@ pub async fn thread(
             if from_create_at == 0 {
                 return true;
             }
-            let key = (p.create_at, p.id.as_str());
+            let tie = !from_post.is_empty() && p.create_at == from_create_at;
             if direction == "down" {
-                key.0 > from_create_at || (!from_post.is_empty() && key > (from_create_at, from_post.as_str()))
+                p.create_at > from_create_at || (tie && p.id > from_post)
             } else {
-                key.0 < from_create_at || (!from_post.is_empty() && key < (from_create_at, from_post.as_str()) && key.0 == from_create_at)
+                p.create_at < from_create_at || (tie && p.id < from_post)
             }
         })
         .collect();
@@ -357,7 +357,7 @@ pub async fn edit_history(
         .filter(|p| p.original_id == post_id)
         .cloned()
         .collect();
-    rows.sort_by(|a, b| b.update_at.cmp(&a.update_at));
+    rows.sort_by_key(|p| std::cmp::Reverse(p.update_at));
     Ok(Json(rows))
 }
 
