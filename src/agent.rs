@@ -105,7 +105,9 @@ impl Agent {
         // Registration only fails on duplicate names, which are constants here.
         let results = [
             module
-                .register_method(method::INITIALIZE, |params, agent, _| agent.initialize(params))
+                .register_method(method::INITIALIZE, |params, agent, _| {
+                    agent.initialize(params)
+                })
                 .map(|_| ()),
             module
                 .register_method(method::TOOLS_LIST, |_, agent, _| {

@@ -9,7 +9,8 @@ use std::path::PathBuf;
 use anyhow::{Context, bail};
 use opencode_mattermost::{config::Config, logging, tools::export};
 
-const USAGE: &str = "usage: opencode-mattermost [--version | tools export [DIR] | tools check [DIR]]
+const USAGE: &str =
+    "usage: opencode-mattermost [--version | tools export [DIR] | tools check [DIR]]
   (no arguments)     serve the OpenCode plugin shim over stdin/stdout (JSON-RPC 2.0)
   tools export DIR   write the tool contract, one JSON file per tool (default: tools)
   tools check DIR    fail when DIR does not match the catalog
@@ -20,16 +21,25 @@ fn main() -> anyhow::Result<()> {
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     match args.as_slice() {
         [] => serve(),
-        ["--version" | "-V"] => say(&format!("opencode-mattermost {}", env!("CARGO_PKG_VERSION"))),
+        ["--version" | "-V"] => say(&format!(
+            "opencode-mattermost {}",
+            env!("CARGO_PKG_VERSION")
+        )),
         ["--help" | "-h"] => say(USAGE),
         ["tools", "export", rest @ ..] => {
             let dir = dir_arg(rest)?;
-            let written = export::write(&dir).with_context(|| format!("writing {}", dir.display()))?;
-            say(&format!("wrote {} tool files to {}", written.len(), dir.display()))
+            let written =
+                export::write(&dir).with_context(|| format!("writing {}", dir.display()))?;
+            say(&format!(
+                "wrote {} tool files to {}",
+                written.len(),
+                dir.display()
+            ))
         }
         ["tools", "check", rest @ ..] => {
             let dir = dir_arg(rest)?;
-            let problems = export::check(&dir).with_context(|| format!("reading {}", dir.display()))?;
+            let problems =
+                export::check(&dir).with_context(|| format!("reading {}", dir.display()))?;
             if problems.is_empty() {
                 say(&format!("{} is up to date", dir.display()))
             } else {

@@ -5,6 +5,9 @@
 //! One OpenCode instance serves every scenario of this file (it needs seconds
 //! and hundreds of MB to start), so the scenarios run in order in one test.
 
+// Test code: panicking on a broken expectation is the point.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
+
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -67,17 +70,32 @@ async fn real_opencode_runs_our_tools_through_the_shim() {
     // (a) + (b): the model calls mattermost_status; its next request carries
     // the real status, which lists the running session fetched through the shim.
     let session = oc.create_session("e2e status").await.unwrap();
-    let reply = oc.prompt(&session, "please check mattermost status").await.unwrap();
+    let reply = oc
+        .prompt(&session, "please check mattermost status")
+        .await
+        .unwrap();
     let status = status_seen_by_model(&model, &session).await;
     println!("--- status as the model saw it ---\n{status}");
     assert!(status.contains("Mattermost: not connected"), "{status}");
-    assert!(status.contains(&format!("OpenCode directory: {}", oc.project.display())), "{status}");
+    assert!(
+        status.contains(&format!("OpenCode directory: {}", oc.project.display())),
+        "{status}"
+    );
     assert!(status.contains("Plugin shim: 0.1.0"), "{status}");
     assert!(status.contains("OpenCode: 1.18.33"), "{status}");
-    assert!(status.contains(&format!("{session} \"e2e status\" (this session)")), "{status}");
-    assert!(status.contains("MATTERMOST_URL: `not a url` is not a valid URL"), "{status}");
+    assert!(
+        status.contains(&format!("{session} \"e2e status\" (this session)")),
+        "{status}"
+    );
+    assert!(
+        status.contains("MATTERMOST_URL: `not a url` is not a valid URL"),
+        "{status}"
+    );
     assert!(status.contains("MATTERMOST_TOKEN"), "{status}");
-    assert!(!status.contains("e2e-secret-token-value"), "token leaked: {status}");
+    assert!(
+        !status.contains("e2e-secret-token-value"),
+        "token leaked: {status}"
+    );
     let reply_text = reply.to_string();
     assert!(reply_text.contains("Status checked."), "{reply_text}");
 
@@ -96,11 +114,16 @@ async fn real_opencode_runs_our_tools_through_the_shim() {
         .unwrap();
     assert!(killed.success());
     let session2 = oc.create_session("after the crash").await.unwrap();
-    oc.prompt(&session2, "again, check mattermost status").await.unwrap();
+    oc.prompt(&session2, "again, check mattermost status")
+        .await
+        .unwrap();
     let status2 = status_seen_by_model(&model, &session2).await;
     let second_pid = pid_in(&status2);
     assert_ne!(first_pid, second_pid, "the agent was not restarted");
-    assert!(status2.contains(&format!("{session2} \"after the crash\" (this session)")), "{status2}");
+    assert!(
+        status2.contains(&format!("{session2} \"after the crash\" (this session)")),
+        "{status2}"
+    );
 
     oc.stop().await;
 }
@@ -136,7 +159,11 @@ async fn opencode_run_mode_reaches_the_api_through_the_shim() {
     .expect("opencode run timed out")
     .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "opencode run failed: {stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "opencode run failed: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(stdout.contains("Done from run mode."), "{stdout}");
 
     let request = model
@@ -144,7 +171,9 @@ async fn opencode_run_mode_reaches_the_api_through_the_shim() {
         .await
         .unwrap();
     let report: Value = serde_json::from_str(&tool_results(&request)[0]).expect("status JSON");
-    let calling = report["opencode"]["callingSession"].as_str().expect("calling session");
+    let calling = report["opencode"]["callingSession"]
+        .as_str()
+        .expect("calling session");
     let listed: Vec<&str> = report["opencode"]["sessions"]
         .as_array()
         .expect("sessions listed through the shim")

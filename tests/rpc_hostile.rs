@@ -2,6 +2,9 @@
 //! right answer (or, for notifications and stray responses, none) and the
 //! agent stays alive and useful, then exits cleanly on EOF.
 
+// Test code: panicking on a broken expectation is the point.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
+
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -54,7 +57,9 @@ fn case(n: usize, rng: &mut Lcg) -> Case {
             expect: Some((Value::Null, -32700)),
         },
         4 => Case {
-            bytes: frame(json!({"jsonrpc": "2.0", "id": id, "method": format!("no/such/method/{n}")})),
+            bytes: frame(
+                json!({"jsonrpc": "2.0", "id": id, "method": format!("no/such/method/{n}")}),
+            ),
             expect: Some((id, -32601)),
         },
         5 => Case {
@@ -66,7 +71,9 @@ fn case(n: usize, rng: &mut Lcg) -> Case {
             expect: Some((Value::Null, -32600)),
         },
         7 => Case {
-            bytes: frame(json!({"jsonrpc": "2.0", "id": format!("agent-{n}"), "result": {"status": 200}})),
+            bytes: frame(
+                json!({"jsonrpc": "2.0", "id": format!("agent-{n}"), "result": {"status": 200}}),
+            ),
             expect: None,
         },
         8 => Case {
@@ -85,7 +92,9 @@ fn case(n: usize, rng: &mut Lcg) -> Case {
             expect: Some((id, -32602)),
         },
         11 => Case {
-            bytes: frame(json!({"jsonrpc": "2.0", "method": "opencode/event", "params": {"event": rng.next()}})),
+            bytes: frame(
+                json!({"jsonrpc": "2.0", "method": "opencode/event", "params": {"event": rng.next()}}),
+            ),
             expect: None,
         },
         12 => Case {
@@ -93,7 +102,9 @@ fn case(n: usize, rng: &mut Lcg) -> Case {
             expect: Some((id, -32600)),
         },
         _ => Case {
-            bytes: frame(json!({"jsonrpc": "2.0", "id": id, "method": "initialize", "params": "scalar"})),
+            bytes: frame(
+                json!({"jsonrpc": "2.0", "id": id, "method": "initialize", "params": "scalar"}),
+            ),
             expect: Some((id, -32600)),
         },
     }
@@ -113,7 +124,8 @@ async fn a_thousand_hostile_frames_are_each_answered_correctly() {
     let mut cases: Vec<Case> = (0..997).map(|n| case(n, &mut rng)).collect();
     // Three lines above the 16 MiB cap, answered with -32600 and skipped.
     for _ in 0..3 {
-        let mut huge = b"{\"jsonrpc\":\"2.0\",\"id\":\"huge\",\"method\":\"x\",\"params\":[\"".to_vec();
+        let mut huge =
+            b"{\"jsonrpc\":\"2.0\",\"id\":\"huge\",\"method\":\"x\",\"params\":[\"".to_vec();
         huge.extend(std::iter::repeat_n(b'a', 17 * 1024 * 1024));
         huge.extend_from_slice(b"\"]}");
         cases.push(Case {
@@ -156,12 +168,19 @@ async fn a_thousand_hostile_frames_are_each_answered_correctly() {
     let mut seen_null: HashMap<i64, usize> = HashMap::new();
     for a in &answers {
         assert_eq!(a["jsonrpc"], "2.0", "{a}");
-        let code = a["error"]["code"].as_i64().unwrap_or_else(|| panic!("not an error: {a}"));
-        assert!(!a["error"]["message"].as_str().unwrap_or("").is_empty(), "{a}");
+        let code = a["error"]["code"]
+            .as_i64()
+            .unwrap_or_else(|| panic!("not an error: {a}"));
+        assert!(
+            !a["error"]["message"].as_str().unwrap_or("").is_empty(),
+            "{a}"
+        );
         match &a["id"] {
             Value::Null => *seen_null.entry(code).or_default() += 1,
             Value::String(id) => {
-                let want = by_id.remove(id).unwrap_or_else(|| panic!("unexpected or repeated answer {a}"));
+                let want = by_id
+                    .remove(id)
+                    .unwrap_or_else(|| panic!("unexpected or repeated answer {a}"));
                 assert_eq!(code, want, "{a}");
             }
             other => panic!("odd id {other}"),
@@ -172,7 +191,10 @@ async fn a_thousand_hostile_frames_are_each_answered_correctly() {
 
     // Still alive and useful.
     let r = agent
-        .request("tools/call", json!({"name": "mattermost_status", "arguments": {"json": true}}))
+        .request(
+            "tools/call",
+            json!({"name": "mattermost_status", "arguments": {"json": true}}),
+        )
         .await
         .unwrap();
     let report: Value = serde_json::from_str(r["result"]["output"].as_str().unwrap()).unwrap();
@@ -194,7 +216,12 @@ async fn calls_before_initialize_are_refused_and_eof_exits_cleanly() {
         .await
         .unwrap();
     assert_eq!(r["error"]["code"], -32602, "{r}");
-    assert!(r["error"]["message"].as_str().unwrap().contains("protocol 99"));
+    assert!(
+        r["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("protocol 99")
+    );
     agent.initialize("/tmp").await.unwrap();
     let r = agent.request("tools/list", json!({})).await.unwrap();
     assert_eq!(r["result"]["tools"][0]["name"], "mattermost_status");
@@ -206,7 +233,8 @@ async fn calls_before_initialize_are_refused_and_eof_exits_cleanly() {
 async fn status_tool_fails_soft_when_the_shim_never_answers_fetch() {
     // This "shim" never answers opencode/fetch: status must still come back
     // (after the fetch timeout would be too slow, so the agent gets a short one).
-    let mut agent = AgentProcess::spawn(&agent_bin(), &[("OPENCODE_MM_FETCH_TIMEOUT", "300")]).unwrap();
+    let mut agent =
+        AgentProcess::spawn(&agent_bin(), &[("OPENCODE_MM_FETCH_TIMEOUT", "300")]).unwrap();
     agent.initialize("/tmp").await.unwrap();
     agent
         .send(&json!({"jsonrpc": "2.0", "id": "s", "method": "tools/call",

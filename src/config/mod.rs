@@ -224,7 +224,8 @@ impl Config {
         let auto_connect = r.boolean("MATTERMOST_AUTO_CONNECT", false);
         let debug = r.boolean("MATTERMOST_DEBUG", false);
         let reconnect_interval = r.millis("MATTERMOST_RECONNECT_INTERVAL", 5000, 100..=600_000);
-        let max_reconnect_attempts = r.number("MATTERMOST_MAX_RECONNECT_ATTEMPTS", 10, 0..=u64::MAX);
+        let max_reconnect_attempts =
+            r.number("MATTERMOST_MAX_RECONNECT_ATTEMPTS", 10, 0..=u64::MAX);
         let allowed_users = r.user_ids("OPENCODE_MM_ALLOWED_USERS");
         let allowed_channel_types = r.channel_types("OPENCODE_MM_ALLOWED_CHANNEL_TYPES");
         let default_channel_id = r.user_id("OPENCODE_MM_DEFAULT_CHANNEL_ID");
@@ -247,8 +248,11 @@ impl Config {
         let max_sessions = r.number("OPENCODE_MM_MAX_SESSIONS", 50, 1..=10_000);
         let auto_select = r.boolean("OPENCODE_MM_AUTO_SELECT", true);
         let auto_create_session = r.boolean("OPENCODE_MM_AUTO_CREATE_SESSION", true);
-        let session_refresh_interval =
-            r.millis("OPENCODE_MM_SESSION_REFRESH_INTERVAL", 60_000, 1000..=3_600_000);
+        let session_refresh_interval = r.millis(
+            "OPENCODE_MM_SESSION_REFRESH_INTERVAL",
+            60_000,
+            1000..=3_600_000,
+        );
         let temp_dir = r.path("OPENCODE_MM_TEMP_DIR");
         let max_file_size = r.number("OPENCODE_MM_MAX_FILE_SIZE", 10_485_760, 1..=1 << 34);
         let allowed_extensions = r.extensions("OPENCODE_MM_ALLOWED_EXTENSIONS");
@@ -408,7 +412,11 @@ fn parse_file(path: &Path, text: &str, raw: &mut RawSettings, problems: &mut Vec
 }
 
 fn derive_ws_url(site: &Url) -> Option<Url> {
-    let scheme = if site.scheme() == "https" { "wss" } else { "ws" };
+    let scheme = if site.scheme() == "https" {
+        "wss"
+    } else {
+        "ws"
+    };
     let text = format!(
         "{scheme}://{}/api/v4/websocket",
         site.as_str()
@@ -519,7 +527,10 @@ impl Reader<'_> {
                 None
             }
             Err(e) => {
-                self.problem(key, format!("`{v}` is not a valid URL ({e}); e.g. {example}"));
+                self.problem(
+                    key,
+                    format!("`{v}` is not a valid URL ({e}); e.g. {example}"),
+                );
                 None
             }
         }
@@ -742,8 +753,7 @@ impl Reader<'_> {
 /// Mattermost ids are 26 characters of lowercase ASCII letters and digits.
 pub fn is_mattermost_id(s: &str) -> bool {
     s.len() == 26
-        && s
-            .bytes()
+        && s.bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
 }
 

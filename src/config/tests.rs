@@ -43,7 +43,10 @@ fn full_valid_environment_has_no_problems() {
         None,
     );
     assert_eq!(c.problems, vec![]);
-    assert_eq!(c.api_url().as_deref(), Some("https://chat.example.com/api/v4"));
+    assert_eq!(
+        c.api_url().as_deref(),
+        Some("https://chat.example.com/api/v4")
+    );
     assert_eq!(
         c.ws_url.as_ref().map(Url::as_str),
         Some("wss://chat.example.com/api/v4/websocket")
@@ -73,7 +76,10 @@ fn malformed_values_are_problems_with_fixes_and_defaults_stay() {
             ("OPENCODE_MM_MAX_POST_LENGTH", "20000"),
             ("OPENCODE_MM_EDIT_RATE_LIMIT", "ten"),
             ("MATTERMOST_OWNER_USER_ID", "alice"),
-            ("OPENCODE_MM_ALLOWED_USERS", "bob, cmr7sncacib4xfhd6yo3n4tf5e"),
+            (
+                "OPENCODE_MM_ALLOWED_USERS",
+                "bob, cmr7sncacib4xfhd6yo3n4tf5e",
+            ),
             ("OPENCODE_MM_ALLOWED_CHANNEL_TYPES", "D,X"),
         ],
         None,
@@ -113,18 +119,19 @@ opencode_mm_allowed_users = ["cmr7sncacib4xfhd6yo3n4tf5e"]
         c.ws_url.as_ref().map(Url::as_str),
         Some("ws://localhost:8065/api/v4/websocket")
     );
-    let entry = c.entries.iter().find(|e| e.key == "MATTERMOST_AUTO_CONNECT");
+    let entry = c
+        .entries
+        .iter()
+        .find(|e| e.key == "MATTERMOST_AUTO_CONNECT");
     assert_eq!(entry.map(|e| e.origin), Some(Origin::File));
 }
 
 #[test]
 fn unknown_and_mistyped_file_keys_are_reported() {
-    let c = load(
-        &[],
-        Some("mattermost_tokn = \"x\"\n[nested]\nkey = 1\n"),
-    );
+    let c = load(&[], Some("mattermost_tokn = \"x\"\n[nested]\nkey = 1\n"));
     assert!(
-        problem(&c, "MATTERMOST_TOKN").is_some_and(|m| m.contains("did you mean `mattermost_token`"))
+        problem(&c, "MATTERMOST_TOKN")
+            .is_some_and(|m| m.contains("did you mean `mattermost_token`"))
     );
     assert!(problem(&c, "NESTED").is_some_and(|m| m.contains("must be a string")));
 }
@@ -136,7 +143,10 @@ fn broken_toml_and_unreadable_file_are_problems() {
     let lookup = |_: &str| None;
     let c = Config::from_sources(
         &lookup,
-        Some(Err((PathBuf::from("/nope.toml"), "permission denied".into()))),
+        Some(Err((
+            PathBuf::from("/nope.toml"),
+            "permission denied".into(),
+        ))),
     );
     assert!(problem(&c, CONFIG_FILE_ENV).is_some_and(|m| m.contains("/nope.toml")));
 }
@@ -144,7 +154,15 @@ fn broken_toml_and_unreadable_file_are_problems() {
 #[test]
 fn hostile_values_do_not_panic() {
     let long = "x".repeat(100_000);
-    for v in ["\u{0}", "💥", "-1", "18446744073709551616", long.as_str(), "http://", "ws://[::1"] {
+    for v in [
+        "\u{0}",
+        "💥",
+        "-1",
+        "18446744073709551616",
+        long.as_str(),
+        "http://",
+        "ws://[::1",
+    ] {
         let c = load(
             &[
                 ("MATTERMOST_URL", v),

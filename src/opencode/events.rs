@@ -103,11 +103,7 @@ impl Event {
             };
         };
         let props = value.get("properties").cloned().unwrap_or(Value::Null);
-        fn typed<T: DeserializeOwned>(
-            kind: &str,
-            props: Value,
-            wrap: fn(T) -> Event,
-        ) -> Event {
+        fn typed<T: DeserializeOwned>(kind: &str, props: Value, wrap: fn(T) -> Event) -> Event {
             match serde_json::from_value::<T>(props) {
                 Ok(p) => wrap(p),
                 Err(e) => Event::Other {
@@ -207,8 +203,15 @@ mod tests {
             assert!(matches!(e, Event::Other { .. }), "{c} gave {e:?}");
             assert_eq!(e.session_id(), None);
         }
-        let e = Event::from_value(&json!({"type": "session.idle", "properties": {"sessionID": 42}}));
-        assert!(matches!(e, Event::Other { problem: Some(_), .. }));
+        let e =
+            Event::from_value(&json!({"type": "session.idle", "properties": {"sessionID": 42}}));
+        assert!(matches!(
+            e,
+            Event::Other {
+                problem: Some(_),
+                ..
+            }
+        ));
     }
 
     #[test]

@@ -176,7 +176,8 @@ impl<F: Fetch> OpenCode for Client<F> {
     }
 
     async fn health(&self) -> Result<Health, OpenCodeError> {
-        self.get_json(HttpRequest::get("/global/health"), None).await
+        self.get_json(HttpRequest::get("/global/health"), None)
+            .await
     }
 }
 

@@ -52,7 +52,10 @@ async fn list_sessions_sorts_newest_first_and_ignores_unknown_fields() {
 #[tokio::test]
 async fn get_session_maps_errors_clearly() {
     let s = Scripted::new(vec![
-        ok(404, r#"{"name":"NotFoundError","data":{"message":"Session not found"}}"#),
+        ok(
+            404,
+            r#"{"name":"NotFoundError","data":{"message":"Session not found"}}"#,
+        ),
         ok(500, r#"{"message":"boom"}"#),
         ok(200, "not json"),
         Err(OpenCodeError::Unreachable("shim gone".into())),
@@ -75,7 +78,14 @@ async fn get_session_maps_errors_clearly() {
 async fn hostile_ids_never_reach_the_api() {
     let s = Scripted::new(vec![]);
     let client = Client::new(&s);
-    for id in ["", "../config", "ses_1/../../x", "ses 1", "a?b=c", &"x".repeat(500)] {
+    for id in [
+        "",
+        "../config",
+        "ses_1/../../x",
+        "ses 1",
+        "a?b=c",
+        &"x".repeat(500),
+    ] {
         let e = client.get_session(id).await.unwrap_err();
         assert!(matches!(e, OpenCodeError::InvalidInput { .. }), "{id}: {e}");
     }

@@ -32,9 +32,7 @@ impl Harness {
         let (peer, out_rx) = channel();
         let mut module = RpcModule::new(());
         module
-            .register_method("echo", |params, _, _| {
-                params.parse::<Value>().map_err(jsonrpsee_types::ErrorObjectOwned::from)
-            })
+            .register_method("echo", |params, _, _| params.parse::<Value>())
             .unwrap();
         module
             .register_async_method("slow", |_, _, _| async {
@@ -84,7 +82,8 @@ async fn requests_are_dispatched_through_the_rpc_module() {
         h.recv().await,
         json!({"jsonrpc":"2.0","id":7,"result":{"a":1}})
     );
-    h.send(r#"{"jsonrpc":"2.0","id":"x","method":"missing"}"#).await;
+    h.send(r#"{"jsonrpc":"2.0","id":"x","method":"missing"}"#)
+        .await;
     let r = h.recv().await;
     assert_eq!(r["id"], "x");
     assert_eq!(r["error"]["code"], code::METHOD_NOT_FOUND);
@@ -106,16 +105,44 @@ async fn malformed_frames_get_standard_errors_and_the_loop_survives() {
     let cases: &[(&str, i32, Value)] = &[
         ("{not json", code::PARSE_ERROR, Value::Null),
         ("[]", code::INVALID_REQUEST, Value::Null),
-        (r#"[{"jsonrpc":"2.0","id":1,"method":"echo"}]"#, code::INVALID_REQUEST, Value::Null),
+        (
+            r#"[{"jsonrpc":"2.0","id":1,"method":"echo"}]"#,
+            code::INVALID_REQUEST,
+            Value::Null,
+        ),
         ("42", code::INVALID_REQUEST, Value::Null),
         (r#""str""#, code::INVALID_REQUEST, Value::Null),
-        (r#"{"id":1,"method":"echo"}"#, code::INVALID_REQUEST, json!(1)),
-        (r#"{"jsonrpc":"1.0","id":2,"method":"echo"}"#, code::INVALID_REQUEST, json!(2)),
-        (r#"{"jsonrpc":"2.0","id":{"a":1},"method":"echo"}"#, code::INVALID_REQUEST, Value::Null),
-        (r#"{"jsonrpc":"2.0","id":3,"method":7}"#, code::INVALID_REQUEST, json!(3)),
-        (r#"{"jsonrpc":"2.0","id":4,"method":"echo","params":5}"#, code::INVALID_REQUEST, json!(4)),
+        (
+            r#"{"id":1,"method":"echo"}"#,
+            code::INVALID_REQUEST,
+            json!(1),
+        ),
+        (
+            r#"{"jsonrpc":"1.0","id":2,"method":"echo"}"#,
+            code::INVALID_REQUEST,
+            json!(2),
+        ),
+        (
+            r#"{"jsonrpc":"2.0","id":{"a":1},"method":"echo"}"#,
+            code::INVALID_REQUEST,
+            Value::Null,
+        ),
+        (
+            r#"{"jsonrpc":"2.0","id":3,"method":7}"#,
+            code::INVALID_REQUEST,
+            json!(3),
+        ),
+        (
+            r#"{"jsonrpc":"2.0","id":4,"method":"echo","params":5}"#,
+            code::INVALID_REQUEST,
+            json!(4),
+        ),
         (r#"{"jsonrpc":"2.0"}"#, code::INVALID_REQUEST, Value::Null),
-        (r#"{"jsonrpc":"2.0","id":5,"method":"nope"}"#, code::METHOD_NOT_FOUND, json!(5)),
+        (
+            r#"{"jsonrpc":"2.0","id":5,"method":"nope"}"#,
+            code::METHOD_NOT_FOUND,
+            json!(5),
+        ),
     ];
     for (line, code, id) in cases {
         h.send(line).await;
@@ -170,7 +197,10 @@ async fn notifications_reach_the_sink_and_get_no_answer() {
     // The first frame out is the echo: the notification produced nothing.
     assert_eq!(h.recv().await["id"], 1);
     let seen = h.sink.0.lock().unwrap().clone();
-    assert_eq!(seen, vec![("opencode/event".to_owned(), json!({"event":{"type":"x"}}))]);
+    assert_eq!(
+        seen,
+        vec![("opencode/event".to_owned(), json!({"event":{"type":"x"}}))]
+    );
 }
 
 #[tokio::test]
@@ -178,14 +208,19 @@ async fn agent_requests_round_trip_and_unknown_responses_are_dropped() {
     let mut h = Harness::start();
     let peer = h.peer.clone();
     let call = tokio::spawn(async move {
-        peer.request::<_, Value>("opencode/fetch", &json!({"path": "/session"}), Duration::from_secs(5))
-            .await
+        peer.request::<_, Value>(
+            "opencode/fetch",
+            &json!({"path": "/session"}),
+            Duration::from_secs(5),
+        )
+        .await
     });
     let req = h.recv().await;
     assert_eq!(req["method"], "opencode/fetch");
     let id = req["id"].clone();
     // A response to an id we never sent is ignored, not answered.
-    h.send(r#"{"jsonrpc":"2.0","id":"agent-999","result":1}"#).await;
+    h.send(r#"{"jsonrpc":"2.0","id":"agent-999","result":1}"#)
+        .await;
     h.send(&json!({"jsonrpc":"2.0","id":id,"result":{"status":200}}).to_string())
         .await;
     assert_eq!(call.await.unwrap().unwrap(), json!({"status": 200}));
@@ -202,7 +237,10 @@ async fn agent_requests_round_trip_and_unknown_responses_are_dropped() {
     )
     .await;
     let err = call.await.unwrap().unwrap_err();
-    assert!(matches!(err, PeerError::Remote { code: -32000, .. }), "{err}");
+    assert!(
+        matches!(err, PeerError::Remote { code: -32000, .. }),
+        "{err}"
+    );
 }
 
 #[tokio::test]

@@ -32,10 +32,18 @@ impl AgentProcess {
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .kill_on_drop(true);
-        let mut child = cmd.spawn().with_context(|| format!("spawning {}", bin.display()))?;
+        let mut child = cmd
+            .spawn()
+            .with_context(|| format!("spawning {}", bin.display()))?;
         let stdin = child.stdin.take().context("no stdin")?;
         let stdout = BufReader::new(child.stdout.take().context("no stdout")?).lines();
-        Ok(Self { child, stdin: Some(stdin), stdout, next_id: 1, home })
+        Ok(Self {
+            child,
+            stdin: Some(stdin),
+            stdout,
+            next_id: 1,
+            home,
+        })
     }
 
     /// Lend the agent's stdin to a writer task (give it back with `put_stdin`),

@@ -148,10 +148,7 @@ async fn models() -> impl IntoResponse {
     axum::Json(json!({"object": "list", "data": [{"id": "scripted", "object": "model"}]}))
 }
 
-async fn completions(
-    State(inner): State<Arc<Mutex<Inner>>>,
-    body: axum::body::Bytes,
-) -> Response {
+async fn completions(State(inner): State<Arc<Mutex<Inner>>>, body: axum::body::Bytes) -> Response {
     let Ok(request) = serde_json::from_slice::<Value>(&body) else {
         return (StatusCode::BAD_REQUEST, "bad json").into_response();
     };

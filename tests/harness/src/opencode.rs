@@ -29,7 +29,11 @@ pub fn ensure_npm(dir: &Path) -> anyhow::Result<()> {
     // A crude cross-process lock: the first creator installs, others wait.
     let lock = dir.join(".npm-install.lock");
     for _ in 0..600 {
-        match std::fs::OpenOptions::new().write(true).create_new(true).open(&lock) {
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&lock)
+        {
             Ok(_) => {
                 let status = std::process::Command::new("npm")
                     .args(["ci", "--no-audit", "--no-fund", "--loglevel=error"])
@@ -118,16 +122,31 @@ impl Sandbox {
         )?;
         let mut env: Vec<(String, String)> = vec![
             ("HOME".into(), h.display().to_string()),
-            ("XDG_CONFIG_HOME".into(), h.join(".config").display().to_string()),
-            ("XDG_DATA_HOME".into(), h.join(".local/share").display().to_string()),
-            ("XDG_CACHE_HOME".into(), h.join(".cache").display().to_string()),
-            ("XDG_STATE_HOME".into(), h.join(".local/state").display().to_string()),
+            (
+                "XDG_CONFIG_HOME".into(),
+                h.join(".config").display().to_string(),
+            ),
+            (
+                "XDG_DATA_HOME".into(),
+                h.join(".local/share").display().to_string(),
+            ),
+            (
+                "XDG_CACHE_HOME".into(),
+                h.join(".cache").display().to_string(),
+            ),
+            (
+                "XDG_STATE_HOME".into(),
+                h.join(".local/state").display().to_string(),
+            ),
             ("OPENCODE_DISABLE_MODELS_FETCH".into(), "1".into()),
             ("OPENCODE_DISABLE_AUTOUPDATE".into(), "1".into()),
             ("OPENCODE_DISABLE_DEFAULT_PLUGINS".into(), "1".into()),
             ("OPENCODE_DISABLE_LSP_DOWNLOAD".into(), "1".into()),
             ("OPENCODE_DISABLE_SHARE".into(), "1".into()),
-            ("OPENCODE_MATTERMOST_BIN".into(), opts.agent_bin.display().to_string()),
+            (
+                "OPENCODE_MATTERMOST_BIN".into(),
+                opts.agent_bin.display().to_string(),
+            ),
             ("OPENCODE_MM_LOG".into(), "debug".into()),
         ];
         env.extend(opts.env.iter().cloned());

@@ -410,7 +410,9 @@ impl Sim {
             .get(post_id)
             .filter(|p| p.delete_at == 0 && p.original_id.is_empty())
             .cloned()
-            .ok_or_else(|| ApiError::not_found("app.post.get.app_error", "Unable to get the post."))?;
+            .ok_or_else(|| {
+                ApiError::not_found("app.post.get.app_error", "Unable to get the post.")
+            })?;
         if post.user_id != actor || !store.is_member(&post.channel_id, actor) {
             return Err(ApiError::permissions());
         }
@@ -597,7 +599,9 @@ fn check_message_length(message: &str, max: usize) -> Result<(), ApiError> {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
             "model.post.is_valid.message_length.app_error",
-            format!("Post Message property is longer than the maximum permitted length. Length: {len}, MaxLength: {max}."),
+            format!(
+                "Post Message property is longer than the maximum permitted length. Length: {len}, MaxLength: {max}."
+            ),
         ));
     }
     Ok(())

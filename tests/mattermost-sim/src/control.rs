@@ -266,7 +266,10 @@ pub fn router() -> Router<Arc<Sim>> {
         .route("/__sim/connections", get(connections))
         .route("/__sim/sockets/kill", post(kill))
         .route("/__sim/sockets/stall", post(stall))
-        .route("/__sim/faults", post(fail_next).get(faults).delete(clear_faults))
+        .route(
+            "/__sim/faults",
+            post(fail_next).get(faults).delete(clear_faults),
+        )
         .route("/__sim/delays", post(delay_next))
         .route("/__sim/rate_limit", post(rate_limit).delete(no_rate_limit))
         .route("/__sim/config", post(config))
@@ -300,7 +303,9 @@ async fn create_channel(State(sim): S, Json(r): Json<ChannelReq>) -> R<Channel> 
     } else {
         r.display_name
     };
-    Ok(Json(sim.create_channel(&r.team_id, &r.name, &display, r.kind)?))
+    Ok(Json(
+        sim.create_channel(&r.team_id, &r.name, &display, r.kind)?,
+    ))
 }
 
 async fn add_member(State(sim): S, Path(ch): Path<String>, Json(r): Json<UserReq>) -> R<Value> {

@@ -229,7 +229,10 @@ mod tests {
             burst: 2,
         });
         let d1 = rl.check_at(ip, 0);
-        assert_eq!((d1.limited, d1.limit, d1.remaining, d1.reset_secs), (false, 3, 2, 1));
+        assert_eq!(
+            (d1.limited, d1.limit, d1.remaining, d1.reset_secs),
+            (false, 3, 2, 1)
+        );
         let d2 = rl.check_at(ip, 0);
         assert_eq!((d2.limited, d2.remaining), (false, 1));
         let d3 = rl.check_at(ip, 0);

@@ -32,7 +32,9 @@ pub fn new_id() -> String {
 
 /// Whether `s` has the shape of a Mattermost id (26 lowercase alphanumerics).
 pub fn is_valid_id(s: &str) -> bool {
-    s.len() == 26 && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+    s.len() == 26
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
 }
 
 /// Wall-clock Unix milliseconds.

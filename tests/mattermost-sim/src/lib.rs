@@ -64,8 +64,7 @@ impl Simulator {
         let addr = listener.local_addr()?;
         let sim = Arc::new(Sim::new(config));
         sim.set_site_url(format!("http://{addr}"));
-        let app = rest::router(sim.clone())
-            .into_make_service_with_connect_info::<SocketAddr>();
+        let app = rest::router(sim.clone()).into_make_service_with_connect_info::<SocketAddr>();
         let mut stop = sim.shutdown_signal();
         let task = tokio::spawn(async move {
             let _ = axum::serve(listener, app)
@@ -171,7 +170,12 @@ impl Simulator {
     }
 
     /// Reacts as a user, like `POST /reactions`.
-    pub fn react_as(&self, user_id: &str, post_id: &str, emoji: &str) -> Result<Reaction, SimError> {
+    pub fn react_as(
+        &self,
+        user_id: &str,
+        post_id: &str,
+        emoji: &str,
+    ) -> Result<Reaction, SimError> {
         let body = ReactionBody {
             user_id: user_id.to_owned(),
             post_id: post_id.to_owned(),

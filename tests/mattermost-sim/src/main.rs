@@ -85,13 +85,14 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let sim = match Simulator::bind(SocketAddr::new(args.host, args.port), args.config.clone()).await {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("mattermost-sim: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
+    let sim =
+        match Simulator::bind(SocketAddr::new(args.host, args.port), args.config.clone()).await {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("mattermost-sim: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
     let mut line = json!({
         "url": sim.base_url(),
         "api_url": sim.api_url(),

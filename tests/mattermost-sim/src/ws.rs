@@ -237,7 +237,12 @@ impl Hub {
                 } else {
                     data
                 };
-                if !conn.emit(event.name, data, &event.broadcast, self.limits.resume_buffer) {
+                if !conn.emit(
+                    event.name,
+                    data,
+                    &event.broadcast,
+                    self.limits.resume_buffer,
+                ) {
                     discarded.push(id.clone());
                 }
             }
@@ -452,10 +457,8 @@ pub async fn serve_socket(sim: Arc<Sim>, mut socket: WebSocket, up: Upgrade) {
     }
 
     let auth_deadline = Instant::now() + cfg.ws_auth_timeout;
-    let mut ping = tokio::time::interval_at(
-        Instant::now() + cfg.ws_ping_interval,
-        cfg.ws_ping_interval,
-    );
+    let mut ping =
+        tokio::time::interval_at(Instant::now() + cfg.ws_ping_interval, cfg.ws_ping_interval);
     let mut pong_deadline = Instant::now() + cfg.ws_pong_wait;
     let mut stalled_until: Option<Instant> = None;
     let mut shutdown = sim.shutdown_signal();
@@ -568,7 +571,12 @@ impl SocketTask {
             let Some(token) = data.get("token").and_then(Value::as_str) else {
                 return Step::Drop;
             };
-            let user = self.sim.store.lock().user_for_token(token).map(|u| u.id.clone());
+            let user = self
+                .sim
+                .store
+                .lock()
+                .user_for_token(token)
+                .map(|u| u.id.clone());
             let Some(user_id) = user else {
                 return Step::Drop;
             };

@@ -30,7 +30,10 @@ pub async fn team(
     require_id(&team_id, "team_id")?;
     let store = sim.store.lock();
     let team = store.teams.get(&team_id).cloned().ok_or_else(|| {
-        ApiError::not_found("app.team.get.find.app_error", "Unable to find the existing team.")
+        ApiError::not_found(
+            "app.team.get.find.app_error",
+            "Unable to find the existing team.",
+        )
     })?;
     if !store.is_team_member(&team_id, &s.user_id) {
         return Err(ApiError::permissions());
@@ -74,7 +77,11 @@ pub async fn get_one(
 ) -> Result<Json<Channel>, ApiError> {
     require_id(&channel_id, "channel_id")?;
     let store = sim.store.lock();
-    let channel = store.channels.get(&channel_id).cloned().ok_or_else(missing_channel)?;
+    let channel = store
+        .channels
+        .get(&channel_id)
+        .cloned()
+        .ok_or_else(missing_channel)?;
     if !store.can_read(&channel, &s.user_id) {
         return Err(ApiError::permissions());
     }
@@ -87,11 +94,18 @@ pub async fn member(
     s: Session,
     Path((channel_id, user_id)): Path<(String, String)>,
 ) -> Result<Json<ChannelMember>, ApiError> {
-    let user_id = if user_id == "me" { s.user_id.clone() } else { user_id };
+    let user_id = if user_id == "me" {
+        s.user_id.clone()
+    } else {
+        user_id
+    };
     require_id(&channel_id, "channel_id")?;
     require_id(&user_id, "user_id")?;
     let store = sim.store.lock();
-    let channel = store.channels.get(&channel_id).ok_or_else(ApiError::permissions)?;
+    let channel = store
+        .channels
+        .get(&channel_id)
+        .ok_or_else(ApiError::permissions)?;
     if !store.can_read(channel, &s.user_id) {
         return Err(ApiError::permissions());
     }
@@ -119,7 +133,10 @@ pub async fn members(
     require_id(&channel_id, "channel_id")?;
     let (page, per_page) = super::posts::paging(&q);
     let store = sim.store.lock();
-    let channel = store.channels.get(&channel_id).ok_or_else(ApiError::permissions)?;
+    let channel = store
+        .channels
+        .get(&channel_id)
+        .ok_or_else(ApiError::permissions)?;
     if !store.can_read(channel, &s.user_id) {
         return Err(ApiError::permissions());
     }
@@ -128,7 +145,12 @@ pub async fn members(
         .get(&channel_id)
         .map(|m| m.values().cloned().collect())
         .unwrap_or_default();
-    Ok(Json(all.into_iter().skip(page * per_page).take(per_page).collect()))
+    Ok(Json(
+        all.into_iter()
+            .skip(page * per_page)
+            .take(per_page)
+            .collect(),
+    ))
 }
 
 #[derive(Deserialize)]
@@ -149,7 +171,11 @@ pub async fn add_member(
     let body: AddMemberBody = parse_body(&body, "user_id")?;
     require_id(&body.user_id, "user_id").map_err(|_| ApiError::invalid_body("user_id"))?;
     let mut store = sim.store.lock();
-    let channel = store.channels.get(&channel_id).cloned().ok_or_else(missing_channel)?;
+    let channel = store
+        .channels
+        .get(&channel_id)
+        .cloned()
+        .ok_or_else(missing_channel)?;
     let self_join = body.user_id == s.user_id
         && channel.kind == ChannelType::Open
         && store.is_team_member(&channel.team_id, &s.user_id);
@@ -159,7 +185,10 @@ pub async fn add_member(
         return Err(ApiError::permissions());
     }
     if !store.users.contains_key(&body.user_id) {
-        return Err(ApiError::not_found("app.user.missing_account.const", "Unable to find the user."));
+        return Err(ApiError::not_found(
+            "app.user.missing_account.const",
+            "Unable to find the user.",
+        ));
     }
     if !store.is_team_member(&channel.team_id, &body.user_id) {
         return Err(ApiError::new(
@@ -168,7 +197,10 @@ pub async fn add_member(
             "Failed to add user to channel because they have been removed from the team.",
         ));
     }
-    Ok((StatusCode::CREATED, Json(store.add_channel_member(&channel_id, &body.user_id))))
+    Ok((
+        StatusCode::CREATED,
+        Json(store.add_channel_member(&channel_id, &body.user_id)),
+    ))
 }
 
 #[derive(Deserialize)]
@@ -212,14 +244,24 @@ pub async fn create(
     if !store.is_team_member(&body.team_id, &s.user_id) {
         return Err(ApiError::permissions());
     }
-    if store.channels.values().any(|c| c.team_id == body.team_id && c.name == body.name) {
+    if store
+        .channels
+        .values()
+        .any(|c| c.team_id == body.team_id && c.name == body.name)
+    {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
             "store.sql_channel.save_channel.exists.app_error",
             "A channel with that name already exists on the same team.",
         ));
     }
-    let channel = store.add_channel(&body.team_id, kind, &body.name, &body.display_name, &s.user_id);
+    let channel = store.add_channel(
+        &body.team_id,
+        kind,
+        &body.name,
+        &body.display_name,
+        &s.user_id,
+    );
     store.add_channel_member(&channel.id, &s.user_id);
     Ok((StatusCode::CREATED, Json(channel)))
 }

@@ -72,7 +72,11 @@ pub async fn upload(
             .await
             .map_err(|e| bad_form(&e.body_text()))?;
         let mut legacy = false;
-        while let Some(mut field) = form.next_field().await.map_err(|e| bad_form(&e.body_text()))? {
+        while let Some(mut field) = form
+            .next_field()
+            .await
+            .map_err(|e| bad_form(&e.body_text()))?
+        {
             let name = field.name().unwrap_or("").to_owned();
             if let Some(file_name) = field.file_name().map(str::to_owned) {
                 if channel_id.is_empty() {
@@ -144,7 +148,10 @@ pub async fn upload(
     let mut infos = Vec::new();
     for (name, data) in parts {
         let now = now_ms();
-        let extension = name.rsplit_once('.').map(|(_, e)| e.to_lowercase()).unwrap_or_default();
+        let extension = name
+            .rsplit_once('.')
+            .map(|(_, e)| e.to_lowercase())
+            .unwrap_or_default();
         let mime = mime_for(&extension);
         let (width, height) = image_size(&data);
         let info = FileInfo {
@@ -166,10 +173,22 @@ pub async fn upload(
             remote_id: String::new(),
             archived: false,
         };
-        store.files.insert(info.id.clone(), StoredFile { info: info.clone(), data });
+        store.files.insert(
+            info.id.clone(),
+            StoredFile {
+                info: info.clone(),
+                data,
+            },
+        );
         infos.push(info);
     }
-    Ok((StatusCode::CREATED, Json(FileUploadResponse { file_infos: infos, client_ids })))
+    Ok((
+        StatusCode::CREATED,
+        Json(FileUploadResponse {
+            file_infos: infos,
+            client_ids,
+        }),
+    ))
 }
 
 /// A file the session may see: an uploader, or a reader of its channel.
@@ -180,7 +199,12 @@ fn visible(sim: &Sim, file_id: &str, user_id: &str) -> Result<StoredFile, ApiErr
         .get(file_id)
         .filter(|f| f.info.delete_at == 0)
         .cloned()
-        .ok_or_else(|| ApiError::not_found("app.file_info.get.app_error", "Unable to get the file info."))?;
+        .ok_or_else(|| {
+            ApiError::not_found(
+                "app.file_info.get.app_error",
+                "Unable to get the file info.",
+            )
+        })?;
     let readable = file.info.user_id == user_id
         || store
             .channels
@@ -241,9 +265,15 @@ pub async fn download(
     if let Ok(v) = HeaderValue::from_str(&disposition) {
         h.insert(header::CONTENT_DISPOSITION, v);
     }
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("private, max-age=86400"));
+    h.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("private, max-age=86400"),
+    );
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
     Ok(resp)
 }
 

@@ -226,18 +226,20 @@ async fn observe(State(sim): State<Arc<Sim>>, req: Request, next: Next) -> Respo
                 status => {
                     let request_id = new_id();
                     let mut r = match status {
-                        Some((code, _)) => REQUEST_ID
-                            .scope(request_id.clone(), async move {
-                                let status = StatusCode::from_u16(code)
-                                    .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-                                ApiError::new(
-                                    status,
-                                    "api.sim.injected_fault.app_error",
-                                    format!("Injected failure ({code})."),
-                                )
-                                .into_response()
-                            })
-                            .await,
+                        Some((code, _)) => {
+                            REQUEST_ID
+                                .scope(request_id.clone(), async move {
+                                    let status = StatusCode::from_u16(code)
+                                        .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+                                    ApiError::new(
+                                        status,
+                                        "api.sim.injected_fault.app_error",
+                                        format!("Injected failure ({code})."),
+                                    )
+                                    .into_response()
+                                })
+                                .await
+                        }
                         None => REQUEST_ID.scope(request_id.clone(), next.run(req)).await,
                     };
                     let h = r.headers_mut();
@@ -315,13 +317,28 @@ mod tests {
 
     #[test]
     fn auth_scheme_is_case_insensitive() {
-        assert_eq!(parse_token(&headers("BEARER abc"), None), Token::Header("abc".into()));
-        assert_eq!(parse_token(&headers("bearer abc"), None), Token::Header("abc".into()));
-        assert_eq!(parse_token(&headers("Token abc"), None), Token::Header("abc".into()));
+        assert_eq!(
+            parse_token(&headers("BEARER abc"), None),
+            Token::Header("abc".into())
+        );
+        assert_eq!(
+            parse_token(&headers("bearer abc"), None),
+            Token::Header("abc".into())
+        );
+        assert_eq!(
+            parse_token(&headers("Token abc"), None),
+            Token::Header("abc".into())
+        );
         assert_eq!(parse_token(&headers("Basic abc"), None), Token::None);
-        assert_eq!(parse_token(&HeaderMap::new(), Some("access_token=x")), Token::Query);
+        assert_eq!(
+            parse_token(&HeaderMap::new(), Some("access_token=x")),
+            Token::Query
+        );
         let mut h = HeaderMap::new();
-        h.insert(header::COOKIE, HeaderValue::from_static("a=b; MMAUTHTOKEN=tok"));
+        h.insert(
+            header::COOKIE,
+            HeaderValue::from_static("a=b; MMAUTHTOKEN=tok"),
+        );
         assert_eq!(parse_token(&h, None), Token::Header("tok".into()));
     }
 }

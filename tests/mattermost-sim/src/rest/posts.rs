@@ -27,7 +27,10 @@ fn missing_post() -> ApiError {
 /// `page`/`per_page` as the server reads them: bad values fall back to the
 /// defaults (0 and 60) and `per_page` is capped at 200.
 pub fn paging(q: &HashMap<String, String>) -> (usize, usize) {
-    let page = q.get("page").and_then(|v| v.parse::<usize>().ok()).unwrap_or(0);
+    let page = q
+        .get("page")
+        .and_then(|v| v.parse::<usize>().ok())
+        .unwrap_or(0);
     let per_page = q
         .get("per_page")
         .and_then(|v| v.parse::<usize>().ok())
@@ -43,7 +46,10 @@ fn readable_post<'a>(store: &'a Store, post_id: &str, user_id: &str) -> Result<&
         .get(post_id)
         .filter(|p| p.delete_at == 0)
         .ok_or_else(missing_post)?;
-    let channel = store.channels.get(&post.channel_id).ok_or_else(missing_post)?;
+    let channel = store
+        .channels
+        .get(&post.channel_id)
+        .ok_or_else(missing_post)?;
     if !store.can_read(channel, user_id) {
         return Err(ApiError::permissions());
     }
@@ -129,7 +135,9 @@ pub async fn thread(
     };
     let from_create_at = match q.get("fromCreateAt").filter(|v| !v.is_empty()) {
         None => 0,
-        Some(v) => v.parse::<i64>().map_err(|_| ApiError::invalid_body("fromCreateAt"))?,
+        Some(v) => v
+            .parse::<i64>()
+            .map_err(|_| ApiError::invalid_body("fromCreateAt"))?,
     };
     let from_post = q.get("fromPost").cloned().unwrap_or_default();
     if !from_post.is_empty() && from_create_at == 0 {
@@ -197,7 +205,9 @@ pub async fn for_channel(
     require_id(&channel_id, "channel_id")?;
     let since = match q.get("since").filter(|v| !v.is_empty()) {
         None => 0,
-        Some(v) => v.parse::<i64>().map_err(|_| ApiError::invalid_url("since"))?,
+        Some(v) => v
+            .parse::<i64>()
+            .map_err(|_| ApiError::invalid_url("since"))?,
     };
     let after = q.get("after").cloned().unwrap_or_default();
     let before = q.get("before").cloned().unwrap_or_default();
@@ -211,7 +221,10 @@ pub async fn for_channel(
     let skip_threads = q.get("skipFetchThreads").is_some_and(|v| v == "true");
 
     let store = sim.store.lock();
-    let channel = store.channels.get(&channel_id).ok_or_else(ApiError::permissions)?;
+    let channel = store
+        .channels
+        .get(&channel_id)
+        .ok_or_else(ApiError::permissions)?;
     if !store.can_read(channel, &s.user_id) {
         return Err(ApiError::permissions());
     }
@@ -231,7 +244,9 @@ pub async fn for_channel(
         }
         for p in changed {
             if let Some(root) = store.posts.get(&p.root_id) {
-                list.posts.entry(root.id.clone()).or_insert_with(|| store.render(root));
+                list.posts
+                    .entry(root.id.clone())
+                    .or_insert_with(|| store.render(root));
             }
         }
         return Ok(Json(list));
@@ -244,8 +259,17 @@ pub async fn for_channel(
         match anchor(&after) {
             None => Vec::new(),
             Some(t) => {
-                let mut asc: Vec<&Post> = live.iter().rev().filter(|p| p.create_at > t).copied().collect();
-                asc = asc.into_iter().skip(page * per_page).take(per_page).collect();
+                let mut asc: Vec<&Post> = live
+                    .iter()
+                    .rev()
+                    .filter(|p| p.create_at > t)
+                    .copied()
+                    .collect();
+                asc = asc
+                    .into_iter()
+                    .skip(page * per_page)
+                    .take(per_page)
+                    .collect();
                 asc.reverse();
                 asc
             }
@@ -262,7 +286,11 @@ pub async fn for_channel(
                 .collect(),
         }
     } else {
-        live.iter().skip(page * per_page).take(per_page).copied().collect()
+        live.iter()
+            .skip(page * per_page)
+            .take(per_page)
+            .copied()
+            .collect()
     };
     for p in &page_rows {
         list.order.push(p.id.clone());
@@ -270,13 +298,29 @@ pub async fn for_channel(
     }
     for p in &page_rows {
         let root = store.thread_root(p).to_owned();
-        for q in live.iter().filter(|q| q.id == root || (!skip_threads && q.root_id == root)) {
-            list.posts.entry(q.id.clone()).or_insert_with(|| store.render(q));
+        for q in live
+            .iter()
+            .filter(|q| q.id == root || (!skip_threads && q.root_id == root))
+        {
+            list.posts
+                .entry(q.id.clone())
+                .or_insert_with(|| store.render(q));
         }
     }
     // Cursors, as `AddCursorIdsForPostList` sets them.
-    let newer = |t: i64| live.iter().rev().find(|p| p.create_at > t).map(|p| p.id.clone()).unwrap_or_default();
-    let older = |t: i64| live.iter().find(|p| p.create_at < t).map(|p| p.id.clone()).unwrap_or_default();
+    let newer = |t: i64| {
+        live.iter()
+            .rev()
+            .find(|p| p.create_at > t)
+            .map(|p| p.id.clone())
+            .unwrap_or_default()
+    };
+    let older = |t: i64| {
+        live.iter()
+            .find(|p| p.create_at < t)
+            .map(|p| p.id.clone())
+            .unwrap_or_default()
+    };
     let first = page_rows.first().map(|p| p.create_at);
     let last = page_rows.last().map(|p| p.create_at);
     let (mut next_set, mut prev_set) = (false, false);
@@ -330,7 +374,12 @@ pub async fn reactions(
     let store = sim.store.lock();
     readable_post(&store, &post_id, &s.user_id)?;
     Ok(Json(
-        store.reactions.iter().filter(|r| r.post_id == post_id).cloned().collect(),
+        store
+            .reactions
+            .iter()
+            .filter(|r| r.post_id == post_id)
+            .cloned()
+            .collect(),
     ))
 }
 

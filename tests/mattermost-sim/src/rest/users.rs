@@ -19,7 +19,12 @@ fn missing_user() -> ApiError {
 /// `GET /users/me`.
 pub async fn me(State(sim): State<Arc<Sim>>, s: Session) -> Result<Json<User>, ApiError> {
     let store = sim.store.lock();
-    store.users.get(&s.user_id).cloned().map(Json).ok_or_else(missing_user)
+    store
+        .users
+        .get(&s.user_id)
+        .cloned()
+        .map(Json)
+        .ok_or_else(missing_user)
 }
 
 /// `GET /users/{user_id}`.
@@ -30,7 +35,12 @@ pub async fn by_id(
 ) -> Result<Json<User>, ApiError> {
     require_id(&user_id, "user_id")?;
     let store = sim.store.lock();
-    store.users.get(&user_id).cloned().map(Json).ok_or_else(missing_user)
+    store
+        .users
+        .get(&user_id)
+        .cloned()
+        .map(Json)
+        .ok_or_else(missing_user)
 }
 
 /// `GET /users/username/{username}`.
@@ -40,7 +50,11 @@ pub async fn by_username(
     Path(username): Path<String>,
 ) -> Result<Json<User>, ApiError> {
     let store = sim.store.lock();
-    store.user_by_name(&username).cloned().map(Json).ok_or_else(missing_user)
+    store
+        .user_by_name(&username)
+        .cloned()
+        .map(Json)
+        .ok_or_else(missing_user)
 }
 
 /// `POST /users/usernames`: unknown names are left out.
@@ -51,7 +65,12 @@ pub async fn by_usernames(
 ) -> Result<Json<Vec<User>>, ApiError> {
     let names: Vec<String> = parse_body(&body, "usernames")?;
     let store = sim.store.lock();
-    Ok(Json(names.iter().filter_map(|n| store.user_by_name(n).cloned()).collect()))
+    Ok(Json(
+        names
+            .iter()
+            .filter_map(|n| store.user_by_name(n).cloned())
+            .collect(),
+    ))
 }
 
 /// `POST /users/ids`: unknown ids are left out.
@@ -62,7 +81,11 @@ pub async fn by_ids(
 ) -> Result<Json<Vec<User>>, ApiError> {
     let ids: Vec<String> = parse_body(&body, "user_ids")?;
     let store = sim.store.lock();
-    Ok(Json(ids.iter().filter_map(|id| store.users.get(id).cloned()).collect()))
+    Ok(Json(
+        ids.iter()
+            .filter_map(|id| store.users.get(id).cloned())
+            .collect(),
+    ))
 }
 
 fn teams_for(sim: &Sim, user_id: &str) -> Vec<Team> {
@@ -102,7 +125,11 @@ pub async fn typing(
     Path(user_id): Path<String>,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    let user_id = if user_id == "me" { s.user_id.clone() } else { user_id };
+    let user_id = if user_id == "me" {
+        s.user_id.clone()
+    } else {
+        user_id
+    };
     require_id(&user_id, "user_id")?;
     if user_id != s.user_id {
         return Err(ApiError::permissions());
@@ -119,7 +146,11 @@ pub async fn delete_reaction(
     s: Session,
     Path((user_id, post_id, emoji)): Path<(String, String, String)>,
 ) -> Result<Json<Value>, ApiError> {
-    let user_id = if user_id == "me" { s.user_id.clone() } else { user_id };
+    let user_id = if user_id == "me" {
+        s.user_id.clone()
+    } else {
+        user_id
+    };
     require_id(&user_id, "user_id")?;
     require_id(&post_id, "post_id")?;
     if emoji.is_empty() || emoji.len() > 64 {

@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Benchmarks: prints latency percentiles and memory. No pass/fail thresholds:
+# these machines are noisy, so compare medians and ratios between runs.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+cargo build --release --quiet
+(cd tests/opencode && [ -d node_modules ] || npm ci --no-audit --no-fund --loglevel=error)
+(cd opencode-plugin && [ -d node_modules ] || npm ci --no-audit --no-fund --loglevel=error)
+bin="$PWD/target/release/opencode-mattermost"
+echo "agent binary: $(du -h "$bin" | cut -f1) ($bin)"
+OPENCODE_MATTERMOST_BIN="$bin" XDG_STATE_HOME="$(mktemp -d)" OPENCODE_MM_LOG=warn \
+  tests/opencode/node_modules/.bin/bun run tests/shim/bench.ts
