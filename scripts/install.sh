@@ -36,7 +36,7 @@ install -d "$plugin/tools"
 install -m 0644 opencode-plugin/index.ts opencode-plugin/package.json opencode-plugin/package-lock.json "$plugin/"
 install -m 0644 tools/*.json "$plugin/tools/"
 printf '{"bin": "%s"}\n' "$prefix/bin/opencode-mattermost" > "$plugin/agent.json"
-(cd "$plugin" && npm ci --omit=dev --no-audit --no-fund --loglevel=error)
+(cd "$plugin" && npm install --omit=dev --no-audit --no-fund --loglevel=error)
 echo "installed the plugin shim in $plugin"
 
 if [ "$global" = 1 ]; then

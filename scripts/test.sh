@@ -9,8 +9,8 @@ export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 step() { printf '\n==> %s\n' "$*"; }
 
 step "npm packages (pinned OpenCode and Bun; the shim's dependency)"
-(cd tests/opencode && npm ci --no-audit --no-fund --loglevel=error)
-(cd opencode-plugin && npm ci --no-audit --no-fund --loglevel=error)
+(cd tests/opencode && npm install --no-audit --no-fund --loglevel=error)
+(cd opencode-plugin && npm install --no-audit --no-fund --loglevel=error)
 
 step "cargo fmt --check"
 cargo fmt --all -- --check

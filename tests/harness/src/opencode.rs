@@ -1,7 +1,7 @@
 //! Launches the real, pinned `opencode-ai` package with isolated HOME and XDG
 //! directories, our shim as a plugin and the scripted model as its provider.
 //!
-//! The npm packages are installed on first use (`npm ci` in
+//! The npm packages are installed on first use (`npm install` in
 //! `tests/opencode/` and `opencode-plugin/`), under a lock file so parallel
 //! test binaries install once.
 
@@ -20,7 +20,7 @@ use crate::repo_root;
 /// The pinned version; must match `tests/opencode/package.json`.
 pub const OPENCODE_VERSION: &str = "1.18.33";
 
-/// Run `npm ci` in `dir` unless its `node_modules` is already there.
+/// Run `npm install` (lockfile-guided, exact pins) in `dir` unless its `node_modules` is already there.
 pub fn ensure_npm(dir: &Path) -> anyhow::Result<()> {
     let marker = dir.join("node_modules/.package-lock.json");
     if marker.exists() {
@@ -36,14 +36,14 @@ pub fn ensure_npm(dir: &Path) -> anyhow::Result<()> {
         {
             Ok(_) => {
                 let status = std::process::Command::new("npm")
-                    .args(["ci", "--no-audit", "--no-fund", "--loglevel=error"])
+                    .args(["install", "--no-audit", "--no-fund", "--loglevel=error"])
                     .current_dir(dir)
                     .status()
-                    .with_context(|| format!("running npm ci in {}", dir.display()));
+                    .with_context(|| format!("running npm install in {}", dir.display()));
                 let _ = std::fs::remove_file(&lock);
                 let status = status?;
                 if !status.success() {
-                    bail!("npm ci failed in {} ({status})", dir.display());
+                    bail!("npm install failed in {} ({status})", dir.display());
                 }
                 return Ok(());
             }
@@ -51,7 +51,7 @@ pub fn ensure_npm(dir: &Path) -> anyhow::Result<()> {
             Err(_) => std::thread::sleep(Duration::from_millis(500)),
         }
     }
-    bail!("timed out waiting for another npm ci in {}", dir.display())
+    bail!("timed out waiting for another npm install in {}", dir.display())
 }
 
 /// The OpenCode executable, installing the pinned package if needed.
@@ -64,7 +64,7 @@ pub fn opencode_bin() -> anyhow::Result<PathBuf> {
     ensure_npm(&root.join("opencode-plugin"))?;
     let bin = root.join("tests/opencode/node_modules/.bin/opencode");
     if !bin.exists() {
-        bail!("{} is missing after npm ci", bin.display());
+        bail!("{} is missing after npm install", bin.display());
     }
     Ok(bin)
 }

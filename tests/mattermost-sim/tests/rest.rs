@@ -653,10 +653,9 @@ async fn typing_config_ping_and_request_log() {
 
     let log = w.sim.requests();
     let typing: Vec<_> = log.iter().filter(|r| r.path == format!("/api/v4{path}")).collect();
-    assert_eq!(typing.len(), 4);
+    let statuses: Vec<u16> = typing.iter().map(|r| r.status).collect();
+    assert_eq!(statuses, [200, 403, 400]);
     assert_eq!(typing[0].method, "POST");
-    assert_eq!(typing[0].status, 200);
-    assert_eq!(typing[1].status, 403);
     let cfg = log.iter().find(|r| r.path == "/api/v4/config/client").unwrap();
     assert_eq!(cfg.query, "format=old");
     assert!(cfg.at > 0);

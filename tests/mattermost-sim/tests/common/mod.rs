@@ -161,6 +161,16 @@ pub async fn next_event(ws: &mut Ws, name: &str) -> Value {
     }
 }
 
+/// The next reply frame (skipping events).
+pub async fn next_reply(ws: &mut Ws) -> Value {
+    loop {
+        let v = next_json(ws).await;
+        if v.get("seq_reply").is_some() {
+            return v;
+        }
+    }
+}
+
 /// Sends a request frame.
 pub async fn send_action(ws: &mut Ws, seq: i64, action: &str, data: Value) {
     let frame = serde_json::json!({"seq": seq, "action": action, "data": data});
