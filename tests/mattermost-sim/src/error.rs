@@ -84,13 +84,16 @@ impl ApiError {
         Self::new(StatusCode::NOT_FOUND, id, message)
     }
 
-    /// The JSON body, with the request id of the current request.
+    /// The JSON body, with the request id of the current REST request.
     pub fn body(&self) -> AppErrorBody {
         AppErrorBody {
             id: self.id.clone(),
             message: self.message.clone(),
             detailed_error: String::new(),
-            request_id: REQUEST_ID.try_with(Clone::clone).unwrap_or_default(),
+            // Control routes have no request scope; they still get an id.
+            request_id: REQUEST_ID
+                .try_with(Clone::clone)
+                .unwrap_or_else(|_| crate::ids::new_id()),
             status_code: self.status.as_u16(),
         }
     }

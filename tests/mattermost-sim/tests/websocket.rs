@@ -13,7 +13,9 @@ use tokio_tungstenite::tungstenite::Message;
 #[tokio::test]
 async fn header_auth_gets_hello_unprompted() {
     let w = World::new().await;
-    let mut ws = w.ws_header(&w.bot.token, "connection_id=&sequence_number=0").await;
+    let mut ws = w
+        .ws_header(&w.bot.token, "connection_id=&sequence_number=0")
+        .await;
     let hello = next_json(&mut ws).await;
     assert_eq!(hello["event"], "hello");
     assert_eq!(hello["seq"], 0);
@@ -30,7 +32,13 @@ async fn header_auth_gets_hello_unprompted() {
 async fn challenge_auth_sends_hello_then_ok() {
     let w = World::new().await;
     let mut ws = w.ws_plain().await;
-    send_action(&mut ws, 1, "authentication_challenge", json!({"token": w.alice.token})).await;
+    send_action(
+        &mut ws,
+        1,
+        "authentication_challenge",
+        json!({"token": w.alice.token}),
+    )
+    .await;
     let hello = next_json(&mut ws).await;
     assert_eq!(hello["event"], "hello");
     assert_eq!(hello["seq"], 0);
@@ -38,7 +46,13 @@ async fn challenge_auth_sends_hello_then_ok() {
     assert_eq!(ok, json!({"status": "OK", "seq_reply": 1}));
     // A second challenge on an authenticated socket is ignored: the next
     // frame is the ping's reply, not a reply to seq 2.
-    send_action(&mut ws, 2, "authentication_challenge", json!({"token": w.alice.token})).await;
+    send_action(
+        &mut ws,
+        2,
+        "authentication_challenge",
+        json!({"token": w.alice.token}),
+    )
+    .await;
     send_action(&mut ws, 3, "ping", Value::Null).await;
     let pong = next_json(&mut ws).await;
     assert_eq!(pong["seq_reply"], 3);
@@ -52,7 +66,11 @@ async fn challenge_auth_sends_hello_then_ok() {
 #[tokio::test]
 async fn bad_challenges_close_without_reply() {
     let w = World::new().await;
-    for data in [json!({"token": "wrongwrongwrongwrongwrong1"}), json!({}), json!({"token": 7})] {
+    for data in [
+        json!({"token": "wrongwrongwrongwrongwrong1"}),
+        json!({}),
+        json!({"token": 7}),
+    ] {
         let mut ws = w.ws_plain().await;
         send_action(&mut ws, 1, "authentication_challenge", data).await;
         assert_eq!(expect_end(&mut ws, common::WAIT).await, End::Dropped);
@@ -72,12 +90,20 @@ async fn unauthenticated_sockets_time_out_and_get_errors() {
     let err = next_json(&mut ws).await;
     assert_eq!(err["status"], "FAIL");
     assert_eq!(err["seq_reply"], 1);
-    assert_eq!(err["error"]["id"], "api.web_socket_router.not_authenticated.app_error");
+    assert_eq!(
+        err["error"]["id"],
+        "api.web_socket_router.not_authenticated.app_error"
+    );
     assert_eq!(err["error"]["status_code"], 401);
     assert_eq!(expect_end(&mut ws, common::WAIT).await, End::Dropped);
 
     // ?access_token= is refused for non-OAuth tokens.
-    let (s, b) = common::send(w.http.get(format!("{}?access_token={}", w.url("/websocket"), w.bot.token))).await;
+    let (s, b) = common::send(w.http.get(format!(
+        "{}?access_token={}",
+        w.url("/websocket"),
+        w.bot.token
+    )))
+    .await;
     common::assert_app_error(s, &b, 401, "api.context.token_provided.app_error");
 }
 
@@ -88,24 +114,42 @@ async fn router_errors_and_replies() {
     next_event(&mut ws, "hello").await;
     send_action(&mut ws, 5, "", Value::Null).await;
     let r = next_json(&mut ws).await;
-    assert_eq!(r["error"]["id"], "api.web_socket_router.no_action.app_error");
+    assert_eq!(
+        r["error"]["id"],
+        "api.web_socket_router.no_action.app_error"
+    );
     send_action(&mut ws, 0, "ping", Value::Null).await;
     let r = next_json(&mut ws).await;
     assert_eq!(r["error"]["id"], "api.web_socket_router.bad_seq.app_error");
     send_action(&mut ws, 6, "no_such_action", Value::Null).await;
     let r = next_json(&mut ws).await;
-    assert_eq!((r["status"].as_str(), r["seq_reply"].as_i64()), (Some("FAIL"), Some(6)));
-    assert_eq!(r["error"]["id"], "api.web_socket_router.bad_action.app_error");
+    assert_eq!(
+        (r["status"].as_str(), r["seq_reply"].as_i64()),
+        (Some("FAIL"), Some(6))
+    );
+    assert_eq!(
+        r["error"]["id"],
+        "api.web_socket_router.bad_action.app_error"
+    );
     assert_eq!(r["error"]["status_code"], 500);
     send_action(&mut ws, 7, "custom_plugin_thing", Value::Null).await;
-    send_action(&mut ws, 8, "get_statuses_by_ids", json!({"user_ids": [w.bot.id, w.alice.id]})).await;
+    send_action(
+        &mut ws,
+        8,
+        "get_statuses_by_ids",
+        json!({"user_ids": [w.bot.id, w.alice.id]}),
+    )
+    .await;
     let r = next_json(&mut ws).await;
     assert_eq!(r["seq_reply"], 8, "custom_* actions get no reply");
     assert_eq!(r["data"][&w.bot.id], "online");
     assert_eq!(r["data"][&w.alice.id], "offline");
     send_action(&mut ws, 9, "user_typing", json!({"channel_id": "bad"})).await;
     let r = next_json(&mut ws).await;
-    assert_eq!(r["error"]["id"], "api.websocket_handler.invalid_param.app_error");
+    assert_eq!(
+        r["error"]["id"],
+        "api.websocket_handler.invalid_param.app_error"
+    );
 }
 
 #[tokio::test]
@@ -119,7 +163,10 @@ async fn events_reach_every_member_with_gap_free_seq() {
     }
 
     // A mention in a public channel: only the mentioned user gets `mentions`.
-    let post = w.sim.post_as(&w.alice.id, &w.town.id, "@mybot look", None).unwrap();
+    let post = w
+        .sim
+        .post_as(&w.alice.id, &w.town.id, "@mybot look", None)
+        .unwrap();
     let to_bot = next_json(&mut bot).await;
     assert_eq!(to_bot["event"], "posted");
     assert_eq!(to_bot["seq"], 1);
@@ -144,7 +191,9 @@ async fn events_reach_every_member_with_gap_free_seq() {
     assert!(to_bob["data"].get("mentions").is_none());
 
     // A DM: the other party is always mentioned, and bob sees nothing.
-    w.sim.post_as(&w.alice.id, &w.dm.id, "no at-mention", None).unwrap();
+    w.sim
+        .post_as(&w.alice.id, &w.dm.id, "no at-mention", None)
+        .unwrap();
     let dm = next_json(&mut bot).await;
     assert_eq!(dm["seq"], 2);
     assert_eq!(dm["data"]["channel_type"], "D");
@@ -155,43 +204,90 @@ async fn events_reach_every_member_with_gap_free_seq() {
 
     // The bot's own post, edit and reaction all come back to it.
     let (s, mine) = w
-        .post("/posts", &w.bot.token, json!({"channel_id": w.dm.id, "message": "answer", "root_id": dm_post_id(&dm)}))
+        .post(
+            "/posts",
+            &w.bot.token,
+            json!({"channel_id": w.dm.id, "message": "answer", "root_id": dm_post_id(&dm)}),
+        )
         .await;
     assert_eq!(s, 201);
     let own = next_json(&mut bot).await;
-    assert_eq!((own["event"].as_str(), own["seq"].as_i64()), (Some("posted"), Some(3)));
+    assert_eq!(
+        (own["event"].as_str(), own["seq"].as_i64()),
+        (Some("posted"), Some(3))
+    );
     assert_eq!(inner(&own, "post")["props"]["from_bot"], "true");
     assert_eq!(inner(&own, "post")["root_id"], dm_post_id(&dm).as_str());
     let id = mine["id"].as_str().unwrap();
-    w.put(&format!("/posts/{id}/patch"), &w.bot.token, json!({"message": "answer v2"})).await;
+    w.put(
+        &format!("/posts/{id}/patch"),
+        &w.bot.token,
+        json!({"message": "answer v2"}),
+    )
+    .await;
     let edited = next_json(&mut bot).await;
-    assert_eq!((edited["event"].as_str(), edited["seq"].as_i64()), (Some("post_edited"), Some(4)));
+    assert_eq!(
+        (edited["event"].as_str(), edited["seq"].as_i64()),
+        (Some("post_edited"), Some(4))
+    );
     assert_eq!(inner(&edited, "post")["message"], "answer v2");
     w.sim.react_as(&w.alice.id, id, "eyes").unwrap();
     let reacted = next_json(&mut bot).await;
-    assert_eq!((reacted["event"].as_str(), reacted["seq"].as_i64()), (Some("reaction_added"), Some(5)));
+    assert_eq!(
+        (reacted["event"].as_str(), reacted["seq"].as_i64()),
+        (Some("reaction_added"), Some(5))
+    );
     let r = inner(&reacted, "reaction");
-    assert_eq!((r["emoji_name"].as_str(), r["user_id"].as_str()), (Some("eyes"), Some(w.alice.id.as_str())));
-    w.delete(&format!("/users/{}/posts/{id}/reactions/eyes", w.alice.id), &w.alice.token).await;
+    assert_eq!(
+        (r["emoji_name"].as_str(), r["user_id"].as_str()),
+        (Some("eyes"), Some(w.alice.id.as_str()))
+    );
+    w.delete(
+        &format!("/users/{}/posts/{id}/reactions/eyes", w.alice.id),
+        &w.alice.token,
+    )
+    .await;
     assert_eq!(next_json(&mut bot).await["event"], "reaction_removed");
     w.delete(&format!("/posts/{id}"), &w.bot.token).await;
     let deleted = next_json(&mut bot).await;
-    assert_eq!((deleted["event"].as_str(), deleted["seq"].as_i64()), (Some("post_deleted"), Some(7)));
+    assert_eq!(
+        (deleted["event"].as_str(), deleted["seq"].as_i64()),
+        (Some("post_deleted"), Some(7))
+    );
     assert_eq!(deleted["broadcast"]["contains_sanitized_data"], true);
 
     // Typing skips the typist.
-    send_action(&mut alice, 1, "user_typing", json!({"channel_id": w.dm.id, "parent_id": ""})).await;
+    send_action(
+        &mut alice,
+        1,
+        "user_typing",
+        json!({"channel_id": w.dm.id, "parent_id": ""}),
+    )
+    .await;
     let ok = common::next_reply(&mut alice).await;
-    assert_eq!((ok["seq_reply"].as_i64(), ok["status"].as_str()), (Some(1), Some("OK")));
+    assert_eq!(
+        (ok["seq_reply"].as_i64(), ok["status"].as_str()),
+        (Some(1), Some("OK"))
+    );
     let typing = next_json(&mut bot).await;
     assert_eq!(typing["event"], "typing");
-    assert_eq!(typing["data"], json!({"parent_id": "", "user_id": w.alice.id}));
-    assert_eq!(typing["broadcast"]["omit_users"], json!({(w.alice.id.clone()): true}));
+    assert_eq!(
+        typing["data"],
+        json!({"parent_id": "", "user_id": w.alice.id})
+    );
+    assert_eq!(
+        typing["broadcast"]["omit_users"],
+        json!({(w.alice.id.clone()): true})
+    );
     // Alice's next frame is her own next event, not a typing echo.
-    w.sim.post_as(&w.bot.id, &w.dm.id, "after typing", None).unwrap();
+    w.sim
+        .post_as(&w.bot.id, &w.dm.id, "after typing", None)
+        .unwrap();
     assert_eq!(next_json(&mut alice).await["event"], "posted");
 }
 
+// Test helper: a missing id should fail the test.
+#[allow(clippy::unwrap_used)]
 fn dm_post_id(ev: &Value) -> String {
     inner(ev, "post")["id"].as_str().unwrap().to_owned()
 }
@@ -202,12 +298,21 @@ async fn file_posts_flag_images_and_other_files() {
     let mut ws = w.ws_header(&w.alice.token, "").await;
     next_event(&mut ws, "hello").await;
     let (_, up) = common::send(
-        w.req(reqwest::Method::POST, &format!("/files?channel_id={}&filename=a.txt", w.dm.id), &w.bot.token)
-            .body("text"),
+        w.req(
+            reqwest::Method::POST,
+            &format!("/files?channel_id={}&filename=a.txt", w.dm.id),
+            &w.bot.token,
+        )
+        .body("text"),
     )
     .await;
     let fid = up["file_infos"][0]["id"].clone();
-    w.post("/posts", &w.bot.token, json!({"channel_id": w.dm.id, "message": "", "file_ids": [fid]})).await;
+    w.post(
+        "/posts",
+        &w.bot.token,
+        json!({"channel_id": w.dm.id, "message": "", "file_ids": [fid]}),
+    )
+    .await;
     let ev = next_event(&mut ws, "posted").await;
     assert_eq!(ev["data"]["otherFile"], "true");
     assert!(ev["data"].get("image").is_none());
@@ -218,12 +323,16 @@ async fn posted_ack_adds_should_ack() {
     let w = World::new().await;
     let mut ws = w.ws_header(&w.bot.token, "posted_ack=true").await;
     next_event(&mut ws, "hello").await;
-    w.sim.post_as(&w.alice.id, &w.dm.id, "ack me", None).unwrap();
+    w.sim
+        .post_as(&w.alice.id, &w.dm.id, "ack me", None)
+        .unwrap();
     let ev = next_event(&mut ws, "posted").await;
     assert_eq!(ev["data"]["should_ack"], true);
 }
 
 /// Opens a header-auth socket and returns it with its connection id.
+// Test helper: a malformed hello should fail the test.
+#[allow(clippy::unwrap_used)]
 async fn connect(w: &World, token: &str, query: &str) -> (common::Ws, String) {
     let mut ws = w.ws_header(token, query).await;
     let hello = next_event(&mut ws, "hello").await;
@@ -239,18 +348,34 @@ async fn resume_replays_events_sent_while_disconnected() {
     assert_eq!(next_json(&mut ws).await["seq"], 1);
 
     assert_eq!(w.sim.kill_sockets(&w.bot.id, KillMode::Close), 1);
-    assert_eq!(expect_end(&mut ws, common::WAIT).await, End::CloseFrame(1001));
+    assert_eq!(
+        expect_end(&mut ws, common::WAIT).await,
+        End::CloseFrame(1001)
+    );
     for m in ["two", "three"] {
         w.sim.post_as(&w.alice.id, &w.dm.id, m, None).unwrap();
     }
-    let conn = w.sim.connections().into_iter().find(|c| c.connection_id == id).unwrap();
+    let conn = w
+        .sim
+        .connections()
+        .into_iter()
+        .find(|c| c.connection_id == id)
+        .unwrap();
     assert!(!conn.active && conn.resumable);
     assert_eq!(conn.next_seq, 4);
 
     // Resume from seq 2: replay 2 and 3, no hello, then live events at 4.
-    let mut ws = w.ws_header(&w.bot.token, &format!("connection_id={id}&sequence_number=2")).await;
+    let mut ws = w
+        .ws_header(
+            &w.bot.token,
+            &format!("connection_id={id}&sequence_number=2"),
+        )
+        .await;
     let two = next_json(&mut ws).await;
-    assert_eq!((two["event"].as_str(), two["seq"].as_i64()), (Some("posted"), Some(2)));
+    assert_eq!(
+        (two["event"].as_str(), two["seq"].as_i64()),
+        (Some("posted"), Some(2))
+    );
     assert_eq!(inner(&two, "post")["message"], "two");
     let three = next_json(&mut ws).await;
     assert_eq!(three["seq"], 3);
@@ -260,10 +385,18 @@ async fn resume_replays_events_sent_while_disconnected() {
     // Resuming with nothing missed: no replay and no hello.
     assert_eq!(w.sim.kill_sockets(&w.bot.id, KillMode::Drop), 1);
     assert_eq!(expect_end(&mut ws, common::WAIT).await, End::Dropped);
-    let mut ws = w.ws_header(&w.bot.token, &format!("connection_id={id}&sequence_number=5")).await;
+    let mut ws = w
+        .ws_header(
+            &w.bot.token,
+            &format!("connection_id={id}&sequence_number=5"),
+        )
+        .await;
     w.sim.post_as(&w.alice.id, &w.dm.id, "five", None).unwrap();
     let five = next_json(&mut ws).await;
-    assert_eq!((five["event"].as_str(), five["seq"].as_i64()), (Some("posted"), Some(5)));
+    assert_eq!(
+        (five["event"].as_str(), five["seq"].as_i64()),
+        (Some("posted"), Some(5))
+    );
 }
 
 #[tokio::test]
@@ -277,21 +410,40 @@ async fn resume_is_refused_beyond_the_buffer_or_for_unknown_ids() {
     // The hub marks the connection inactive before the socket closes.
     assert_eq!(w.sim.kill_sockets(&w.bot.id, KillMode::Drop), 1);
     for i in 0..6 {
-        w.sim.post_as(&w.alice.id, &w.dm.id, &format!("m{i}"), None).unwrap();
+        w.sim
+            .post_as(&w.alice.id, &w.dm.id, &format!("m{i}"), None)
+            .unwrap();
     }
     // seq 1 has left the 4-event buffer: new id and hello at seq 0.
-    let mut ws = w.ws_header(&w.bot.token, &format!("connection_id={id}&sequence_number=1")).await;
+    let mut ws = w
+        .ws_header(
+            &w.bot.token,
+            &format!("connection_id={id}&sequence_number=1"),
+        )
+        .await;
     let hello = next_json(&mut ws).await;
-    assert_eq!((hello["event"].as_str(), hello["seq"].as_i64()), (Some("hello"), Some(0)));
+    assert_eq!(
+        (hello["event"].as_str(), hello["seq"].as_i64()),
+        (Some("hello"), Some(0))
+    );
     assert_ne!(hello["data"]["connection_id"], id.as_str());
-    assert!(!w.sim.connections().iter().any(|c| c.connection_id == id), "old queue dropped");
+    assert!(
+        !w.sim.connections().iter().any(|c| c.connection_id == id),
+        "old queue dropped"
+    );
 
     // Unknown id: a fresh connection too.
     let mut ws2 = w
-        .ws_header(&w.alice.token, "connection_id=aaaaaaaaaaaaaaaaaaaaaaaaaa&sequence_number=3")
+        .ws_header(
+            &w.alice.token,
+            "connection_id=aaaaaaaaaaaaaaaaaaaaaaaaaa&sequence_number=3",
+        )
         .await;
     let hello = next_json(&mut ws2).await;
-    assert_eq!((hello["event"].as_str(), hello["seq"].as_i64()), (Some("hello"), Some(0)));
+    assert_eq!(
+        (hello["event"].as_str(), hello["seq"].as_i64()),
+        (Some("hello"), Some(0))
+    );
 
     // Another user's connection id is not found either.
     let new_id = {
@@ -299,15 +451,27 @@ async fn resume_is_refused_beyond_the_buffer_or_for_unknown_ids() {
         h["data"]["connection_id"].as_str().unwrap().to_owned()
     };
     drop(ws2);
-    let mut ws3 = w.ws_header(&w.bot.token, &format!("connection_id={new_id}&sequence_number=1")).await;
+    let mut ws3 = w
+        .ws_header(
+            &w.bot.token,
+            &format!("connection_id={new_id}&sequence_number=1"),
+        )
+        .await;
     let hello = next_json(&mut ws3).await;
     assert_eq!(hello["event"], "hello");
     assert_ne!(hello["data"]["connection_id"], new_id.as_str());
 
     // A missing or negative sequence_number closes at once.
-    let mut bad = w.ws_header(&w.bot.token, &format!("connection_id={id}")).await;
+    let mut bad = w
+        .ws_header(&w.bot.token, &format!("connection_id={id}"))
+        .await;
     assert_eq!(expect_end(&mut bad, common::WAIT).await, End::Dropped);
-    let mut bad = w.ws_header(&w.bot.token, &format!("connection_id={id}&sequence_number=-1")).await;
+    let mut bad = w
+        .ws_header(
+            &w.bot.token,
+            &format!("connection_id={id}&sequence_number=-1"),
+        )
+        .await;
     assert_eq!(expect_end(&mut bad, common::WAIT).await, End::Dropped);
 }
 
@@ -315,16 +479,27 @@ async fn resume_is_refused_beyond_the_buffer_or_for_unknown_ids() {
 async fn challenge_connections_never_resume() {
     let w = World::new().await;
     let mut ws = w.ws_plain().await;
-    send_action(&mut ws, 1, "authentication_challenge", json!({"token": w.bot.token})).await;
+    send_action(
+        &mut ws,
+        1,
+        "authentication_challenge",
+        json!({"token": w.bot.token}),
+    )
+    .await;
     let hello = next_event(&mut ws, "hello").await;
     let id = hello["data"]["connection_id"].as_str().unwrap().to_owned();
     assert_eq!(w.sim.kill_sockets(&w.bot.id, KillMode::Drop), 1);
-    assert!(w.sim.connections().is_empty(), "non-resumable connections are forgotten");
+    assert!(
+        w.sim.connections().is_empty(),
+        "non-resumable connections are forgotten"
+    );
 
     let url = format!("{}?connection_id={id}&sequence_number=1", w.sim.ws_url());
     let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
     ws.send(Message::Text(
-        json!({"seq": 1, "action": "authentication_challenge", "data": {"token": w.bot.token}}).to_string().into(),
+        json!({"seq": 1, "action": "authentication_challenge", "data": {"token": w.bot.token}})
+            .to_string()
+            .into(),
     ))
     .await
     .unwrap();

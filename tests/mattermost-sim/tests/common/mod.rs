@@ -1,6 +1,9 @@
 //! Shared fixtures for the simulator's integration tests: a seeded world, a
 //! REST client, and WebSocket helpers whose every wait is bounded.
+// Each test binary uses a different subset of these helpers.
 #![allow(dead_code)]
+// Test support code: a failed setup step should fail the test loudly.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::time::Duration;
 
@@ -69,9 +72,7 @@ impl World {
 
     /// A request with `Authorization: Bearer <token>`.
     pub fn req(&self, method: reqwest::Method, path: &str, token: &str) -> reqwest::RequestBuilder {
-        self.http
-            .request(method, self.url(path))
-            .bearer_auth(token)
+        self.http.request(method, self.url(path)).bearer_auth(token)
     }
 
     pub async fn get(&self, path: &str, token: &str) -> (u16, Value) {
@@ -109,20 +110,27 @@ impl World {
 
     /// Opens a socket with no credentials.
     pub async fn ws_plain(&self) -> Ws {
-        let (ws, _) = tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(self.sim.ws_url()))
-            .await
-            .unwrap()
-            .unwrap();
+        let (ws, _) =
+            tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(self.sim.ws_url()))
+                .await
+                .unwrap()
+                .unwrap();
         ws
     }
 }
 
 /// Sends a request, returns status and JSON body (Null when not JSON).
 pub async fn send(rb: reqwest::RequestBuilder) -> (u16, Value) {
-    let resp = tokio::time::timeout(WAIT, rb.send()).await.unwrap().unwrap();
+    let resp = tokio::time::timeout(WAIT, rb.send())
+        .await
+        .unwrap()
+        .unwrap();
     let status = resp.status().as_u16();
     let bytes = resp.bytes().await.unwrap();
-    (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
 }
 
 /// Asserts the real AppError shape and id.
@@ -131,8 +139,14 @@ pub fn assert_app_error(status: u16, body: &Value, want_status: u16, want_id: &s
     assert_eq!(body["id"], want_id, "{body}");
     assert_eq!(body["detailed_error"], "", "{body}");
     assert_eq!(body["status_code"], want_status, "{body}");
-    assert!(body["request_id"].as_str().is_some_and(|s| s.len() == 26), "{body}");
-    assert!(body["message"].as_str().is_some_and(|s| !s.is_empty()), "{body}");
+    assert!(
+        body["request_id"].as_str().is_some_and(|s| s.len() == 26),
+        "{body}"
+    );
+    assert!(
+        body["message"].as_str().is_some_and(|s| !s.is_empty()),
+        "{body}"
+    );
 }
 
 /// The next text frame as JSON (pings skipped).
@@ -174,7 +188,9 @@ pub async fn next_reply(ws: &mut Ws) -> Value {
 /// Sends a request frame.
 pub async fn send_action(ws: &mut Ws, seq: i64, action: &str, data: Value) {
     let frame = serde_json::json!({"seq": seq, "action": action, "data": data});
-    ws.send(Message::Text(frame.to_string().into())).await.unwrap();
+    ws.send(Message::Text(frame.to_string().into()))
+        .await
+        .unwrap();
 }
 
 /// How a socket ended.
