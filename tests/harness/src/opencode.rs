@@ -51,7 +51,10 @@ pub fn ensure_npm(dir: &Path) -> anyhow::Result<()> {
             Err(_) => std::thread::sleep(Duration::from_millis(500)),
         }
     }
-    bail!("timed out waiting for another npm install in {}", dir.display())
+    bail!(
+        "timed out waiting for another npm install in {}",
+        dir.display()
+    )
 }
 
 /// The OpenCode executable, installing the pinned package if needed.
