@@ -8,6 +8,7 @@
 pub mod agent;
 pub mod config;
 pub mod logging;
+pub mod mattermost;
 pub mod opencode;
 pub mod rpc;
 pub mod tools;
