@@ -1,4 +1,11 @@
-//! The link to Mattermost: wire types ([`types`]), the REST client with its
-//! shared rate budget, and the WebSocket event stream.
+//! The link to Mattermost: wire types ([`types`]), the REST client
+//! ([`rest`]) with its shared, prioritised rate budget ([`budget`]).
 
+pub mod budget;
+pub mod error;
+pub mod rest;
 pub mod types;
+
+pub use budget::{Priority, RateBudget};
+pub use error::MattermostError;
+pub use rest::{NewPost, RestClient, RetryPolicy};
