@@ -152,6 +152,11 @@ pub struct Config {
     /// `OPENCODE_MM_FETCH_TIMEOUT`: how long one OpenCode API call through
     /// the shim may take.
     pub fetch_timeout: Duration,
+    /// `OPENCODE_MM_API_RATE`: requests per second the agent allows itself
+    /// against the Mattermost server (all posts, edits and reads share it).
+    pub rate_per_second: u64,
+    /// `OPENCODE_MM_API_BURST`: requests that may go out at once.
+    pub rate_burst: u64,
     /// `OPENCODE_MM_LOG`: log filter, e.g. `info` or `opencode_mattermost=debug`.
     pub log_filter: Option<String>,
     /// The config file that was read, if any.
@@ -260,6 +265,8 @@ impl Config {
         let log_file = r.path("MM_PLUGIN_LOG_FILE");
         let log_filter = r.string("OPENCODE_MM_LOG");
         let fetch_timeout = r.millis("OPENCODE_MM_FETCH_TIMEOUT", 30_000, 100..=600_000);
+        let rate_per_second = r.number("OPENCODE_MM_API_RATE", 10, 1..=1000);
+        let rate_burst = r.number("OPENCODE_MM_API_BURST", 20, 1..=1000);
 
         r.unknown_file_keys();
         let Reader {
@@ -329,6 +336,8 @@ impl Config {
             log_file,
             log_filter,
             fetch_timeout,
+            rate_per_second,
+            rate_burst,
             file: file_path,
             entries,
             problems,
