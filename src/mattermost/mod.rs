@@ -2,3 +2,4 @@
 //! shared rate budget, and the WebSocket event stream.
 
 pub mod types;
+pub mod ws;
