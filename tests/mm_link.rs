@@ -42,7 +42,10 @@ async fn connects_after_hello_and_delivers_every_event_kind() {
     let stats = link.stats();
     assert_eq!((stats.connects, stats.reconnects, stats.resumes), (1, 0, 0));
 
-    let post = w.sim.post_as(&w.alice.id, &w.dm.id, "hello bot", None).unwrap();
+    let post = w
+        .sim
+        .post_as(&w.alice.id, &w.dm.id, "hello bot", None)
+        .unwrap();
     match next(&mut rx).await {
         Inbound::Posted {
             post: got,
@@ -64,7 +67,10 @@ async fn connects_after_hello_and_delivers_every_event_kind() {
     w.sim.react_as(&w.alice.id, &post.id, "eyes").unwrap();
     match next(&mut rx).await {
         Inbound::ReactionAdded(r) => {
-            assert_eq!((r.post_id.as_str(), r.emoji_name.as_str()), (post.id.as_str(), "eyes"));
+            assert_eq!(
+                (r.post_id.as_str(), r.emoji_name.as_str()),
+                (post.id.as_str(), "eyes")
+            );
         }
         other => panic!("{other:?}"),
     }
@@ -80,7 +86,10 @@ async fn connects_after_hello_and_delivers_every_event_kind() {
     assert!(resp.status().is_success(), "{}", resp.status());
     match next(&mut rx).await {
         Inbound::PostEdited(p) => {
-            assert_eq!((p.id.as_str(), p.message.as_str()), (post.id.as_str(), "hello bot (edited)"));
+            assert_eq!(
+                (p.id.as_str(), p.message.as_str()),
+                (post.id.as_str(), "hello bot (edited)")
+            );
         }
         other => panic!("{other:?}"),
     }
@@ -118,7 +127,12 @@ async fn dropping_the_handle_stops_the_link() {
         .await
         .unwrap()
         .ok();
-    assert!(tokio::time::timeout(WAIT, rx.recv()).await.unwrap().is_none());
+    assert!(
+        tokio::time::timeout(WAIT, rx.recv())
+            .await
+            .unwrap()
+            .is_none()
+    );
     eventually("the bot's socket is detached", || !w.bot_online()).await;
 }
 
@@ -127,7 +141,10 @@ async fn own_posts_and_edits_are_ignored() {
     let w = World::start(SimConfig::default()).await;
     let (link, mut rx) = w.spawn(w.link_config(), 8);
     link.wait_connected(WAIT).await.unwrap();
-    let mine = w.sim.post_as(&w.bot.id, &w.dm.id, "from the bot", None).unwrap();
+    let mine = w
+        .sim
+        .post_as(&w.bot.id, &w.dm.id, "from the bot", None)
+        .unwrap();
     let http = reqwest::Client::new();
     let resp = http
         .put(format!("{}/posts/{}/patch", w.sim.api_url(), mine.id))
@@ -137,7 +154,10 @@ async fn own_posts_and_edits_are_ignored() {
         .await
         .unwrap();
     assert!(resp.status().is_success());
-    let theirs = w.sim.post_as(&w.alice.id, &w.dm.id, "from alice", None).unwrap();
+    let theirs = w
+        .sim
+        .post_as(&w.alice.id, &w.dm.id, "from alice", None)
+        .unwrap();
     let (got, _) = next_post(&mut rx).await;
     assert_eq!(got.id, theirs.id);
     assert_eq!(link.stats().own_dropped, 2);
@@ -150,7 +170,10 @@ async fn resumes_after(mode: KillMode) {
     let w = World::start(SimConfig::default()).await;
     let (link, mut rx) = w.spawn(w.link_config(), 64);
     let first = link.wait_connected(WAIT).await.unwrap();
-    let before = w.sim.post_as(&w.alice.id, &w.dm.id, "before", None).unwrap();
+    let before = w
+        .sim
+        .post_as(&w.alice.id, &w.dm.id, "before", None)
+        .unwrap();
     assert_eq!(next_post(&mut rx).await.0.id, before.id);
 
     let killed_at = Instant::now();
@@ -171,7 +194,10 @@ async fn resumes_after(mode: KillMode) {
         assert!(!caught_up);
     }
     let stats = link.stats();
-    assert_eq!((stats.resumes, stats.resumes_refused, stats.reconnects), (1, 0, 1));
+    assert_eq!(
+        (stats.resumes, stats.resumes_refused, stats.reconnects),
+        (1, 0, 1)
+    );
     assert_eq!(stats.catch_ups, 0);
     assert!(rx.try_recv().is_err(), "nothing delivered twice");
 }
@@ -317,7 +343,10 @@ async fn a_post_seen_by_rest_and_socket_is_delivered_once() {
     assert_eq!(got.len(), expected.len());
     // The socket's copy of the raced post arrives after REST delivered it;
     // a sentinel posted afterwards proves it was dropped, not pending.
-    let sentinel = w.sim.post_as(&w.alice.id, &w.dm.id, "sentinel", None).unwrap();
+    let sentinel = w
+        .sim
+        .post_as(&w.alice.id, &w.dm.id, "sentinel", None)
+        .unwrap();
     assert_eq!(next_post(&mut rx).await.0.id, sentinel.id);
     assert_eq!(link.stats().duplicates_dropped, 1);
 }
@@ -334,7 +363,10 @@ async fn a_stalled_link_is_declared_dead_and_reconnects() {
     link.serve_channel(&w.dm.id);
     let stalled_at = Instant::now();
     assert_eq!(w.sim.stall_sockets(&w.bot.id, Duration::from_secs(3)), 1);
-    let during = w.sim.post_as(&w.alice.id, &w.dm.id, "during the stall", None).unwrap();
+    let during = w
+        .sim
+        .post_as(&w.alice.id, &w.dm.id, "during the stall", None)
+        .unwrap();
     match link
         .wait_for(WAIT, |s| matches!(s, LinkState::Reconnecting { .. }))
         .await
@@ -345,7 +377,10 @@ async fn a_stalled_link_is_declared_dead_and_reconnects() {
         }
         other => panic!("{other:?}"),
     }
-    assert!(stalled_at.elapsed() < Duration::from_secs(3), "detected before the stall ended");
+    assert!(
+        stalled_at.elapsed() < Duration::from_secs(3),
+        "detected before the stall ended"
+    );
     link.wait_connected_after(stalled_at, WAIT).await.unwrap();
     let (post, _) = next_post(&mut rx).await;
     assert_eq!(post.id, during.id);
@@ -403,7 +438,10 @@ async fn a_bad_token_never_counts_as_connected() {
     cfg.hello_timeout = Duration::from_millis(500);
     let (link, _rx) = w.spawn(cfg, 1);
     let state = link
-        .wait_for(WAIT, |s| matches!(s, LinkState::Reconnecting { attempt, .. } if *attempt >= 3))
+        .wait_for(
+            WAIT,
+            |s| matches!(s, LinkState::Reconnecting { attempt, .. } if *attempt >= 3),
+        )
         .await
         .unwrap();
     let LinkState::Reconnecting { last_error, .. } = state else {
@@ -508,7 +546,11 @@ async fn five_hundred_posts_fifty_kills_each_post_exactly_once() {
             kill_at.remove(0);
             // Only kill a link that is back up, so every kill ends a socket.
             link.wait_connected_after(last_kill, WAIT).await.unwrap();
-            let mode = if rng.bool() { KillMode::Close } else { KillMode::Drop };
+            let mode = if rng.bool() {
+                KillMode::Close
+            } else {
+                KillMode::Drop
+            };
             let t = Instant::now();
             if w.sim.kill_sockets(&w.bot.id, mode) > 0 {
                 kills += 1;
@@ -566,9 +608,15 @@ async fn five_hundred_posts_fifty_kills_each_post_exactly_once() {
     }
     // A sentinel after everything: duplicates, if any, would come before it.
     link.wait_connected(WAIT).await.unwrap();
-    let sentinel = w.sim.post_as(&w.alice.id, &w.dm.id, "sentinel", None).unwrap();
+    let sentinel = w
+        .sim
+        .post_as(&w.alice.id, &w.dm.id, "sentinel", None)
+        .unwrap();
     loop {
-        let id = tokio::time::timeout(WAIT, done_rx.recv()).await.unwrap().unwrap();
+        let id = tokio::time::timeout(WAIT, done_rx.recv())
+            .await
+            .unwrap()
+            .unwrap();
         if id == sentinel.id {
             break;
         }

@@ -251,9 +251,10 @@ impl Shared {
                 newest_create_at: None,
                 served_since_ms: wall_ms(),
             });
-        mark.newest_create_at = Some(mark.newest_create_at.map_or(post.create_at, |n| {
-            n.max(post.create_at)
-        }));
+        mark.newest_create_at = Some(
+            mark.newest_create_at
+                .map_or(post.create_at, |n| n.max(post.create_at)),
+        );
     }
 }
 
@@ -400,10 +401,10 @@ impl LinkHandle {
     /// is `Stopped` afterwards.
     pub async fn disconnect(&mut self) {
         let _ = self.stop.send(true);
-        if let Some(task) = self.task.take() {
-            if let Err(e) = task.await {
-                tracing::error!(error = %e, "mattermost link task failed");
-            }
+        if let Some(task) = self.task.take()
+            && let Err(e) = task.await
+        {
+            tracing::error!(error = %e, "mattermost link task failed");
         }
     }
 }
@@ -633,7 +634,8 @@ impl Worker {
         let mut stop = self.stop.clone();
         let connect = tokio::time::timeout(
             self.cfg.connect_timeout,
-            tokio_tungstenite::connect_async(request),
+            // Small frames (pings) must not wait for Nagle.
+            tokio_tungstenite::connect_async_with_config(request, None, true),
         );
         let mut ws = tokio::select! {
             _ = stop_requested(&mut stop) => return End::Stop,
@@ -646,17 +648,21 @@ impl Worker {
                 Ok(Ok((ws, _response))) => ws,
             },
         };
+        tracing::debug!("socket upgraded");
         let mut conn = Conn {
             established: false,
             resuming: resume.is_some(),
         };
-        if conn.resuming {
-            // A resumed connection sends no hello: probe so the first frame
-            // (replayed event, hello or this ping's reply) tells the outcome.
-            if let Err(e) = self.send_ping(&mut ws).await {
+        // A resumed connection sends no hello: probe at once so the first
+        // frame (replayed event, hello, or this ping's reply) tells the
+        // outcome. On a fresh connection the probe costs nothing (its reply
+        // follows the hello) and its packet acknowledges the upgrade answer,
+        // so a server-side Nagle delay does not hold the hello back.
+        if let Err(e) = self.send_ping(&mut ws).await {
+            if conn.resuming {
                 self.resume_failed();
-                return self.lost(e, false);
             }
+            return self.lost(e, false);
         }
         let end = self.read_loop(&mut ws, &mut conn).await;
         if !conn.established && conn.resuming {
@@ -680,8 +686,7 @@ impl Worker {
     async fn send_ping(&mut self, ws: &mut Socket) -> Result<(), String> {
         self.action_seq += 1;
         let frame = serde_json::json!({"seq": self.action_seq, "action": "ping"}).to_string();
-        match tokio::time::timeout(self.cfg.connect_timeout, ws.send(Message::text(frame))).await
-        {
+        match tokio::time::timeout(self.cfg.connect_timeout, ws.send(Message::text(frame))).await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => Err(self.scrub(&format!("sending ping failed: {e}"))),
             Err(_) => Err("sending ping timed out".to_owned()),
@@ -1088,8 +1093,8 @@ mod tests {
 
     #[test]
     fn resume_url_replaces_old_parameters() {
-        let base = Url::parse("wss://mm.example/sub/api/v4/websocket?connection_id=old&x=1")
-            .unwrap();
+        let base =
+            Url::parse("wss://mm.example/sub/api/v4/websocket?connection_id=old&x=1").unwrap();
         let fresh = connect_url(&base, None);
         assert_eq!(fresh.as_str(), "wss://mm.example/sub/api/v4/websocket?x=1");
         let resume = connect_url(&base, Some(("abc", 7)));
@@ -1098,7 +1103,10 @@ mod tests {
             "wss://mm.example/sub/api/v4/websocket?x=1&connection_id=abc&sequence_number=7"
         );
         let plain = Url::parse("ws://h/api/v4/websocket").unwrap();
-        assert_eq!(connect_url(&plain, None).as_str(), "ws://h/api/v4/websocket");
+        assert_eq!(
+            connect_url(&plain, None).as_str(),
+            "ws://h/api/v4/websocket"
+        );
     }
 
     #[test]

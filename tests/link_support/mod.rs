@@ -99,11 +99,7 @@ impl World {
     }
 
     /// Spawns a link with `cfg` and a channel of `capacity`.
-    pub fn spawn(
-        &self,
-        cfg: LinkConfig,
-        capacity: usize,
-    ) -> (LinkHandle, mpsc::Receiver<Inbound>) {
+    pub fn spawn(&self, cfg: LinkConfig, capacity: usize) -> (LinkHandle, mpsc::Receiver<Inbound>) {
         let (tx, rx) = mpsc::channel(capacity);
         let handle = ws::spawn(cfg, self.catch_up(), tx);
         (handle, rx)
