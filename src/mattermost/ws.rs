@@ -810,6 +810,9 @@ impl Worker {
             }
             return Ok(());
         }
+        // Every current server numbers events; one that does not is taken
+        // as it comes rather than mistaken for a replay of seq 0.
+        let numbered = value.get("seq").and_then(Value::as_i64).is_some();
         let event: Event = match serde_json::from_value(value) {
             Ok(e) => e,
             Err(e) => {
@@ -823,7 +826,7 @@ impl Worker {
         if !conn.established && conn.resuming {
             self.resumed(conn);
         }
-        if let Some(session) = self.session.as_mut() {
+        if let Some(session) = self.session.as_mut().filter(|_| numbered) {
             if event.seq < session.next_seq {
                 tracing::debug!(seq = event.seq, "replayed event skipped");
                 return Ok(());
@@ -1135,18 +1138,20 @@ mod tests {
         assert_eq!(seen.order.len(), 3);
     }
 
-    #[test]
-    fn request_carries_the_token_only_in_the_header() {
-        let (events, _rx) = mpsc::channel(1);
-        let (state, _) = watch::channel(LinkState::Stopped);
-        let (_stop_tx, stop) = watch::channel(false);
-        struct Never;
-        #[async_trait::async_trait]
-        impl CatchUp for Never {
-            async fn posts_since(&self, _: &str, _: i64) -> Result<Vec<Post>, String> {
-                Ok(Vec::new())
-            }
+    struct Never;
+
+    #[async_trait::async_trait]
+    impl CatchUp for Never {
+        async fn posts_since(&self, _: &str, _: i64) -> Result<Vec<Post>, String> {
+            Ok(Vec::new())
         }
+    }
+
+    /// A worker that is never run, for its pure parts; keeps the stop sender
+    /// alive with it.
+    fn worker(events: mpsc::Sender<Inbound>) -> (Worker, watch::Sender<bool>) {
+        let (state, _) = watch::channel(LinkState::Stopped);
+        let (stop_tx, stop) = watch::channel(false);
         let worker = Worker {
             cfg: LinkConfig::new(
                 Url::parse("ws://h/api/v4/websocket").unwrap(),
@@ -1166,6 +1171,13 @@ mod tests {
             pending: BTreeMap::new(),
             action_seq: 0,
         };
+        (worker, stop_tx)
+    }
+
+    #[test]
+    fn request_carries_the_token_only_in_the_header() {
+        let (events, _rx) = mpsc::channel(1);
+        let (worker, _stop) = worker(events);
         let url = connect_url(&worker.cfg.ws_url, Some(("c", 3)));
         let req = worker.request(&url).unwrap();
         assert!(!req.uri().to_string().contains("tok-secret-123"));
@@ -1177,5 +1189,86 @@ mod tests {
             End::Lost { error, .. } => assert!(!error.contains("tok-secret-123")),
             End::Stop => panic!("expected Lost"),
         }
+    }
+
+    fn post(id: &str, create_at: i64) -> Post {
+        Post {
+            id: id.to_owned(),
+            create_at,
+            update_at: create_at,
+            user_id: "alice".to_owned(),
+            channel_id: "c1".to_owned(),
+            ..Post::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn catch_up_skips_history_deleted_own_old_and_seen_posts() {
+        let (events, mut rx) = mpsc::channel(16);
+        let (mut worker, _stop) = worker(events);
+        worker.seen.insert("seen".to_owned());
+        let history = Post {
+            original_id: "p2".to_owned(),
+            delete_at: 1_500,
+            ..post("hist", 1_400)
+        };
+        let deleted = Post {
+            delete_at: 1_600,
+            ..post("gone", 1_300)
+        };
+        let own = Post {
+            user_id: "bot".to_owned(),
+            ..post("mine", 1_200)
+        };
+        // An old root bumped by a reply: updated after `since`, created before.
+        let old_root = Post {
+            update_at: 1_900,
+            ..post("root", 500)
+        };
+        let posts = vec![
+            post("p2", 1_800),
+            history,
+            deleted,
+            own,
+            old_root,
+            post("seen", 1_100),
+            post("p1", 1_700),
+        ];
+        let n = worker.deliver_caught_up("c1", 1_000, posts).await.unwrap();
+        assert_eq!(n, 2);
+        let mut got = Vec::new();
+        while let Ok(Inbound::Posted {
+            post, caught_up, ..
+        }) = rx.try_recv()
+        {
+            assert!(caught_up);
+            got.push(post.id);
+        }
+        assert_eq!(got, vec!["p1", "p2"], "oldest first, each once");
+        let marks = lock(&worker.shared.channels).clone();
+        assert_eq!(
+            marks.get("c1").and_then(|m| m.newest_create_at),
+            Some(1_800)
+        );
+        // A second catch-up over the same window delivers nothing new.
+        let again = worker
+            .deliver_caught_up("c1", 1_000, vec![post("p1", 1_700), post("p2", 1_800)])
+            .await
+            .unwrap();
+        assert_eq!(again, 0);
+    }
+
+    #[test]
+    fn catch_up_starts_before_the_newest_delivered_post() {
+        let (events, _rx) = mpsc::channel(1);
+        let (mut worker, _stop) = worker(events);
+        worker.shared.note_post(&post("a", 50_000));
+        worker.shared.note_post(&post("b", 40_000));
+        worker.schedule_catch_up();
+        assert_eq!(worker.pending.get("c1").map(|p| p.since_ms), Some(49_000));
+        // A later gap never moves an outstanding start forward.
+        worker.shared.note_post(&post("c", 90_000));
+        worker.schedule_catch_up();
+        assert_eq!(worker.pending.get("c1").map(|p| p.since_ms), Some(49_000));
     }
 }
