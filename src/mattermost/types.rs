@@ -61,6 +61,8 @@ pub struct Post {
     pub user_id: String,
     pub channel_id: String,
     pub root_id: String,
+    /// Set on edit-history rows (the id of the post they are a past version of).
+    pub original_id: String,
     pub message: String,
     #[serde(rename = "type")]
     pub kind: String,

@@ -1,0 +1,643 @@
+//! The Mattermost WebSocket link against the protocol-faithful simulator:
+//! connect, events, own posts, resume after every kind of kill, refused
+//! resumes caught up over REST, dead links, a server that is not there, a slow
+//! consumer, and the acceptance run (500 posts, 50 kills, each post delivered
+//! exactly once).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod link_support;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use link_support::{SimCatchUp, WAIT, World, eventually, next, next_post};
+use mattermost_sim::{ChannelType, KillMode, SimConfig};
+use opencode_mattermost::config::Secret;
+use opencode_mattermost::mattermost::types::Post;
+use opencode_mattermost::mattermost::ws::{self, CatchUp, Inbound, LinkConfig, LinkState};
+use tokio::sync::mpsc;
+use url::Url;
+
+#[tokio::test]
+async fn connects_after_hello_and_delivers_every_event_kind() {
+    let w = World::start(SimConfig::default()).await;
+    let (mut link, mut rx) = w.spawn(w.link_config(), 64);
+    let id = link.wait_connected(WAIT).await.unwrap();
+    let conns = w.sim.connections();
+    assert!(
+        conns
+            .iter()
+            .any(|c| c.connection_id == id && c.user_id == w.bot.id && c.active),
+        "{conns:?}"
+    );
+    match link.state() {
+        LinkState::Connected { server_version, .. } => {
+            assert!(server_version.starts_with("9.8.1."), "{server_version}");
+        }
+        other => panic!("{other:?}"),
+    }
+    let stats = link.stats();
+    assert_eq!((stats.connects, stats.reconnects, stats.resumes), (1, 0, 0));
+
+    let post = w
+        .sim
+        .post_as(&w.alice.id, &w.dm.id, "hello bot", None)
+        .unwrap();
+    match next(&mut rx).await {
+        Inbound::Posted {
+            post: got,
+            channel_type,
+            sender_name,
+            mentions,
+            caught_up,
+        } => {
+            assert_eq!(got.id, post.id);
+            assert_eq!(got.message, "hello bot");
+            assert_eq!(channel_type, "D");
+            assert_eq!(sender_name, "@alice");
+            assert_eq!(mentions, vec![w.bot.id.clone()]);
+            assert!(!caught_up);
+        }
+        other => panic!("{other:?}"),
+    }
+
+    w.sim.react_as(&w.alice.id, &post.id, "eyes").unwrap();
+    match next(&mut rx).await {
+        Inbound::ReactionAdded(r) => {
+            assert_eq!(
+                (r.post_id.as_str(), r.emoji_name.as_str()),
+                (post.id.as_str(), "eyes")
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+
+    let http = reqwest::Client::new();
+    let resp = http
+        .put(format!("{}/posts/{}/patch", w.sim.api_url(), post.id))
+        .bearer_auth(&w.alice.token)
+        .json(&serde_json::json!({"message": "hello bot (edited)"}))
+        .send()
+        .await
+        .unwrap();
+    assert!(resp.status().is_success(), "{}", resp.status());
+    match next(&mut rx).await {
+        Inbound::PostEdited(p) => {
+            assert_eq!(
+                (p.id.as_str(), p.message.as_str()),
+                (post.id.as_str(), "hello bot (edited)")
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+
+    let resp = http
+        .delete(format!("{}/posts/{}", w.sim.api_url(), post.id))
+        .bearer_auth(&w.alice.token)
+        .send()
+        .await
+        .unwrap();
+    assert!(resp.status().is_success(), "{}", resp.status());
+    match next(&mut rx).await {
+        Inbound::PostDeleted(p) => assert_eq!(p.id, post.id),
+        other => panic!("{other:?}"),
+    }
+
+    let stats = link.stats();
+    assert_eq!(stats.events_delivered, 4);
+    assert!(stats.last_event.is_some());
+    assert_eq!(link.served_channels(), vec![w.dm.id.clone()]);
+
+    link.disconnect().await;
+    assert_eq!(link.state(), LinkState::Stopped);
+    eventually("the bot's socket is detached", || !w.bot_online()).await;
+}
+
+#[tokio::test]
+async fn dropping_the_handle_stops_the_link() {
+    let w = World::start(SimConfig::default()).await;
+    let (link, mut rx) = w.spawn(w.link_config(), 8);
+    link.wait_connected(WAIT).await.unwrap();
+    let mut state = link.subscribe();
+    drop(link);
+    tokio::time::timeout(WAIT, state.wait_for(|s| *s == LinkState::Stopped))
+        .await
+        .unwrap()
+        .ok();
+    assert!(
+        tokio::time::timeout(WAIT, rx.recv())
+            .await
+            .unwrap()
+            .is_none()
+    );
+    eventually("the bot's socket is detached", || !w.bot_online()).await;
+}
+
+#[tokio::test]
+async fn own_posts_and_edits_are_ignored() {
+    let w = World::start(SimConfig::default()).await;
+    let (link, mut rx) = w.spawn(w.link_config(), 8);
+    link.wait_connected(WAIT).await.unwrap();
+    let mine = w
+        .sim
+        .post_as(&w.bot.id, &w.dm.id, "from the bot", None)
+        .unwrap();
+    let http = reqwest::Client::new();
+    let resp = http
+        .put(format!("{}/posts/{}/patch", w.sim.api_url(), mine.id))
+        .bearer_auth(&w.bot.token)
+        .json(&serde_json::json!({"message": "from the bot, edited"}))
+        .send()
+        .await
+        .unwrap();
+    assert!(resp.status().is_success());
+    let theirs = w
+        .sim
+        .post_as(&w.alice.id, &w.dm.id, "from alice", None)
+        .unwrap();
+    let (got, _) = next_post(&mut rx).await;
+    assert_eq!(got.id, theirs.id);
+    assert_eq!(link.stats().own_dropped, 2);
+    assert!(rx.try_recv().is_err());
+}
+
+/// Kills with `mode` while posts are made, on a single-threaded runtime so the
+/// kill and the posts happen before the link can react.
+async fn resumes_after(mode: KillMode) {
+    let w = World::start(SimConfig::default()).await;
+    let (link, mut rx) = w.spawn(w.link_config(), 64);
+    let first = link.wait_connected(WAIT).await.unwrap();
+    let before = w
+        .sim
+        .post_as(&w.alice.id, &w.dm.id, "before", None)
+        .unwrap();
+    assert_eq!(next_post(&mut rx).await.0.id, before.id);
+
+    let killed_at = Instant::now();
+    assert_eq!(w.sim.kill_sockets(&w.bot.id, mode), 1);
+    let missed: Vec<String> = (0..5)
+        .map(|i| {
+            w.sim
+                .post_as(&w.alice.id, &w.dm.id, &format!("while away {i}"), None)
+                .unwrap()
+                .id
+        })
+        .collect();
+    let again = link.wait_connected_after(killed_at, WAIT).await.unwrap();
+    assert_eq!(again, first, "a resume keeps the connection id");
+    for id in &missed {
+        let (post, caught_up) = next_post(&mut rx).await;
+        assert_eq!(&post.id, id, "replayed in order");
+        assert!(!caught_up);
+    }
+    let stats = link.stats();
+    assert_eq!(
+        (stats.resumes, stats.resumes_refused, stats.reconnects),
+        (1, 0, 1)
+    );
+    assert_eq!(stats.catch_ups, 0);
+    assert!(rx.try_recv().is_err(), "nothing delivered twice");
+}
+
+#[tokio::test]
+async fn resumes_after_a_close_kill() {
+    resumes_after(KillMode::Close).await;
+}
+
+#[tokio::test]
+async fn resumes_after_a_drop_kill() {
+    resumes_after(KillMode::Drop).await;
+}
+
+#[tokio::test]
+async fn refused_resume_catches_up_every_served_channel() {
+    let w = World::start(SimConfig {
+        ws_resume_buffer: 16,
+        ..SimConfig::default()
+    })
+    .await;
+    let team = w.sim.create_team("eng", "Engineering");
+    let town = w
+        .sim
+        .create_channel(&team.id, "town", "Town", ChannelType::Open)
+        .unwrap();
+    w.sim.add_member(&town.id, &w.bot.id).unwrap();
+    w.sim.add_member(&town.id, &w.alice.id).unwrap();
+
+    let (link, mut rx) = w.spawn(w.link_config(), 64);
+    let first = link.wait_connected(WAIT).await.unwrap();
+    // The DM becomes served by a delivered post, `town` explicitly.
+    let seed = w.sim.post_as(&w.alice.id, &w.dm.id, "seed", None).unwrap();
+    assert_eq!(next_post(&mut rx).await.0.id, seed.id);
+    link.serve_channel(&town.id);
+
+    let killed_at = Instant::now();
+    assert_eq!(w.sim.kill_sockets(&w.bot.id, KillMode::Drop), 1);
+    let mut missed = HashSet::new();
+    for i in 0..12 {
+        for ch in [&w.dm.id, &town.id] {
+            let p = w
+                .sim
+                .post_as(&w.alice.id, ch, &format!("lost {i}"), None)
+                .unwrap();
+            missed.insert(p.id);
+        }
+    }
+    let own = w.sim.post_as(&w.bot.id, &town.id, "mine", None).unwrap();
+    let again = link.wait_connected_after(killed_at, WAIT).await.unwrap();
+    assert_ne!(again, first, "the resume was refused");
+    let mut got = HashSet::new();
+    while got.len() < missed.len() {
+        let (post, caught_up) = next_post(&mut rx).await;
+        assert!(caught_up, "only REST can recover these");
+        assert!(missed.contains(&post.id), "unexpected {post:?}");
+        assert_ne!(post.id, own.id);
+        assert!(got.insert(post.id), "delivered twice");
+    }
+    let stats = link.stats();
+    assert_eq!(stats.resumes_refused, 1);
+    assert_eq!(stats.posts_recovered, 24);
+    assert!(stats.catch_ups >= 1);
+
+    // The link keeps working on the new connection.
+    let after = w.sim.post_as(&w.alice.id, &town.id, "after", None).unwrap();
+    let (post, caught_up) = next_post(&mut rx).await;
+    assert_eq!((post.id, caught_up), (after.id, false));
+}
+
+/// A catch-up source that creates a post just before it reads, so the post
+/// comes both from REST and, a moment later, from the socket.
+struct RacingCatchUp {
+    inner: SimCatchUp,
+    sim: Arc<mattermost_sim::Simulator>,
+    alice: String,
+    channel: String,
+    raced: std::sync::Mutex<Option<String>>,
+}
+
+#[async_trait::async_trait]
+impl CatchUp for RacingCatchUp {
+    async fn posts_since(&self, channel_id: &str, since_ms: i64) -> Result<Vec<Post>, String> {
+        {
+            let mut raced = self.raced.lock().unwrap();
+            if raced.is_none() {
+                let p = self
+                    .sim
+                    .post_as(&self.alice, &self.channel, "raced", None)
+                    .map_err(|e| e.to_string())?;
+                *raced = Some(p.id);
+            }
+        }
+        self.inner.posts_since(channel_id, since_ms).await
+    }
+}
+
+#[tokio::test]
+async fn a_post_seen_by_rest_and_socket_is_delivered_once() {
+    let w = World::start(SimConfig {
+        ws_resume_buffer: 4,
+        ..SimConfig::default()
+    })
+    .await;
+    let racing = Arc::new(RacingCatchUp {
+        inner: SimCatchUp::new(&w.sim, &w.bot.token),
+        sim: w.sim.clone(),
+        alice: w.alice.id.clone(),
+        channel: w.dm.id.clone(),
+        raced: std::sync::Mutex::new(None),
+    });
+    let (tx, mut rx) = mpsc::channel(64);
+    let link = ws::spawn(w.link_config(), racing.clone(), tx);
+    link.wait_connected(WAIT).await.unwrap();
+    let seed = w.sim.post_as(&w.alice.id, &w.dm.id, "seed", None).unwrap();
+    assert_eq!(next_post(&mut rx).await.0.id, seed.id);
+
+    let killed_at = Instant::now();
+    w.sim.kill_sockets(&w.bot.id, KillMode::Close);
+    let mut expected: HashSet<String> = (0..8)
+        .map(|i| {
+            w.sim
+                .post_as(&w.alice.id, &w.dm.id, &format!("lost {i}"), None)
+                .unwrap()
+                .id
+        })
+        .collect();
+    link.wait_connected_after(killed_at, WAIT).await.unwrap();
+    let mut got = HashMap::new();
+    loop {
+        let (post, caught_up) = next_post(&mut rx).await;
+        assert!(caught_up, "{post:?}");
+        // The raced post is created by the first catch-up call.
+        if let Some(raced) = racing.raced.lock().unwrap().clone() {
+            expected.insert(raced);
+        }
+        assert!(expected.contains(&post.id), "{post:?}");
+        assert!(got.insert(post.id.clone(), ()).is_none(), "twice: {post:?}");
+        if got.len() == 9 {
+            break;
+        }
+    }
+    assert_eq!(got.len(), expected.len());
+    // The socket's copy of the raced post arrives after REST delivered it;
+    // a sentinel posted afterwards proves it was dropped, not pending.
+    let sentinel = w
+        .sim
+        .post_as(&w.alice.id, &w.dm.id, "sentinel", None)
+        .unwrap();
+    assert_eq!(next_post(&mut rx).await.0.id, sentinel.id);
+    assert_eq!(link.stats().duplicates_dropped, 1);
+}
+
+#[tokio::test]
+async fn a_stalled_link_is_declared_dead_and_reconnects() {
+    let w = World::start(SimConfig::default()).await;
+    let mut cfg = w.link_config();
+    cfg.ping_interval = Duration::from_millis(100);
+    cfg.dead_after = Duration::from_millis(400);
+    let (link, mut rx) = w.spawn(cfg, 64);
+    link.wait_connected(WAIT).await.unwrap();
+    // Served, so a refused resume would be caught up too.
+    link.serve_channel(&w.dm.id);
+    let stalled_at = Instant::now();
+    assert_eq!(w.sim.stall_sockets(&w.bot.id, Duration::from_secs(3)), 1);
+    let during = w
+        .sim
+        .post_as(&w.alice.id, &w.dm.id, "during the stall", None)
+        .unwrap();
+    match link
+        .wait_for(WAIT, |s| matches!(s, LinkState::Reconnecting { .. }))
+        .await
+        .unwrap()
+    {
+        LinkState::Reconnecting { last_error, .. } => {
+            assert!(last_error.contains("presumed dead"), "{last_error}");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(
+        stalled_at.elapsed() < Duration::from_secs(3),
+        "detected before the stall ended"
+    );
+    link.wait_connected_after(stalled_at, WAIT).await.unwrap();
+    let (post, _) = next_post(&mut rx).await;
+    assert_eq!(post.id, during.id);
+    let after = w.sim.post_as(&w.alice.id, &w.dm.id, "after", None).unwrap();
+    assert_eq!(next_post(&mut rx).await.0.id, after.id);
+    assert_eq!(link.stats().reconnects, 1);
+}
+
+#[tokio::test]
+async fn no_server_means_reconnecting_with_growing_attempts() {
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let mut cfg = LinkConfig::new(
+        Url::parse(&format!("ws://127.0.0.1:{port}/api/v4/websocket")).unwrap(),
+        Secret::new("token-that-must-not-leak"),
+        "botid",
+    );
+    cfg.backoff_initial = Duration::from_millis(5);
+    cfg.backoff_max = Duration::from_millis(20);
+    let (tx, _rx) = mpsc::channel(1);
+    let sim = World::start(SimConfig::default()).await;
+    let mut link = ws::spawn(cfg, sim.catch_up(), tx);
+    let mut seen = Vec::new();
+    link.wait_for(WAIT, |s| {
+        if let LinkState::Reconnecting {
+            attempt,
+            last_error,
+            ..
+        } = s
+        {
+            assert!(!last_error.contains("token-that-must-not-leak"));
+            seen.push(*attempt);
+        }
+        matches!(s, LinkState::Reconnecting { attempt, .. } if *attempt >= 6)
+    })
+    .await
+    .unwrap();
+    assert!(seen.windows(2).all(|w| w[0] <= w[1]), "{seen:?}");
+    assert_eq!(link.stats().connects, 0);
+    link.disconnect().await;
+    assert_eq!(link.state(), LinkState::Stopped);
+}
+
+#[tokio::test]
+async fn a_bad_token_never_counts_as_connected() {
+    let w = World::start(SimConfig {
+        ws_auth_timeout: Duration::from_millis(300),
+        ..SimConfig::default()
+    })
+    .await;
+    let mut cfg = w.link_config();
+    cfg.token = Secret::new("not-a-valid-token-at-all");
+    cfg.hello_timeout = Duration::from_millis(500);
+    let (link, _rx) = w.spawn(cfg, 1);
+    let state = link
+        .wait_for(
+            WAIT,
+            |s| matches!(s, LinkState::Reconnecting { attempt, .. } if *attempt >= 3),
+        )
+        .await
+        .unwrap();
+    let LinkState::Reconnecting { last_error, .. } = state else {
+        unreachable!()
+    };
+    assert!(!last_error.contains("not-a-valid-token-at-all"));
+    assert_eq!(link.stats().connects, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_consumer_gets_every_event() {
+    let w = World::start(SimConfig::default()).await;
+    let (link, mut rx) = w.spawn(w.link_config(), 1);
+    link.wait_connected(WAIT).await.unwrap();
+    let ids: Vec<String> = (0..200)
+        .map(|i| {
+            w.sim
+                .post_as(&w.alice.id, &w.dm.id, &format!("slow {i}"), None)
+                .unwrap()
+                .id
+        })
+        .collect();
+    let mut got = Vec::new();
+    while got.len() < ids.len() {
+        let (post, _) = next_post(&mut rx).await;
+        got.push(post.id);
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let unique: HashSet<&String> = got.iter().collect();
+    assert_eq!(unique.len(), ids.len());
+    assert_eq!(unique, ids.iter().collect::<HashSet<_>>());
+}
+
+/// The acceptance run: 500 posts at random moments in two channels, 50 socket
+/// kills (close and drop, every fourth followed by a burst larger than the 16-event
+/// resume buffer). Every post arrives exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn five_hundred_posts_fifty_kills_each_post_exactly_once() {
+    const POSTS: usize = 500;
+    const KILLS: usize = 50;
+    link_support::init_tracing();
+    let w = World::start(SimConfig {
+        ws_resume_buffer: 16,
+        ..SimConfig::default()
+    })
+    .await;
+    let team = w.sim.create_team("eng", "Engineering");
+    let town = w
+        .sim
+        .create_channel(&team.id, "town", "Town", ChannelType::Open)
+        .unwrap();
+    w.sim.add_member(&town.id, &w.bot.id).unwrap();
+    w.sim.add_member(&town.id, &w.alice.id).unwrap();
+    let channels = [w.dm.id.clone(), town.id.clone()];
+
+    let started = Instant::now();
+    let mut cfg = w.link_config();
+    // Reconnects take long enough (0–30 ms) for a burst to overflow the buffer.
+    cfg.backoff_initial = Duration::from_millis(30);
+    cfg.backoff_max = Duration::from_millis(60);
+    let (link, mut rx) = w.spawn(cfg, 32);
+    link.wait_connected(WAIT).await.unwrap();
+    for ch in &channels {
+        link.serve_channel(ch);
+    }
+
+    // The consumer counts every post it is given.
+    let counts = Arc::new(std::sync::Mutex::new(HashMap::<String, usize>::new()));
+    let received = Arc::new(AtomicUsize::new(0));
+    let (done_tx, mut done_rx) = mpsc::channel::<String>(1024);
+    let consumer = {
+        let counts = counts.clone();
+        let received = received.clone();
+        tokio::spawn(async move {
+            while let Some(event) = rx.recv().await {
+                if let Inbound::Posted { post, .. } = event {
+                    *counts.lock().unwrap().entry(post.id.clone()).or_default() += 1;
+                    received.fetch_add(1, Ordering::SeqCst);
+                    let _ = done_tx.send(post.id).await;
+                }
+            }
+        })
+    };
+
+    // Kill points and burst sizes, chosen up front.
+    let mut rng = fastrand::Rng::with_seed(0x5eed_1234);
+    let mut kill_at: Vec<usize> = Vec::new();
+    while kill_at.len() < KILLS {
+        let i = rng.usize(1..POSTS - 10);
+        if !kill_at.contains(&i) {
+            kill_at.push(i);
+        }
+    }
+    kill_at.sort_unstable();
+    let mut posted: Vec<String> = Vec::with_capacity(POSTS);
+    let mut kills = 0;
+    let mut last_kill = started;
+    let mut burst = 0usize;
+    let mut n = 0usize;
+    while n < POSTS {
+        if burst == 0 && kill_at.first().is_some_and(|k| *k <= n) {
+            kill_at.remove(0);
+            // Only kill a link that is back up, so every kill ends a socket.
+            link.wait_connected_after(last_kill, WAIT).await.unwrap();
+            let mode = if rng.bool() {
+                KillMode::Close
+            } else {
+                KillMode::Drop
+            };
+            let t = Instant::now();
+            if w.sim.kill_sockets(&w.bot.id, mode) > 0 {
+                kills += 1;
+                last_kill = t;
+            } else {
+                tracing::warn!("kill found no socket");
+            }
+            // Every fourth kill is followed by more posts than the resume
+            // buffer holds, posted before the link can come back.
+            if kills % 4 == 0 {
+                burst = rng.usize(17..25);
+            }
+        }
+        let ch = &channels[rng.usize(0..channels.len())];
+        let p = w
+            .sim
+            .post_as(&w.alice.id, ch, &format!("post {n}"), None)
+            .unwrap();
+        posted.push(p.id);
+        n += 1;
+        if burst > 0 {
+            burst -= 1;
+        } else if rng.u8(0..4) == 0 {
+            tokio::time::sleep(Duration::from_millis(rng.u64(0..8))).await;
+        } else {
+            tokio::task::yield_now().await;
+        }
+    }
+    // Make sure every planned kill happened.
+    while kills < KILLS {
+        link.wait_connected_after(last_kill, WAIT).await.unwrap();
+        let t = Instant::now();
+        if w.sim.kill_sockets(&w.bot.id, KillMode::Drop) > 0 {
+            kills += 1;
+            last_kill = t;
+        }
+    }
+
+    let expected: HashSet<String> = posted.iter().cloned().collect();
+    assert_eq!(expected.len(), POSTS);
+    let mut seen = HashSet::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while !expected.is_subset(&seen) {
+        let id = tokio::time::timeout_at(deadline, done_rx.recv())
+            .await
+            .unwrap_or_else(|_| {
+                panic!(
+                    "only {} of {POSTS} posts arrived; stats {:?}",
+                    seen.intersection(&expected).count(),
+                    link.stats()
+                )
+            })
+            .unwrap();
+        seen.insert(id);
+    }
+    // A sentinel after everything: duplicates, if any, would come before it.
+    link.wait_connected(WAIT).await.unwrap();
+    let sentinel = w
+        .sim
+        .post_as(&w.alice.id, &w.dm.id, "sentinel", None)
+        .unwrap();
+    loop {
+        let id = tokio::time::timeout(WAIT, done_rx.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        if id == sentinel.id {
+            break;
+        }
+    }
+
+    let counts = counts.lock().unwrap().clone();
+    let delivered: HashSet<String> = counts.keys().cloned().collect();
+    let mut all = expected.clone();
+    all.insert(sentinel.id.clone());
+    assert_eq!(delivered, all, "exactly the posted set");
+    let twice: Vec<_> = counts.iter().filter(|(_, c)| **c != 1).collect();
+    assert!(twice.is_empty(), "delivered more than once: {twice:?}");
+    assert_eq!(received.load(Ordering::SeqCst), POSTS + 1);
+
+    let stats = link.stats();
+    tracing::info!(?stats, "acceptance run");
+    assert_eq!(kills, KILLS);
+    assert!(stats.reconnects >= KILLS as u64, "{stats:?}");
+    assert!(stats.resumes > 0, "{stats:?}");
+    assert!(stats.resumes_refused > 0, "{stats:?}");
+    assert!(stats.posts_recovered > 0, "{stats:?}");
+    drop(link);
+    let _ = tokio::time::timeout(WAIT, consumer).await;
+}
