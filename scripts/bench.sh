@@ -10,3 +10,7 @@ bin="$PWD/target/release/opencode-mattermost"
 echo "agent binary: $(du -h "$bin" | cut -f1) ($bin)"
 OPENCODE_MATTERMOST_BIN="$bin" XDG_STATE_HOME="$(mktemp -d)" OPENCODE_MM_LOG=warn \
   tests/opencode/node_modules/.bin/bun run tests/shim/bench.ts
+
+echo
+echo "Mattermost link on loopback against the simulator (release):"
+cargo test --release --quiet --test bench_link -- --ignored --nocapture 2>&1 | grep -v -E "^(running|test result|$)|^test "

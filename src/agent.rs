@@ -10,6 +10,8 @@ use serde_json::Value;
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::config::Config;
+use crate::mattermost::connection::{Connector, INBOUND_QUEUE};
+use crate::mattermost::ws::Inbound;
 use crate::opencode::events::Event;
 use crate::opencode::{Client, OpenCode, ShimFetch};
 use crate::rpc::protocol::{
@@ -37,6 +39,10 @@ pub struct Agent {
     pub opencode: Arc<dyn OpenCode>,
     /// Where logs go, or why they cannot be written to a file.
     pub log_target: Result<std::path::PathBuf, String>,
+    /// The Mattermost connection, if any.
+    pub connector: Connector,
+    /// Inbound Mattermost events, until the consumer takes them.
+    inbound: Mutex<Option<tokio::sync::mpsc::Receiver<Inbound>>>,
     init: RwLock<Option<InitializeParams>>,
     events: Mutex<EventStats>,
     tools: Vec<Box<dyn Tool>>,
@@ -62,12 +68,15 @@ impl Agent {
         opencode: Arc<dyn OpenCode>,
         log_target: Result<std::path::PathBuf, String>,
     ) -> Arc<Self> {
+        let (inbound_tx, inbound_rx) = tokio::sync::mpsc::channel(INBOUND_QUEUE);
         Arc::new(Self {
             config,
             started: Instant::now(),
             peer,
             opencode,
             log_target,
+            connector: Connector::new(inbound_tx),
+            inbound: Mutex::new(Some(inbound_rx)),
             init: RwLock::new(None),
             events: Mutex::new(EventStats::default()),
             tools: catalog(),
@@ -80,6 +89,14 @@ impl Agent {
             .read()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .clone()
+    }
+
+    /// Take the inbound Mattermost event stream (once).
+    pub fn take_inbound(&self) -> Option<tokio::sync::mpsc::Receiver<Inbound>> {
+        self.inbound
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .take()
     }
 
     pub fn event_stats(&self) -> EventStats {

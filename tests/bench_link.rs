@@ -38,7 +38,7 @@ async fn bench_link() {
         let cfg = fast(w.link_config());
         let (tx, _rx) = tokio::sync::mpsc::channel(16);
         let t0 = Instant::now();
-        let mut link = ws::spawn(cfg, catch_up.clone(), tx);
+        let link = ws::spawn(cfg, catch_up.clone(), tx);
         link.wait_connected(WAIT).await.unwrap();
         connects.push(t0.elapsed());
         link.disconnect().await;

@@ -24,7 +24,7 @@ use url::Url;
 #[tokio::test]
 async fn connects_after_hello_and_delivers_every_event_kind() {
     let w = World::start(SimConfig::default()).await;
-    let (mut link, mut rx) = w.spawn(w.link_config(), 64);
+    let (link, mut rx) = w.spawn(w.link_config(), 64);
     let id = link.wait_connected(WAIT).await.unwrap();
     let conns = w.sim.connections();
     assert!(
@@ -404,7 +404,7 @@ async fn no_server_means_reconnecting_with_growing_attempts() {
     cfg.backoff_max = Duration::from_millis(20);
     let (tx, _rx) = mpsc::channel(1);
     let sim = World::start(SimConfig::default()).await;
-    let mut link = ws::spawn(cfg, sim.catch_up(), tx);
+    let link = ws::spawn(cfg, sim.catch_up(), tx);
     let mut seen = Vec::new();
     link.wait_for(WAIT, |s| {
         if let LinkState::Reconnecting {

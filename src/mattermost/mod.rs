@@ -3,6 +3,7 @@
 //! WebSocket event stream ([`ws`]).
 
 pub mod budget;
+pub mod connection;
 pub mod error;
 pub mod rest;
 pub mod types;

@@ -29,7 +29,6 @@ use futures::{SinkExt, StreamExt};
 use serde_json::Value;
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
-use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::{HeaderValue, header::AUTHORIZATION};
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
@@ -264,7 +263,6 @@ pub struct LinkHandle {
     state: watch::Receiver<LinkState>,
     shared: Arc<Shared>,
     stop: watch::Sender<bool>,
-    task: Option<JoinHandle<()>>,
 }
 
 /// Starts the link task. Events go to `events`; when it is full the link
@@ -292,12 +290,11 @@ pub fn spawn(
         pending: BTreeMap::new(),
         action_seq: 0,
     };
-    let task = tokio::spawn(worker.run());
+    tokio::spawn(worker.run());
     LinkHandle {
         state: state_rx,
         shared,
         stop: stop_tx,
-        task: Some(task),
     }
 }
 
@@ -399,13 +396,13 @@ impl LinkHandle {
 
     /// Stops the link: closes the socket cleanly and ends the task. The state
     /// is `Stopped` afterwards.
-    pub async fn disconnect(&mut self) {
+    pub async fn disconnect(&self) {
         let _ = self.stop.send(true);
-        if let Some(task) = self.task.take()
-            && let Err(e) = task.await
-        {
-            tracing::error!(error = %e, "mattermost link task failed");
-        }
+        // The task closes the socket (waiting up to 1 s for the close) and
+        // then reports Stopped; shared handles cannot join it, so wait for that.
+        let _ = self
+            .wait_for(Duration::from_secs(5), |s| *s == LinkState::Stopped)
+            .await;
     }
 }
 

@@ -3,6 +3,7 @@
 //! Each tool's arguments are a Rust type whose doc comments become the JSON
 //! Schema the model sees; [`export`] writes the same catalog to `tools/`.
 
+mod connect;
 pub mod export;
 mod status;
 
@@ -53,7 +54,11 @@ pub trait Tool: Send + Sync {
 
 /// Every tool that works end to end, in catalog order.
 pub fn catalog() -> Vec<Box<dyn Tool>> {
-    vec![Box::new(status::StatusTool)]
+    vec![
+        Box::new(connect::ConnectTool),
+        Box::new(connect::DisconnectTool),
+        Box::new(status::StatusTool),
+    ]
 }
 
 /// The JSON Schema of an arguments type: inlined (no `$ref`, which the shim's

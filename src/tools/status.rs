@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 
 use super::{Tool, ToolError, ToolOutput, parse_args, schema_of};
 use crate::agent::{AGENT_VERSION, Agent, calling_session};
+use crate::mattermost::connection::describe_link;
 use crate::rpc::protocol::{CallContext, PROTOCOL_VERSION};
 
 /// Arguments of `mattermost_status`.
@@ -49,6 +50,11 @@ impl Tool for StatusTool {
         let args: StatusArgs = parse_args(self.name(), args)?;
         let report = Report::gather(agent, ctx).await;
         let problems = report.problems.len();
+        let link = if report.mattermost.is_some() {
+            "connected"
+        } else {
+            "not connected"
+        };
         let text = if args.json {
             serde_json::to_string_pretty(&report.to_json())
                 .map_err(|e| ToolError::Failed(format!("cannot encode status: {e}")))?
@@ -58,7 +64,7 @@ impl Tool for StatusTool {
         Ok(ToolOutput {
             text,
             title: Some(format!(
-                "Mattermost: not connected, {problems} configuration problem{}",
+                "Mattermost: {link}, {problems} configuration problem{}",
                 if problems == 1 { "" } else { "s" }
             )),
             metadata: None,
@@ -77,6 +83,8 @@ struct Report {
     /// Sessions OpenCode lists, or why they could not be listed.
     sessions: Result<Vec<SessionLine>, String>,
     calling: Option<String>,
+    /// `None` when not connected; else a summary line and the link's lines.
+    mattermost: Option<(String, Vec<String>)>,
     events_received: u64,
     events_undecodable: u64,
     last_event: Option<(String, Duration)>,
@@ -125,6 +133,15 @@ impl Report {
             project_id: nonempty(init.project_id),
             sessions,
             calling: calling_session(ctx).map(str::to_owned),
+            mattermost: agent.connector.current().await.map(|c| {
+                (
+                    format!(
+                        "connected as @{} to {} (server {})",
+                        c.info.bot.username, c.info.site_url, c.info.server_version
+                    ),
+                    describe_link(&c),
+                )
+            }),
             events_received: stats.received,
             events_undecodable: stats.undecodable,
             last_event: stats.last.map(|(k, at)| (k, at.elapsed())),
@@ -211,7 +228,17 @@ impl Report {
                 String::new()
             }
         );
-        let _ = writeln!(out, "Mattermost: not connected");
+        match &self.mattermost {
+            Some((summary, lines)) => {
+                let _ = writeln!(out, "Mattermost: {summary}");
+                for line in lines {
+                    let _ = writeln!(out, "  {line}");
+                }
+            }
+            None => {
+                let _ = writeln!(out, "Mattermost: not connected (use mattermost_connect)");
+            }
+        }
         let _ = writeln!(
             out,
             "Config file: {}",
@@ -265,7 +292,10 @@ impl Report {
                            "undecodable": self.events_undecodable,
                            "last": self.last_event.as_ref().map(|(k, _)| k)},
             },
-            "mattermost": {"state": "not connected"},
+            "mattermost": match &self.mattermost {
+                Some((summary, lines)) => json!({"state": "connected", "summary": summary, "link": lines}),
+                None => json!({"state": "not connected"}),
+            },
             "config": {
                 "file": self.config_file,
                 "entries": self.entries.iter()
