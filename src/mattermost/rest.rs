@@ -310,17 +310,7 @@ impl RestClient {
 
     pub async fn user_by_username(&self, username: &str) -> Result<User, MattermostError> {
         let name = username.trim_start_matches('@');
-        if name.is_empty()
-            || name.len() > 64
-            || !name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
-        {
-            return Err(MattermostError::InvalidInput {
-                what: "username",
-                reason: format!("`{}` is not a Mattermost username", name.escape_debug()),
-            });
-        }
+        check_name("username", name, "._-")?;
         self.get(&format!("/users/username/{name}")).await
     }
 
@@ -562,6 +552,8 @@ impl RestClient {
         emoji: &str,
     ) -> Result<Reaction, MattermostError> {
         check_id("post id", post_id)?;
+        check_id("user id", user_id)?;
+        check_name("emoji name", emoji, "_+-")?;
         self.json(
             Method::POST,
             "/reactions",
@@ -587,16 +579,7 @@ impl RestClient {
     ) -> Result<(), MattermostError> {
         check_id("post id", post_id)?;
         check_id("user id", user_id)?;
-        if emoji.is_empty()
-            || !emoji
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || "_+-".contains(c))
-        {
-            return Err(MattermostError::InvalidInput {
-                what: "emoji name",
-                reason: format!("`{}`", emoji.escape_debug()),
-            });
-        }
+        check_name("emoji name", emoji, "_+-")?;
         self.call(
             Method::DELETE,
             &format!("/users/{user_id}/posts/{post_id}/reactions/{emoji}"),
@@ -679,6 +662,24 @@ fn check_id(what: &'static str, id: &str) -> Result<(), MattermostError> {
         Err(MattermostError::InvalidInput {
             what,
             reason: format!("`{}` is not a Mattermost id", id.escape_debug()),
+        })
+    }
+}
+
+/// A name that goes into a URL path (username, emoji): ASCII letters and
+/// digits plus `extra`, at most 64 characters.
+fn check_name(what: &'static str, value: &str, extra: &str) -> Result<(), MattermostError> {
+    let ok = !value.is_empty()
+        && value.len() <= 64
+        && value
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || extra.contains(c));
+    if ok {
+        Ok(())
+    } else {
+        Err(MattermostError::InvalidInput {
+            what,
+            reason: format!("`{}` is not a valid {what}", value.escape_debug()),
         })
     }
 }
