@@ -112,23 +112,31 @@ impl Connector {
             config.rate_per_second as f64,
             config.rate_burst as f64,
         ));
+        // Connecting answers a person waiting at a prompt, so its checks fail
+        // fast; the client kept for the session retries patiently. Both share
+        // the server's budget.
+        let probe = RestClient::new(
+            &api_url,
+            token.clone(),
+            budget.clone(),
+            RetryPolicy {
+                attempts: 2,
+                ..RetryPolicy::default()
+            },
+        )?;
         let rest = Arc::new(RestClient::new(
             &api_url,
             token.clone(),
             budget,
-            RetryPolicy {
-                // Connecting answers a person waiting at a prompt: fail fast.
-                attempts: 2,
-                ..RetryPolicy::default()
-            },
+            RetryPolicy::default(),
         )?);
-        let bot = rest.me().await?;
+        let bot = probe.me().await?;
         if let Some(expected) = &config.bot_username
             && !expected.eq_ignore_ascii_case(&bot.username)
         {
             warn!(expected, actual = %bot.username, "the token belongs to another account");
         }
-        let teams = rest.my_teams().await?;
+        let teams = probe.my_teams().await?;
         if teams.is_empty() {
             return Err(ConnectError::Config(format!(
                 "the bot @{} is not in any team: add it to a team (System Console > \
@@ -136,7 +144,7 @@ impl Connector {
                 bot.username, bot.username
             )));
         }
-        let client_config = rest.client_config().await?;
+        let client_config = probe.client_config().await?;
         let info = ServerInfo {
             site_url: client_config
                 .site_url()
