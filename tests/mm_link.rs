@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use link_support::{SimCatchUp, WAIT, World, eventually, next, next_post};
-use mattermost_sim::{ChannelType, KillMode, SimConfig};
+use mattermost_sim::{KillMode, SimConfig};
 use opencode_mattermost::config::Secret;
 use opencode_mattermost::mattermost::types::Post;
 use opencode_mattermost::mattermost::ws::{self, CatchUp, Inbound, LinkConfig, LinkState};
@@ -219,13 +219,7 @@ async fn refused_resume_catches_up_every_served_channel() {
         ..SimConfig::default()
     })
     .await;
-    let team = w.sim.create_team("eng", "Engineering");
-    let town = w
-        .sim
-        .create_channel(&team.id, "town", "Town", ChannelType::Open)
-        .unwrap();
-    w.sim.add_member(&town.id, &w.bot.id).unwrap();
-    w.sim.add_member(&town.id, &w.alice.id).unwrap();
+    let town = w.town();
 
     let (link, mut rx) = w.spawn(w.link_config(), 64);
     let first = link.wait_connected(WAIT).await.unwrap();
@@ -488,13 +482,7 @@ async fn five_hundred_posts_fifty_kills_each_post_exactly_once() {
         ..SimConfig::default()
     })
     .await;
-    let team = w.sim.create_team("eng", "Engineering");
-    let town = w
-        .sim
-        .create_channel(&team.id, "town", "Town", ChannelType::Open)
-        .unwrap();
-    w.sim.add_member(&town.id, &w.bot.id).unwrap();
-    w.sim.add_member(&town.id, &w.alice.id).unwrap();
+    let town = w.town();
     let channels = [w.dm.id.clone(), town.id.clone()];
 
     let started = Instant::now();

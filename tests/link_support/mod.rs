@@ -7,30 +7,34 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use mattermost_sim::{Account, Channel, SimConfig, Simulator};
+use mattermost_sim::{Account, Channel, ChannelType, SimConfig, Simulator};
 use opencode_mattermost::config::Secret;
-use opencode_mattermost::mattermost::types::{Post, PostList};
+use opencode_mattermost::mattermost::types::Post;
 use opencode_mattermost::mattermost::ws::{self, CatchUp, Inbound, LinkConfig, LinkHandle};
+use opencode_mattermost::mattermost::{RateBudget, RestClient, RetryPolicy};
 use tokio::sync::mpsc;
 use url::Url;
 
 /// Every wait in these tests is bounded by this.
 pub const WAIT: Duration = Duration::from_secs(20);
 
-/// `GET /channels/{id}/posts?since=` against the simulator, as the bot.
+/// The agent's own REST client as the link's [`CatchUp`], counting calls.
 pub struct SimCatchUp {
-    client: reqwest::Client,
-    api: String,
-    token: String,
+    rest: RestClient,
     pub calls: AtomicUsize,
 }
 
 impl SimCatchUp {
     pub fn new(sim: &Simulator, token: &str) -> Self {
+        let rest = RestClient::new(
+            &sim.api_url(),
+            Secret::new(token),
+            Arc::new(RateBudget::new(1000.0, 1000.0)),
+            RetryPolicy::default(),
+        )
+        .unwrap();
         SimCatchUp {
-            client: reqwest::Client::new(),
-            api: sim.api_url(),
-            token: token.to_owned(),
+            rest,
             calls: AtomicUsize::new(0),
         }
     }
@@ -40,20 +44,7 @@ impl SimCatchUp {
 impl CatchUp for SimCatchUp {
     async fn posts_since(&self, channel_id: &str, since_ms: i64) -> Result<Vec<Post>, String> {
         self.calls.fetch_add(1, Ordering::SeqCst);
-        let url = format!("{}/channels/{channel_id}/posts?since={since_ms}", self.api);
-        let resp = self
-            .client
-            .get(url)
-            .bearer_auth(&self.token)
-            .send()
-            .await
-            .map_err(|e| e.to_string())?;
-        let status = resp.status();
-        if !status.is_success() {
-            return Err(format!("HTTP {status}"));
-        }
-        let list: PostList = resp.json().await.map_err(|e| e.to_string())?;
-        Ok(list.posts.into_values().collect())
+        CatchUp::posts_since(&self.rest, channel_id, since_ms).await
     }
 }
 
@@ -103,6 +94,18 @@ impl World {
         let (tx, rx) = mpsc::channel(capacity);
         let handle = ws::spawn(cfg, self.catch_up(), tx);
         (handle, rx)
+    }
+
+    /// A public channel `town` in a new team, with the bot and alice in it.
+    pub fn town(&self) -> Channel {
+        let team = self.sim.create_team("eng", "Engineering");
+        let town = self
+            .sim
+            .create_channel(&team.id, "town", "Town", ChannelType::Open)
+            .unwrap();
+        self.sim.add_member(&town.id, &self.bot.id).unwrap();
+        self.sim.add_member(&town.id, &self.alice.id).unwrap();
+        town
     }
 
     /// Whether the bot has a socket attached at the simulator.
