@@ -10,6 +10,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use super::Session;
+use super::message::{MessageInfo, Part, Todo};
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Event {
@@ -20,6 +21,9 @@ pub enum Event {
     SessionStatus(SessionStatus),
     SessionError(SessionError),
     MessagePartDelta(PartDelta),
+    MessageUpdated(MessageUpdated),
+    MessagePartUpdated(PartUpdated),
+    TodoUpdated(TodoUpdated),
     PermissionAsked(PermissionAsked),
     QuestionAsked(QuestionAsked),
     /// Any other type, or a known type that did not decode (see `problem`).
@@ -72,6 +76,28 @@ pub struct PartDelta {
     pub delta: String,
 }
 
+/// `message.updated`: a message's info (not its parts) changed.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct MessageUpdated {
+    pub info: MessageInfo,
+}
+
+/// `message.part.updated`: the authoritative state of one part.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct PartUpdated {
+    pub part: Part,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct TodoUpdated {
+    #[serde(rename = "sessionID")]
+    pub session_id: String,
+    pub todos: Vec<Todo>,
+}
+
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(default)]
 pub struct PermissionAsked {
@@ -120,6 +146,9 @@ impl Event {
             "session.status" => typed(kind, props, Event::SessionStatus),
             "session.error" => typed(kind, props, Event::SessionError),
             "message.part.delta" => typed(kind, props, Event::MessagePartDelta),
+            "message.updated" => typed(kind, props, Event::MessageUpdated),
+            "message.part.updated" => typed(kind, props, Event::MessagePartUpdated),
+            "todo.updated" => typed(kind, props, Event::TodoUpdated),
             "permission.asked" => typed(kind, props, Event::PermissionAsked),
             "question.asked" => typed(kind, props, Event::QuestionAsked),
             other => Event::Other {
@@ -139,6 +168,9 @@ impl Event {
             Event::SessionStatus(_) => "session.status",
             Event::SessionError(_) => "session.error",
             Event::MessagePartDelta(_) => "message.part.delta",
+            Event::MessageUpdated(_) => "message.updated",
+            Event::MessagePartUpdated(_) => "message.part.updated",
+            Event::TodoUpdated(_) => "todo.updated",
             Event::PermissionAsked(_) => "permission.asked",
             Event::QuestionAsked(_) => "question.asked",
             Event::Other { kind, .. } => kind,
@@ -155,6 +187,9 @@ impl Event {
             Event::SessionStatus(s) => &s.session_id,
             Event::SessionError(s) => s.session_id.as_ref()?,
             Event::MessagePartDelta(d) => &d.session_id,
+            Event::MessageUpdated(m) => &m.info.session_id,
+            Event::MessagePartUpdated(p) => &p.part.base().session_id,
+            Event::TodoUpdated(t) => &t.session_id,
             Event::PermissionAsked(p) => &p.session_id,
             Event::QuestionAsked(q) => &q.session_id,
             Event::Other { .. } => return None,

@@ -7,6 +7,7 @@
 //! headless mode fits the same trait.
 
 pub mod events;
+pub mod message;
 mod shim;
 mod types;
 
@@ -17,6 +18,52 @@ use serde::de::DeserializeOwned;
 
 pub use shim::ShimFetch;
 pub use types::{Health, Session, SessionTime};
+
+use message::MessageWithParts;
+
+/// A model choice as OpenCode names it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ModelRef {
+    #[serde(rename = "providerID")]
+    pub provider_id: String,
+    #[serde(rename = "modelID")]
+    pub model_id: String,
+}
+
+impl ModelRef {
+    /// Parse `provider/model` (the model part may itself contain `/`).
+    pub fn parse(text: &str) -> Option<ModelRef> {
+        let (provider, model) = text.trim().split_once('/')?;
+        (!provider.is_empty() && !model.is_empty()).then(|| ModelRef {
+            provider_id: provider.to_owned(),
+            model_id: model.to_owned(),
+        })
+    }
+}
+
+impl std::fmt::Display for ModelRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.provider_id, self.model_id)
+    }
+}
+
+/// One `prompt_async` call: a text prompt under a message id we chose, so a
+/// retry after a crash can ask OpenCode whether the prompt already landed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Prompt {
+    pub message_id: String,
+    pub text: String,
+    pub model: Option<ModelRef>,
+    pub agent: Option<String>,
+}
+
+/// `GET /session/status` per session: idle sessions are usually absent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Activity {
+    Idle,
+    Busy,
+    Retry { attempt: u64, message: String },
+}
 
 /// An HTTP request against OpenCode's API, relative to its root.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -33,6 +80,16 @@ impl HttpRequest {
         Self {
             method: "GET".into(),
             path: path.into(),
+            ..Self::default()
+        }
+    }
+
+    pub fn post_json(path: impl Into<String>, body: &serde_json::Value) -> Self {
+        Self {
+            method: "POST".into(),
+            path: path.into(),
+            headers: BTreeMap::from([("content-type".to_owned(), "application/json".to_owned())]),
+            body: Some(body.to_string()),
             ..Self::default()
         }
     }
@@ -82,6 +139,31 @@ pub trait OpenCode: Send + Sync {
     async fn get_session(&self, id: &str) -> Result<Session, OpenCodeError>;
     /// OpenCode's health answer, which carries its version.
     async fn health(&self) -> Result<Health, OpenCodeError>;
+    /// A new session in this instance's project.
+    async fn create_session(&self, title: Option<&str>) -> Result<Session, OpenCodeError>;
+    /// Start a turn without waiting for it (`prompt_async`).
+    async fn prompt_async(&self, session_id: &str, prompt: &Prompt) -> Result<(), OpenCodeError>;
+    /// Every message of a session with its parts, oldest first.
+    async fn messages(&self, session_id: &str) -> Result<Vec<MessageWithParts>, OpenCodeError>;
+    /// What each non-idle session is doing.
+    async fn activity(&self) -> Result<Vec<(String, Activity)>, OpenCodeError>;
+    /// Abort the running turn of a session.
+    async fn abort(&self, session_id: &str) -> Result<bool, OpenCodeError>;
+}
+
+/// OpenCode message ids sort by creation time (`msg_` + 12 hex digits of
+/// `millis * 4096 + counter` + 14 random base62 characters). Ours follow the
+/// same shape so that OpenCode orders the message correctly.
+pub fn new_message_id(now_millis: u64) -> String {
+    const BASE62: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let counter = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % 4096;
+    let stamp = (now_millis.wrapping_mul(4096).wrapping_add(counter)) & 0xffff_ffff_ffff;
+    let mut id = format!("msg_{stamp:012x}");
+    for _ in 0..14 {
+        id.push(char::from(BASE62[fastrand::usize(..BASE62.len())]));
+    }
+    id
 }
 
 /// Typed OpenCode calls over a [`Fetch`].
@@ -94,11 +176,12 @@ impl<F: Fetch> Client<F> {
         Self { fetch }
     }
 
-    async fn get_json<T: DeserializeOwned>(
+    /// Send one request; a non-2xx answer becomes a clear error.
+    async fn send(
         &self,
         request: HttpRequest,
         not_found: Option<(&'static str, &str)>,
-    ) -> Result<T, OpenCodeError> {
+    ) -> Result<HttpResponse, OpenCodeError> {
         let path = request.path.clone();
         let method = request.method.clone();
         let response = self.fetch.fetch(request).await?;
@@ -118,8 +201,27 @@ impl<F: Fetch> Client<F> {
                 message: error_message(&response.body),
             });
         }
+        Ok(response)
+    }
+
+    async fn get_json<T: DeserializeOwned>(
+        &self,
+        request: HttpRequest,
+        not_found: Option<(&'static str, &str)>,
+    ) -> Result<T, OpenCodeError> {
+        let path = request.path.clone();
+        let response = self.send(request, not_found).await?;
         serde_json::from_slice(&response.body)
             .map_err(|source| OpenCodeError::Decode { path, source })
+    }
+
+    /// For endpoints whose success body carries nothing we need.
+    async fn expect_ok(
+        &self,
+        request: HttpRequest,
+        not_found: Option<(&'static str, &str)>,
+    ) -> Result<(), OpenCodeError> {
+        self.send(request, not_found).await.map(drop)
     }
 }
 
@@ -178,6 +280,77 @@ impl<F: Fetch> OpenCode for Client<F> {
     async fn health(&self) -> Result<Health, OpenCodeError> {
         self.get_json(HttpRequest::get("/global/health"), None)
             .await
+    }
+
+    async fn create_session(&self, title: Option<&str>) -> Result<Session, OpenCodeError> {
+        let body = match title {
+            Some(t) => serde_json::json!({ "title": t }),
+            None => serde_json::json!({}),
+        };
+        self.get_json(HttpRequest::post_json("/session", &body), None)
+            .await
+    }
+
+    async fn prompt_async(&self, session_id: &str, prompt: &Prompt) -> Result<(), OpenCodeError> {
+        check_id("session id", session_id)?;
+        check_id("message id", &prompt.message_id)?;
+        let mut body = serde_json::json!({
+            "messageID": prompt.message_id,
+            "parts": [{ "type": "text", "text": prompt.text }],
+        });
+        if let Some(model) = &prompt.model {
+            body["model"] = serde_json::json!(model);
+        }
+        if let Some(agent) = &prompt.agent {
+            body["agent"] = serde_json::json!(agent);
+        }
+        let request = HttpRequest::post_json(format!("/session/{session_id}/prompt_async"), &body);
+        self.expect_ok(request, Some(("session", session_id))).await
+    }
+
+    async fn messages(&self, session_id: &str) -> Result<Vec<MessageWithParts>, OpenCodeError> {
+        check_id("session id", session_id)?;
+        self.get_json(
+            HttpRequest::get(format!("/session/{session_id}/message")),
+            Some(("session", session_id)),
+        )
+        .await
+    }
+
+    async fn activity(&self) -> Result<Vec<(String, Activity)>, OpenCodeError> {
+        let map: BTreeMap<String, serde_json::Value> = self
+            .get_json(HttpRequest::get("/session/status"), None)
+            .await?;
+        Ok(map
+            .into_iter()
+            .map(|(id, status)| {
+                let activity = match status.get("type").and_then(|t| t.as_str()) {
+                    Some("busy") => Activity::Busy,
+                    Some("retry") => Activity::Retry {
+                        attempt: status.get("attempt").and_then(|a| a.as_u64()).unwrap_or(0),
+                        message: status
+                            .get("message")
+                            .and_then(|m| m.as_str())
+                            .unwrap_or_default()
+                            .to_owned(),
+                    },
+                    _ => Activity::Idle,
+                };
+                (id, activity)
+            })
+            .collect())
+    }
+
+    async fn abort(&self, session_id: &str) -> Result<bool, OpenCodeError> {
+        check_id("session id", session_id)?;
+        self.get_json(
+            HttpRequest::post_json(
+                format!("/session/{session_id}/abort"),
+                &serde_json::json!({}),
+            ),
+            Some(("session", session_id)),
+        )
+        .await
     }
 }
 
