@@ -43,6 +43,12 @@ pub struct Agent {
     pub connector: Connector,
     /// Inbound Mattermost events, until the consumer takes them.
     inbound: Mutex<Option<tokio::sync::mpsc::Receiver<Inbound>>>,
+    /// Decoded OpenCode events go to the bridge. Unbounded on purpose: the
+    /// sender is the stdio read loop, which must never wait on a consumer.
+    events_tx: tokio::sync::mpsc::UnboundedSender<Event>,
+    events_rx: Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<Event>>>,
+    /// Flips to true once `initialize` succeeded.
+    initialized: tokio::sync::watch::Sender<bool>,
     init: RwLock<Option<InitializeParams>>,
     events: Mutex<EventStats>,
     tools: Vec<Box<dyn Tool>>,
@@ -69,6 +75,7 @@ impl Agent {
         log_target: Result<std::path::PathBuf, String>,
     ) -> Arc<Self> {
         let (inbound_tx, inbound_rx) = tokio::sync::mpsc::channel(INBOUND_QUEUE);
+        let (events_tx, events_rx) = tokio::sync::mpsc::unbounded_channel();
         Arc::new(Self {
             config,
             started: Instant::now(),
@@ -77,6 +84,9 @@ impl Agent {
             log_target,
             connector: Connector::new(inbound_tx),
             inbound: Mutex::new(Some(inbound_rx)),
+            events_tx,
+            events_rx: Mutex::new(Some(events_rx)),
+            initialized: tokio::sync::watch::Sender::new(false),
             init: RwLock::new(None),
             events: Mutex::new(EventStats::default()),
             tools: catalog(),
@@ -97,6 +107,29 @@ impl Agent {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .take()
+    }
+
+    /// Take the stream of decoded OpenCode events (once). Events sent before
+    /// anyone takes it are kept.
+    pub fn take_events(&self) -> Option<tokio::sync::mpsc::UnboundedReceiver<Event>> {
+        self.events_rx
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .take()
+    }
+
+    /// Wait until the shim has sent `initialize`, and return what it said.
+    pub async fn wait_initialized(&self) -> InitializeParams {
+        let mut rx = self.initialized.subscribe();
+        loop {
+            if let Some(info) = self.init_info() {
+                return info;
+            }
+            if rx.changed().await.is_err() {
+                // The sender lives as long as `self`; keep polling slowly.
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+        }
     }
 
     pub fn event_stats(&self) -> EventStats {
@@ -172,6 +205,7 @@ impl Agent {
             .init
             .write()
             .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(p);
+        self.initialized.send_replace(true);
         Ok(InitializeResponse {
             agent_version: AGENT_VERSION.to_owned(),
             protocol_version: PROTOCOL_VERSION,
@@ -233,20 +267,26 @@ impl Agent {
                 return;
             }
         };
-        let mut stats = self
-            .events
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        stats.received += 1;
-        if let Event::Other {
-            problem: Some(problem),
-            kind,
-        } = &event
         {
-            stats.undecodable += 1;
-            debug!(kind, problem, "event did not decode; kept as Other");
+            let mut stats = self
+                .events
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            stats.received += 1;
+            if let Event::Other {
+                problem: Some(problem),
+                kind,
+            } = &event
+            {
+                stats.undecodable += 1;
+                debug!(kind, problem, "event did not decode; kept as Other");
+            }
+            stats.last = Some((event.kind().to_owned(), Instant::now()));
         }
-        stats.last = Some((event.kind().to_owned(), Instant::now()));
+        if !matches!(event, Event::Other { .. }) {
+            // Fails only when the bridge is gone (shutdown).
+            let _ = self.events_tx.send(event);
+        }
     }
 }
 

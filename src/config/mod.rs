@@ -149,6 +149,9 @@ pub struct Config {
     pub team_file: Option<PathBuf>,
     /// `MM_PLUGIN_LOG_FILE`: log file; default under the XDG state dir.
     pub log_file: Option<PathBuf>,
+    /// `OPENCODE_MM_STATE_DB`: the SQLite state database; default
+    /// `$XDG_DATA_HOME/opencode-mattermost/state.db`.
+    pub state_db: Option<PathBuf>,
     /// `OPENCODE_MM_FETCH_TIMEOUT`: how long one OpenCode API call through
     /// the shim may take.
     pub fetch_timeout: Duration,
@@ -263,6 +266,7 @@ impl Config {
         let allowed_extensions = r.extensions("OPENCODE_MM_ALLOWED_EXTENSIONS");
         let team_file = r.path("OPENCODE_MM_TEAM_FILE");
         let log_file = r.path("MM_PLUGIN_LOG_FILE");
+        let state_db = r.path("OPENCODE_MM_STATE_DB");
         let log_filter = r.string("OPENCODE_MM_LOG");
         let fetch_timeout = r.millis("OPENCODE_MM_FETCH_TIMEOUT", 30_000, 100..=600_000);
         let rate_per_second = r.number("OPENCODE_MM_API_RATE", 10, 1..=1000);
@@ -334,6 +338,7 @@ impl Config {
             allowed_extensions,
             team_file,
             log_file,
+            state_db,
             log_filter,
             fetch_timeout,
             rate_per_second,

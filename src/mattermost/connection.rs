@@ -65,6 +65,8 @@ pub struct Connector {
     current: Mutex<Option<Arc<Connection>>>,
     /// Inbound events go here; the bridge takes the receiver.
     inbound: Mutex<Option<mpsc::Sender<Inbound>>>,
+    /// Counts fresh connections, so the bridge can catch up after each.
+    generation: tokio::sync::watch::Sender<u64>,
 }
 
 impl Connector {
@@ -73,7 +75,13 @@ impl Connector {
         Self {
             current: Mutex::new(None),
             inbound: Mutex::new(Some(events)),
+            generation: tokio::sync::watch::Sender::new(0),
         }
+    }
+
+    /// Changes each time a fresh connection is made.
+    pub fn connections(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.generation.subscribe()
     }
 
     pub async fn current(&self) -> Option<Arc<Connection>> {
@@ -175,6 +183,7 @@ impl Connector {
             connected_at: Instant::now(),
         });
         *current = Some(conn.clone());
+        self.generation.send_modify(|g| *g += 1);
         Ok((conn, true))
     }
 

@@ -1,0 +1,348 @@
+//! One task per OpenCode session: it owns the session's running turns, feeds
+//! them OpenCode events, and keeps their reply posts in step, paced by the
+//! throttle. The final text of a turn always comes from OpenCode's stored
+//! messages, so a dropped event or an agent restart cannot leave a reply
+//! short.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tracing::{Instrument, debug, info_span, warn};
+
+use super::Ctx;
+use crate::mattermost::budget::Priority;
+use crate::mattermost::rest::NewPost;
+use crate::opencode::events::Event;
+use crate::opencode::message::MessageWithParts;
+use crate::opencode::{Activity, OpenCodeError};
+use crate::render::{Outcome, Throttle, Turn};
+use crate::store::{ClaimState, Reply, ReplyState, now_millis};
+
+/// How often the typing indicator is renewed (Mattermost shows it ~5 s).
+const TYPING_EVERY: Duration = Duration::from_secs(4);
+/// How often a quiet turn is looked at: elapsed time in the status line, and
+/// a check with OpenCode in case its `session.idle` never reached us.
+const CHECK_EVERY: Duration = Duration::from_secs(3);
+
+/// A turn being streamed into its reply posts.
+pub(crate) struct Run {
+    pub turn: Turn,
+    pub throttle: Throttle,
+    pub reply: Reply,
+    /// The text last sent for each post of `reply.post_ids`.
+    pub sent: Vec<String>,
+    /// The claimed post that asked for this turn, marked done at the end.
+    pub claim: Option<String>,
+    /// `prompt_async` returned (or, after a restart, had returned).
+    pub prompted: bool,
+    pub shown_text: bool,
+    pub last_activity: Instant,
+}
+
+impl Run {
+    pub fn new(turn: Turn, reply: Reply, throttle: Throttle, claim: Option<String>) -> Run {
+        Run {
+            turn,
+            throttle,
+            sent: Vec::new(),
+            reply,
+            claim,
+            prompted: false,
+            shown_text: false,
+            last_activity: Instant::now(),
+        }
+    }
+}
+
+pub(crate) enum SessionMsg {
+    Event(Event),
+    /// A new turn; its first post may already exist.
+    Start(Box<Run>),
+    /// `prompt_async` for this user message succeeded.
+    Prompted(String),
+    /// `prompt_async` for this user message failed.
+    Failed(String, String),
+}
+
+/// Start the task of one session; it ends when the sender is dropped.
+pub(crate) fn spawn(ctx: Arc<Ctx>, session_id: String) -> mpsc::UnboundedSender<SessionMsg> {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let span = info_span!("session", id = %session_id);
+    tokio::spawn(session_loop(ctx, session_id, rx).instrument(span));
+    tx
+}
+
+async fn session_loop(
+    ctx: Arc<Ctx>,
+    session_id: String,
+    mut rx: mpsc::UnboundedReceiver<SessionMsg>,
+) {
+    let mut runs: Vec<Run> = Vec::new();
+    let mut typing = tokio::time::interval(TYPING_EVERY);
+    let mut check = tokio::time::interval(CHECK_EVERY);
+    loop {
+        let due = runs.iter().filter_map(|r| r.throttle.due()).min();
+        let sleep = async {
+            match due {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            msg = rx.recv() => {
+                let Some(msg) = msg else { return };
+                match msg {
+                    SessionMsg::Start(run) => runs.push(*run),
+                    SessionMsg::Prompted(id) => {
+                        if let Some(run) = runs.iter_mut().find(|r| r.turn.user_message_id() == id) {
+                            run.prompted = true;
+                            run.last_activity = Instant::now();
+                        }
+                    }
+                    SessionMsg::Failed(id, error) => {
+                        if let Some(run) = runs.iter_mut().find(|r| r.turn.user_message_id() == id) {
+                            run.turn.finish(Outcome::Failed(error), now_ms());
+                        }
+                    }
+                    SessionMsg::Event(event) => {
+                        let idle = matches!(event, Event::SessionIdle(_));
+                        apply_event(&mut runs, &event);
+                        if idle {
+                            settle(&ctx, &session_id, &mut runs, true).await;
+                        }
+                    }
+                }
+            }
+            () = sleep => {
+                let now = Instant::now();
+                for run in runs.iter_mut() {
+                    if run.throttle.due().is_some_and(|at| at <= now) {
+                        run.throttle.sent(now);
+                        if let Err(e) = flush(&ctx, run, Priority::Progress).await {
+                            debug!(error = %e, "progress edit failed; the next one carries it");
+                        }
+                    }
+                }
+            }
+            _ = typing.tick(), if runs.iter().any(|r| r.turn.outcome().is_none()) => {
+                if let Some(run) = runs.iter().find(|r| r.turn.outcome().is_none()) {
+                    ctx.typing(&run.reply.channel_id, &run.reply.root_post_id).await;
+                }
+            }
+            _ = check.tick(), if !runs.is_empty() => {
+                let now = Instant::now();
+                for run in runs.iter_mut() {
+                    // Elapsed time in the status line moves on.
+                    run.throttle.changed(now, 0, false);
+                }
+                let quiet = runs.iter().any(|r| r.prompted && now.duration_since(r.last_activity) >= CHECK_EVERY);
+                if quiet {
+                    settle(&ctx, &session_id, &mut runs, false).await;
+                }
+            }
+        }
+        // Finished runs get their final text and leave.
+        let mut i = 0;
+        while i < runs.len() {
+            if runs[i].turn.outcome().is_some() {
+                let mut run = runs.remove(i);
+                finish(&ctx, &mut run).await;
+            } else {
+                i += 1;
+            }
+        }
+    }
+}
+
+fn apply_event(runs: &mut [Run], event: &Event) {
+    let now = Instant::now();
+    let added = match event {
+        Event::MessagePartDelta(d) => d.delta.chars().count(),
+        _ => 0,
+    };
+    let is_delta = matches!(event, Event::MessagePartDelta(_));
+    for run in runs.iter_mut() {
+        if run.turn.outcome().is_some() {
+            continue;
+        }
+        if run.turn.apply(event, now_ms()) {
+            run.last_activity = now;
+            let first_text = !run.shown_text && !run.turn.response_text().is_empty();
+            if first_text {
+                run.shown_text = true;
+            }
+            run.throttle.changed(now, added, first_text || !is_delta);
+        }
+    }
+}
+
+/// Ask OpenCode whether the session is done; finish every prompted turn if
+/// so. `told_idle` means OpenCode said so itself, which still gets checked:
+/// a `session.idle` of the previous turn can arrive after a new prompt.
+async fn settle(ctx: &Ctx, session_id: &str, runs: &mut [Run], told_idle: bool) {
+    if !runs.iter().any(|r| r.prompted && r.turn.outcome().is_none()) {
+        return;
+    }
+    let busy = match ctx.opencode().activity().await {
+        Ok(list) => list
+            .iter()
+            .any(|(id, a)| id == session_id && !matches!(a, Activity::Idle)),
+        Err(e) => {
+            debug!(error = %e, "session status unavailable");
+            return;
+        }
+    };
+    if busy {
+        return;
+    }
+    let messages = match ctx.opencode().messages(session_id).await {
+        Ok(m) => m,
+        Err(e) => {
+            warn!(error = %e, "could not read the session's messages");
+            return;
+        }
+    };
+    for run in runs.iter_mut() {
+        if !run.prompted || run.turn.outcome().is_some() {
+            continue;
+        }
+        let landed = messages
+            .iter()
+            .any(|m| m.info.id == run.turn.user_message_id());
+        if !landed && !told_idle {
+            continue;
+        }
+        if !landed {
+            // Idle, and OpenCode never stored the prompt: the prompt was lost.
+            run.turn.finish(
+                Outcome::Failed("OpenCode did not take the prompt; send it again".into()),
+                now_ms(),
+            );
+            continue;
+        }
+        run.turn.load(&messages, now_ms());
+        run.turn.finish(outcome_of(&messages, run.turn.user_message_id()), now_ms());
+    }
+}
+
+/// How a turn ended, from the last assistant message answering it.
+pub(crate) fn outcome_of(messages: &[MessageWithParts], user_message_id: &str) -> Outcome {
+    let last = messages
+        .iter()
+        .rev()
+        .find(|m| m.info.role == "assistant" && m.info.parent_id.as_deref() == Some(user_message_id));
+    let Some(error) = last.and_then(|m| m.info.error.as_ref()) else {
+        return Outcome::Completed;
+    };
+    let name = error.get("name").and_then(|n| n.as_str()).unwrap_or_default();
+    if name == "MessageAbortedError" {
+        return Outcome::Aborted;
+    }
+    let message = error
+        .pointer("/data/message")
+        .and_then(|m| m.as_str())
+        .filter(|m| !m.is_empty())
+        .map(str::to_owned)
+        .unwrap_or_else(|| if name.is_empty() { "unknown error".to_owned() } else { name.to_owned() });
+    Outcome::Failed(message)
+}
+
+/// The final edit: retried until it lands (the text must end complete), then
+/// the reply and its claim are recorded as done.
+async fn finish(ctx: &Ctx, run: &mut Run) {
+    let mut delay = Duration::from_millis(250);
+    for attempt in 1..=6 {
+        match flush(ctx, run, Priority::Normal).await {
+            Ok(()) => break,
+            Err(e) if attempt < 6 => {
+                warn!(error = %e, attempt, "final edit failed; retrying");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(8));
+            }
+            Err(e) => warn!(error = %e, "final edit failed; the reply stays as it was"),
+        }
+    }
+    run.reply.state = ReplyState::Done;
+    if let Err(e) = ctx.store.save_reply(&run.reply).await {
+        warn!(error = %e, "could not record the finished reply");
+    }
+    if let Some(post_id) = &run.claim {
+        ctx.set_claim_state(post_id, ClaimState::Done).await;
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum FlushError {
+    #[error("not connected to Mattermost")]
+    NotConnected,
+    #[error(transparent)]
+    Mattermost(#[from] crate::mattermost::MattermostError),
+    #[error(transparent)]
+    OpenCode(#[from] OpenCodeError),
+}
+
+/// Bring the reply posts in line with the rendered turn: edit posts whose
+/// text changed, create posts the rollover asked for.
+pub(crate) async fn flush(ctx: &Ctx, run: &mut Run, priority: Priority) -> Result<(), FlushError> {
+    let conn = ctx.connection().await.ok_or(FlushError::NotConnected)?;
+    let texts = run.turn.render(&ctx.limits(&conn), now_ms());
+    for (i, text) in texts.iter().enumerate() {
+        if let Some(id) = run.reply.post_ids.get(i).cloned() {
+            if run.sent.get(i) == Some(text) {
+                continue;
+            }
+            let span = info_span!("post", id = %id);
+            conn.rest
+                .patch_post(&id, text, None, priority)
+                .instrument(span)
+                .await?;
+            ctx.stats.edit();
+            if let Some(slot) = run.sent.get_mut(i) {
+                *slot = text.clone();
+            } else {
+                run.sent.resize(i, String::new());
+                run.sent.push(text.clone());
+            }
+        } else {
+            let post = conn
+                .rest
+                .create_post(
+                    &conn.info.bot.id,
+                    &NewPost {
+                        channel_id: run.reply.channel_id.clone(),
+                        message: text.clone(),
+                        root_id: run.reply.root_post_id.clone(),
+                        ..NewPost::default()
+                    },
+                    priority,
+                )
+                .await?;
+            ctx.stats.post();
+            run.reply.post_ids.push(post.id);
+            run.sent.push(text.clone());
+            if let Err(e) = ctx.store.save_reply(&run.reply).await {
+                warn!(error = %e, "could not record a reply post");
+            }
+        }
+    }
+    // The text got shorter (an authoritative reload): later posts say so
+    // rather than repeating stale text.
+    for i in texts.len()..run.reply.post_ids.len() {
+        const MERGED: &str = "_(merged into the post above)_";
+        if run.sent.get(i).map(String::as_str) != Some(MERGED) {
+            let id = run.reply.post_ids[i].clone();
+            conn.rest.patch_post(&id, MERGED, None, priority).await?;
+            if let Some(slot) = run.sent.get_mut(i) {
+                *slot = MERGED.to_owned();
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Unix milliseconds as the renderer wants them.
+pub(crate) fn now_ms() -> f64 {
+    now_millis() as f64
+}
