@@ -3,7 +3,8 @@
 //! The shim (`opencode-plugin/`) spawns this process and speaks JSON-RPC 2.0
 //! over its stdin/stdout ([`rpc`]). The agent serves the tool catalog
 //! ([`tools`]), reaches OpenCode's API through the shim ([`opencode`]) and is
-//! configured from the environment and an optional file ([`config`]).
+//! configured from the environment and an optional file ([`config`]). What must
+//! survive restarts and be shared with other agents lives in [`store`].
 
 pub mod agent;
 pub mod config;
@@ -11,6 +12,7 @@ pub mod logging;
 pub mod mattermost;
 pub mod opencode;
 pub mod rpc;
+pub mod store;
 pub mod tools;
 
 use std::sync::Arc;

@@ -1,0 +1,140 @@
+//! The SQLite schema as an ordered list of numbered migrations.
+//!
+//! Each migration runs once, inside the same transaction that records it in
+//! `schema_migrations`, so a crash never leaves half a schema behind. The
+//! transaction is IMMEDIATE: two agents starting at once on a fresh file take
+//! turns instead of both creating the tables. A database that already records
+//! a version this build does not know was written by a newer release; it is
+//! refused untouched rather than used with a schema we cannot read.
+//!
+//! Released migrations are never edited, only appended.
+//!
+//! Enum columns hold plain text without CHECK constraints: adding a value
+//! later would otherwise need a table rebuild in SQLite. Reading validates
+//! every value instead (see `StoreError::Corrupt`).
+
+use std::collections::BTreeSet;
+
+use rusqlite::{Connection, TransactionBehavior};
+
+use super::StoreError;
+
+pub(crate) struct Migration {
+    pub version: i64,
+    pub name: &'static str,
+    pub sql: &'static str,
+}
+
+pub(crate) const MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    name: "initial",
+    sql: "
+        CREATE TABLE instances (
+            id            TEXT    NOT NULL PRIMARY KEY,
+            host          TEXT    NOT NULL,
+            directory     TEXT    NOT NULL,
+            owner_user_id TEXT,
+            pid           INTEGER NOT NULL,
+            started_at    INTEGER NOT NULL,
+            heartbeat_at  INTEGER NOT NULL
+        );
+
+        -- No foreign keys to instances: claims and threads outlive the
+        -- instance rows that created them, which may be pruned.
+        CREATE TABLE threads (
+            root_post_id TEXT    NOT NULL PRIMARY KEY,
+            channel_id   TEXT    NOT NULL,
+            session_id   TEXT    NOT NULL,
+            instance_id  TEXT    NOT NULL,
+            created_by   TEXT    NOT NULL,
+            created_at   INTEGER NOT NULL,
+            status       TEXT    NOT NULL,
+            model        TEXT
+        );
+        CREATE INDEX threads_by_session ON threads (session_id, created_at);
+        CREATE INDEX threads_by_instance ON threads (instance_id, created_at);
+
+        -- The primary key is what makes a claim exactly-once.
+        CREATE TABLE claims (
+            post_id      TEXT    NOT NULL PRIMARY KEY,
+            instance_id  TEXT    NOT NULL,
+            claimed_at   INTEGER NOT NULL,
+            state        TEXT    NOT NULL,
+            session_id   TEXT,
+            message_id   TEXT,
+            root_post_id TEXT,
+            channel_id   TEXT
+        );
+        CREATE INDEX claims_by_instance ON claims (instance_id, state, claimed_at);
+
+        CREATE TABLE replies (
+            session_id      TEXT    NOT NULL,
+            user_message_id TEXT    NOT NULL,
+            instance_id     TEXT    NOT NULL,
+            channel_id      TEXT    NOT NULL,
+            root_post_id    TEXT    NOT NULL,
+            post_ids        TEXT    NOT NULL,  -- JSON array of post ids, in order
+            started_at      INTEGER NOT NULL,
+            state           TEXT    NOT NULL,
+            PRIMARY KEY (session_id, user_message_id)
+        );
+        CREATE INDEX replies_by_instance ON replies (instance_id, state, started_at);
+
+        CREATE TABLE cursors (
+            channel_id TEXT    NOT NULL PRIMARY KEY,
+            create_at  INTEGER NOT NULL,
+            post_id    TEXT    NOT NULL
+        );
+    ",
+}];
+
+/// The newest schema version this build knows.
+pub(crate) fn latest_version() -> i64 {
+    MIGRATIONS.last().map_or(0, |m| m.version)
+}
+
+/// Bring the schema up to [`latest_version`]; a no-op when it already is.
+pub(crate) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    tx.execute_batch(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (
+             version    INTEGER NOT NULL PRIMARY KEY,
+             name       TEXT    NOT NULL,
+             applied_at TEXT    NOT NULL DEFAULT CURRENT_TIMESTAMP
+         );",
+    )?;
+    let applied = {
+        let mut stmt = tx.prepare("SELECT version FROM schema_migrations")?;
+        let rows = stmt.query_map([], |row| row.get::<_, i64>(0))?;
+        rows.collect::<Result<BTreeSet<i64>, _>>()?
+    };
+    let known = latest_version();
+    if let Some(&found) = applied.last()
+        && found > known
+    {
+        // Dropping the transaction rolls back; the file stays as it was.
+        return Err(StoreError::NewerSchema { found, known });
+    }
+    for migration in MIGRATIONS {
+        if applied.contains(&migration.version) {
+            continue;
+        }
+        tx.execute_batch(migration.sql).map_err(|e| {
+            StoreError::Sqlite(format!(
+                "migration {} ({}) failed: {e}",
+                migration.version, migration.name
+            ))
+        })?;
+        tx.execute(
+            "INSERT INTO schema_migrations (version, name) VALUES (?1, ?2)",
+            (migration.version, migration.name),
+        )?;
+        tracing::info!(
+            version = migration.version,
+            name = migration.name,
+            "applied state database migration"
+        );
+    }
+    tx.commit()?;
+    Ok(())
+}

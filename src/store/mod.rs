@@ -1,0 +1,296 @@
+//! The agent's persistent state: which instances run, which Mattermost
+//! threads belong to which OpenCode session, which inbound posts were already
+//! taken, which replies are still being streamed, and how far each channel has
+//! been read.
+//!
+//! Several agents can share one bot token and all of them see every event
+//! (design: "Several agents, one bot"). The store is where they agree: a post
+//! is claimed by exactly one of them through a unique key, not through any
+//! in-process lock. [`SqliteStore`] gives that on one machine; the [`Store`]
+//! trait avoids SQLite specifics so a shared server database can give it across
+//! hosts.
+//!
+//! Timestamps are passed in by the caller ([`Millis`]); the store never reads
+//! the clock, so tests control time.
+
+mod migrations;
+mod sqlite;
+
+#[cfg(test)]
+mod tests;
+
+use std::path::PathBuf;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+
+pub use sqlite::SqliteStore;
+
+/// Milliseconds since the Unix epoch, as Mattermost stamps its posts.
+pub type Millis = i64;
+
+/// The current time as [`Millis`], for callers (the store itself never asks).
+/// Saturates instead of failing on clocks outside the `i64` range.
+pub fn now_millis() -> Millis {
+    match SystemTime::now().duration_since(UNIX_EPOCH) {
+        Ok(since) => i64::try_from(since.as_millis()).unwrap_or(i64::MAX),
+        Err(before) => i64::try_from(before.duration().as_millis())
+            .map(|ms| -ms)
+            .unwrap_or(i64::MIN),
+    }
+}
+
+/// One running agent: what it serves and when it last said it is alive, so
+/// the others can tell who holds a session and whether it is still there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Instance {
+    pub id: String,
+    pub host: String,
+    pub directory: String,
+    pub owner_user_id: Option<String>,
+    pub pid: u32,
+    pub started_at: Millis,
+    pub heartbeat_at: Millis,
+}
+
+/// Whether a thread still forwards posts to its session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ThreadStatus {
+    Active,
+    Ended,
+}
+
+/// A Mattermost thread bound to one OpenCode session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ThreadBinding {
+    pub root_post_id: String,
+    pub channel_id: String,
+    pub session_id: String,
+    pub instance_id: String,
+    pub created_by: String,
+    pub created_at: Millis,
+    pub status: ThreadStatus,
+    /// `provider/model` chosen for this thread, if not the session default.
+    pub model: Option<String>,
+}
+
+/// How far the handling of a claimed post got, so a restarted instance knows
+/// what to resume and what not to send twice.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClaimState {
+    /// Taken, nothing sent to OpenCode yet.
+    Claimed,
+    /// Sent to OpenCode as `message_id`; the reply may still be running.
+    Prompted,
+    Done,
+    Failed,
+}
+
+/// One inbound post claimed by one instance.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claim {
+    pub post_id: String,
+    pub instance_id: String,
+    pub claimed_at: Millis,
+    pub state: ClaimState,
+    pub session_id: Option<String>,
+    /// The OpenCode user message id chosen for `prompt_async`; choosing it
+    /// before sending lets a restart check whether the prompt arrived.
+    pub message_id: Option<String>,
+    pub root_post_id: Option<String>,
+    pub channel_id: Option<String>,
+}
+
+/// Whether a reply is still receiving text from OpenCode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReplyState {
+    Streaming,
+    Done,
+}
+
+/// The reply posts of one assistant turn (one user message in OpenCode).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reply {
+    /// Together with `user_message_id`, the key.
+    pub session_id: String,
+    pub user_message_id: String,
+    pub instance_id: String,
+    pub channel_id: String,
+    pub root_post_id: String,
+    /// The Mattermost posts holding the reply, in order (long replies span
+    /// several posts).
+    pub post_ids: Vec<String>,
+    pub started_at: Millis,
+    pub state: ReplyState,
+}
+
+/// Why a store operation failed, worded so the user knows what to do.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    #[error("state database error: {0}")]
+    Sqlite(String),
+    #[error("state database conflict: {0}")]
+    Conflict(String),
+    #[error("not in the state database: {0}")]
+    NotFound(String),
+    #[error(
+        "the state database holds a value this build cannot read ({0}); it was changed \
+         outside opencode-mattermost: restore a backup, or move the file aside \
+         (or point OPENCODE_MM_STATE_DB elsewhere) to start afresh"
+    )]
+    Corrupt(String),
+    #[error(
+        "the state database was written by a newer opencode-mattermost (schema {found}, \
+         this build knows {known}); upgrade or point OPENCODE_MM_STATE_DB elsewhere"
+    )]
+    NewerSchema { found: i64, known: i64 },
+    #[error(
+        "cannot create the state directory {}: {reason}; fix its permissions or point \
+         OPENCODE_MM_STATE_DB elsewhere",
+        path.display()
+    )]
+    Io { path: PathBuf, reason: String },
+    #[error("a state database task did not finish ({0}); this is a bug, please report it")]
+    Join(String),
+}
+
+impl ThreadStatus {
+    /// The stored spelling; stable across releases and storage engines.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ThreadStatus::Active => "active",
+            ThreadStatus::Ended => "ended",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "active" => Some(ThreadStatus::Active),
+            "ended" => Some(ThreadStatus::Ended),
+            _ => None,
+        }
+    }
+}
+
+impl ClaimState {
+    /// The stored spelling; stable across releases and storage engines.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ClaimState::Claimed => "claimed",
+            ClaimState::Prompted => "prompted",
+            ClaimState::Done => "done",
+            ClaimState::Failed => "failed",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "claimed" => Some(ClaimState::Claimed),
+            "prompted" => Some(ClaimState::Prompted),
+            "done" => Some(ClaimState::Done),
+            "failed" => Some(ClaimState::Failed),
+            _ => None,
+        }
+    }
+
+    /// Done and Failed need nothing more after a restart.
+    pub fn is_finished(self) -> bool {
+        matches!(self, ClaimState::Done | ClaimState::Failed)
+    }
+}
+
+impl ReplyState {
+    /// The stored spelling; stable across releases and storage engines.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReplyState::Streaming => "streaming",
+            ReplyState::Done => "done",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "streaming" => Some(ReplyState::Streaming),
+            "done" => Some(ReplyState::Done),
+            _ => None,
+        }
+    }
+}
+
+/// Persistent state shared by every instance using the same database.
+///
+/// Implementations must make [`Store::claim_post`] exactly-once across
+/// processes; everything else is plain reads and writes.
+#[async_trait]
+pub trait Store: Send + Sync {
+    /// Insert or replace the instance row with this id.
+    async fn register_instance(&self, instance: &Instance) -> Result<(), StoreError>;
+    /// NotFound if the instance is not registered (it may have been pruned;
+    /// register it again).
+    async fn heartbeat(&self, instance_id: &str, at: Millis) -> Result<(), StoreError>;
+    async fn instances(&self) -> Result<Vec<Instance>, StoreError>;
+
+    /// Record a new binding. Binding a thread again to the same session is a
+    /// no-op (the first row stays); to a different session it is a Conflict,
+    /// because a thread answers to one session only.
+    async fn bind_thread(&self, binding: &ThreadBinding) -> Result<(), StoreError>;
+    async fn thread(&self, root_post_id: &str) -> Result<Option<ThreadBinding>, StoreError>;
+    /// Oldest first.
+    async fn threads_of_session(&self, session_id: &str) -> Result<Vec<ThreadBinding>, StoreError>;
+    /// Oldest first.
+    async fn threads_of_instance(
+        &self,
+        instance_id: &str,
+    ) -> Result<Vec<ThreadBinding>, StoreError>;
+    /// NotFound if the thread is not bound.
+    async fn set_thread_status(
+        &self,
+        root_post_id: &str,
+        status: ThreadStatus,
+    ) -> Result<(), StoreError>;
+    /// NotFound if the thread is not bound; `None` returns to the default.
+    async fn set_thread_model(
+        &self,
+        root_post_id: &str,
+        model: Option<&str>,
+    ) -> Result<(), StoreError>;
+
+    /// Exactly-once: true only for the first caller for this post id, across
+    /// processes sharing the database. The claim starts as
+    /// [`ClaimState::Claimed`].
+    async fn claim_post(
+        &self,
+        post_id: &str,
+        instance_id: &str,
+        at: Millis,
+    ) -> Result<bool, StoreError>;
+    async fn claim(&self, post_id: &str) -> Result<Option<Claim>, StoreError>;
+    /// Update state, session, message, root and channel of an existing claim
+    /// (owner and time stay); NotFound if the post was never claimed.
+    async fn update_claim(&self, claim: &Claim) -> Result<(), StoreError>;
+    /// Claims of this instance not yet Done/Failed, oldest first (to resume
+    /// after a crash).
+    async fn unfinished_claims(&self, instance_id: &str) -> Result<Vec<Claim>, StoreError>;
+
+    /// Insert or replace by `(session_id, user_message_id)`.
+    async fn save_reply(&self, reply: &Reply) -> Result<(), StoreError>;
+    async fn reply(
+        &self,
+        session_id: &str,
+        user_message_id: &str,
+    ) -> Result<Option<Reply>, StoreError>;
+    /// Replies still Streaming for this instance, oldest first (to finish
+    /// after a restart).
+    async fn streaming_replies(&self, instance_id: &str) -> Result<Vec<Reply>, StoreError>;
+
+    /// Remember the newest post seen in a channel; never moves backwards
+    /// (ordered by `create_at`, then by post id compared bytewise).
+    async fn advance_cursor(
+        &self,
+        channel_id: &str,
+        create_at: Millis,
+        post_id: &str,
+    ) -> Result<(), StoreError>;
+    /// `(channel_id, create_at)` of every channel, by channel id.
+    async fn cursors(&self) -> Result<Vec<(String, Millis)>, StoreError>;
+}
