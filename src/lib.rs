@@ -10,6 +10,7 @@ pub mod config;
 pub mod logging;
 pub mod mattermost;
 pub mod opencode;
+pub mod render;
 pub mod rpc;
 pub mod tools;
 
