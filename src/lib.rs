@@ -11,6 +11,7 @@ pub mod config;
 pub mod logging;
 pub mod mattermost;
 pub mod opencode;
+pub mod render;
 pub mod rpc;
 pub mod store;
 pub mod tools;
