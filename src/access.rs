@@ -42,8 +42,8 @@ impl Access {
         if self.owner.is_none() && self.allowed.is_empty() {
             return Verdict::Unconfigured;
         }
-        let listed = self.owner.as_deref() == Some(user_id)
-            || self.allowed.iter().any(|u| u == user_id);
+        let listed =
+            self.owner.as_deref() == Some(user_id) || self.allowed.iter().any(|u| u == user_id);
         if listed && !user_id.is_empty() {
             Verdict::Allowed
         } else {

@@ -50,6 +50,8 @@ pub struct Agent {
     /// Flips to true once `initialize` succeeded.
     initialized: tokio::sync::watch::Sender<bool>,
     init: RwLock<Option<InitializeParams>>,
+    /// Set once the bridge runs; else why it does not.
+    bridge: RwLock<Result<(String, Arc<crate::bridge::BridgeStats>), String>>,
     events: Mutex<EventStats>,
     tools: Vec<Box<dyn Tool>>,
 }
@@ -88,6 +90,7 @@ impl Agent {
             events_rx: Mutex::new(Some(events_rx)),
             initialized: tokio::sync::watch::Sender::new(false),
             init: RwLock::new(None),
+            bridge: RwLock::new(Err("starting".into())),
             events: Mutex::new(EventStats::default()),
             tools: catalog(),
         })
@@ -107,6 +110,44 @@ impl Agent {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .take()
+    }
+
+    /// Record the bridge's state for `mattermost_status`.
+    pub fn set_bridge(&self, state: Result<(String, Arc<crate::bridge::BridgeStats>), String>) {
+        *self
+            .bridge
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = state;
+    }
+
+    /// One line on the remote-control loop.
+    pub fn bridge_summary(&self) -> String {
+        use std::sync::atomic::Ordering::Relaxed;
+        let state = self
+            .bridge
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        match &*state {
+            Err(why) => format!("not running ({why})"),
+            Ok((instance, s)) => {
+                let latency = match s.prompt_latency() {
+                    Some((median, p99)) => format!(
+                        ", post → prompt median {:.2} ms, p99 {:.2} ms",
+                        median.as_secs_f64() * 1000.0,
+                        p99.as_secs_f64() * 1000.0
+                    ),
+                    None => String::new(),
+                };
+                format!(
+                    "instance {instance}; {} posts seen, {} sessions started, {} prompts{latency},                      {} reply posts, {} edits",
+                    s.posts_seen.load(Relaxed),
+                    s.sessions_created.load(Relaxed),
+                    s.prompts.load(Relaxed),
+                    s.reply_posts.load(Relaxed),
+                    s.edits.load(Relaxed),
+                )
+            }
+        }
     }
 
     /// Take the stream of decoded OpenCode events (once). Events sent before

@@ -6,7 +6,9 @@
 //! configured from the environment and an optional file ([`config`]). What must
 //! survive restarts and be shared with other agents lives in [`store`].
 
+pub mod access;
 pub mod agent;
+pub mod bridge;
 pub mod config;
 pub mod logging;
 pub mod mattermost;
@@ -35,9 +37,7 @@ where
 {
     let (peer, out_rx) = rpc::transport::channel();
     let agent = Agent::new(config, peer.clone(), log_target);
-    if let Some(inbound) = agent.take_inbound() {
-        tokio::spawn(log_inbound(inbound));
-    }
+    tokio::spawn(start_bridge(agent.clone()));
     if agent.config.auto_connect {
         let agent = agent.clone();
         tokio::spawn(async move {
@@ -54,19 +54,33 @@ where
     reason
 }
 
-/// Consume inbound Mattermost events so the link never stalls. Routing them
-/// to OpenCode sessions is the bridge's job; until it exists they are logged.
-async fn log_inbound(mut inbound: tokio::sync::mpsc::Receiver<mattermost::ws::Inbound>) {
-    use mattermost::ws::Inbound;
-    while let Some(event) = inbound.recv().await {
-        // Ids only: message text stays out of the log.
-        let (kind, id) = match &event {
-            Inbound::Posted { post, .. } => ("posted", post.id.as_str()),
-            Inbound::PostEdited(p) => ("post_edited", p.id.as_str()),
-            Inbound::PostDeleted(p) => ("post_deleted", p.id.as_str()),
-            Inbound::ReactionAdded(r) => ("reaction_added", r.post_id.as_str()),
-            Inbound::ReactionRemoved(r) => ("reaction_removed", r.post_id.as_str()),
-        };
-        tracing::debug!(kind, id, "inbound Mattermost event (no bridge yet)");
+/// Open the state store and run the bridge. Without a store the agent still
+/// serves its tools, but prompts from Mattermost are not taken (they are
+/// drained so the link never stalls) and the log and status say why.
+async fn start_bridge(agent: Arc<Agent>) {
+    let config = agent.config.clone();
+    let opened = tokio::task::spawn_blocking(move || bridge::open_store(&config)).await;
+    let store = match opened {
+        Ok(Ok(store)) => store,
+        Ok(Err(e)) => {
+            tracing::error!("prompts from Mattermost are off: {e}");
+            agent.set_bridge(Err(e.to_string()));
+            return drain_inbound(agent).await;
+        }
+        Err(e) => {
+            tracing::error!("prompts from Mattermost are off: opening the store failed: {e}");
+            agent.set_bridge(Err(format!("opening the store failed: {e}")));
+            return drain_inbound(agent).await;
+        }
+    };
+    if let Err(e) = bridge::run(agent.clone(), store).await {
+        tracing::error!("the bridge stopped: {e}");
+        agent.set_bridge(Err(e.to_string()));
+    }
+}
+
+async fn drain_inbound(agent: Arc<Agent>) {
+    if let Some(mut inbound) = agent.take_inbound() {
+        while inbound.recv().await.is_some() {}
     }
 }

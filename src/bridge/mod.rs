@@ -44,6 +44,8 @@ pub struct BridgeStats {
     pub reply_posts: AtomicU64,
     pub edits: AtomicU64,
     pub sessions_created: AtomicU64,
+    /// Post received → `prompt_async` sent, for the most recent prompts.
+    prompt_latency: Mutex<std::collections::VecDeque<Duration>>,
 }
 
 impl BridgeStats {
@@ -52,6 +54,35 @@ impl BridgeStats {
     }
     fn post(&self) {
         self.reply_posts.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn prompt_sent(&self, latency: Duration) {
+        self.prompts.fetch_add(1, Ordering::Relaxed);
+        let mut recent = self
+            .prompt_latency
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if recent.len() >= 10_000 {
+            recent.pop_front();
+        }
+        recent.push_back(latency);
+    }
+
+    /// Median and 99th percentile of post → `prompt_async`, if any prompt ran.
+    pub fn prompt_latency(&self) -> Option<(Duration, Duration)> {
+        let mut all: Vec<Duration> = self
+            .prompt_latency
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .iter()
+            .copied()
+            .collect();
+        if all.is_empty() {
+            return None;
+        }
+        all.sort();
+        let at = |q: f64| all[((all.len() - 1) as f64 * q).round() as usize];
+        Some((at(0.5), at(0.99)))
     }
 }
 
@@ -121,7 +152,7 @@ impl Ctx {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         if let Some(tx) = sessions.get(id) {
-            let _ = tx.send(SessionMsg::Event(event));
+            let _ = tx.send(SessionMsg::Event(Box::new(event)));
         }
     }
 
@@ -156,9 +187,9 @@ impl Ctx {
             return true;
         }
         match self.store.instances().await {
-            Ok(list) => list.iter().any(|i| {
-                i.id == instance_id && now_millis() - i.heartbeat_at <= ALIVE_WITHIN_MS
-            }),
+            Ok(list) => list
+                .iter()
+                .any(|i| i.id == instance_id && now_millis() - i.heartbeat_at <= ALIVE_WITHIN_MS),
             Err(_) => true,
         }
     }
@@ -170,18 +201,14 @@ impl Ctx {
     }
 }
 
-/// Handle to the running bridge.
-pub struct Bridge {
-    pub stats: Arc<BridgeStats>,
-    pub instance_id: String,
-}
-
 #[derive(Debug, thiserror::Error)]
 pub enum BridgeError {
     #[error("the state database cannot be used: {0}")]
     Store(#[from] StoreError),
     #[error("no state database path: set OPENCODE_MM_STATE_DB or XDG_DATA_HOME/HOME")]
     NoStorePath,
+    #[error("the bridge is already running")]
+    AlreadyRunning,
 }
 
 /// This machine's name, for instance rows and notices.
@@ -203,19 +230,17 @@ pub fn open_store(config: &crate::config::Config) -> Result<Arc<dyn Store>, Brid
     let path = config
         .state_db
         .clone()
-        .or_else(crate::store::sqlite::SqliteStore::default_path)
+        .or_else(crate::store::SqliteStore::default_path)
         .ok_or(BridgeError::NoStorePath)?;
-    Ok(Arc::new(crate::store::sqlite::SqliteStore::open(&path)?))
+    Ok(Arc::new(crate::store::SqliteStore::open(&path)?))
 }
 
 /// Start the bridge once the shim has initialized the agent. Runs until the
 /// agent's event streams close.
-pub async fn run(agent: Arc<Agent>, store: Arc<dyn Store>) -> Result<Bridge, BridgeError> {
+pub async fn run(agent: Arc<Agent>, store: Arc<dyn Store>) -> Result<(), BridgeError> {
     let (Some(mut inbound_rx), Some(mut events_rx)) = (agent.take_inbound(), agent.take_events())
     else {
-        return Err(BridgeError::Store(StoreError::Conflict(
-            "the bridge was started twice".into(),
-        )));
+        return Err(BridgeError::AlreadyRunning);
     };
     let init = agent.wait_initialized().await;
     let host = host_name();
@@ -240,10 +265,7 @@ pub async fn run(agent: Arc<Agent>, store: Arc<dyn Store>) -> Result<Bridge, Bri
         sessions: Mutex::new(HashMap::new()),
         notified: Mutex::new(HashSet::new()),
     });
-    let bridge = Bridge {
-        stats,
-        instance_id: ctx.instance.id.clone(),
-    };
+    agent.set_bridge(Ok((ctx.instance.id.clone(), stats)));
 
     // Posts are handled in order by one worker, so a slow OpenCode call
     // delays later posts but never reorders them.
@@ -254,7 +276,7 @@ pub async fn run(agent: Arc<Agent>, store: Arc<dyn Store>) -> Result<Bridge, Bri
             async move {
                 while let Some(work) = work_rx.recv().await {
                     match work {
-                        Work::Post(post) => inbound::handle(&ctx, post).await,
+                        Work::Post(post) => inbound::handle(&ctx, *post).await,
                         Work::Recover => recover(&ctx).await,
                     }
                 }
@@ -285,7 +307,7 @@ pub async fn run(agent: Arc<Agent>, store: Arc<dyn Store>) -> Result<Bridge, Bri
                 let Some(event) = event else { break };
                 if let Inbound::Posted { post, channel_type, sender_name, mentions, caught_up } = event {
                     ctx.stats.posts_seen.fetch_add(1, Ordering::Relaxed);
-                    let _ = work_tx.send(Work::Post(InboundPost { post, channel_type, sender_name, mentions, caught_up }));
+                    let _ = work_tx.send(Work::Post(Box::new(InboundPost { post, channel_type, sender_name, mentions, caught_up, received: std::time::Instant::now() })));
                 }
             }
             event = events_rx.recv() => {
@@ -298,11 +320,11 @@ pub async fn run(agent: Arc<Agent>, store: Arc<dyn Store>) -> Result<Bridge, Bri
             }
         }
     }
-    Ok(bridge)
+    Ok(())
 }
 
 enum Work {
-    Post(InboundPost),
+    Post(Box<InboundPost>),
     Recover,
 }
 
@@ -346,10 +368,17 @@ async fn recover(ctx: &Arc<Ctx>) {
             Ok(posts) => {
                 let fresh: Vec<_> = posts
                     .into_iter()
-                    .filter(|p| p.create_at >= at && p.delete_at == 0 && p.update_at == p.edit_at.max(p.create_at) || p.create_at > at)
+                    // Edits of older posts come back too; only new posts are
+                    // prompts. The post at the cursor itself is already
+                    // claimed, so it drops out there.
+                    .filter(|p| p.create_at >= at && p.delete_at == 0)
                     .collect();
                 if !fresh.is_empty() {
-                    info!(channel, count = fresh.len(), "catching up on posts made while away");
+                    info!(
+                        channel,
+                        count = fresh.len(),
+                        "catching up on posts made while away"
+                    );
                 }
                 for post in fresh {
                     inbound::handle(
@@ -360,6 +389,7 @@ async fn recover(ctx: &Arc<Ctx>) {
                             sender_name: String::new(),
                             mentions: Vec::new(),
                             caught_up: true,
+                            received: std::time::Instant::now(),
                         },
                     )
                     .await;

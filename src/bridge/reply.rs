@@ -57,7 +57,7 @@ impl Run {
 }
 
 pub(crate) enum SessionMsg {
-    Event(Event),
+    Event(Box<Event>),
     /// A new turn; its first post may already exist.
     Start(Box<Run>),
     /// `prompt_async` for this user message succeeded.
@@ -107,6 +107,7 @@ async fn session_loop(
                         }
                     }
                     SessionMsg::Event(event) => {
+                        let event = *event;
                         let idle = matches!(event, Event::SessionIdle(_));
                         apply_event(&mut runs, &event);
                         if idle {
@@ -182,7 +183,10 @@ fn apply_event(runs: &mut [Run], event: &Event) {
 /// so. `told_idle` means OpenCode said so itself, which still gets checked:
 /// a `session.idle` of the previous turn can arrive after a new prompt.
 async fn settle(ctx: &Ctx, session_id: &str, runs: &mut [Run], told_idle: bool) {
-    if !runs.iter().any(|r| r.prompted && r.turn.outcome().is_none()) {
+    if !runs
+        .iter()
+        .any(|r| r.prompted && r.turn.outcome().is_none())
+    {
         return;
     }
     let busy = match ctx.opencode().activity().await {
@@ -223,20 +227,23 @@ async fn settle(ctx: &Ctx, session_id: &str, runs: &mut [Run], told_idle: bool) 
             continue;
         }
         run.turn.load(&messages, now_ms());
-        run.turn.finish(outcome_of(&messages, run.turn.user_message_id()), now_ms());
+        run.turn
+            .finish(outcome_of(&messages, run.turn.user_message_id()), now_ms());
     }
 }
 
 /// How a turn ended, from the last assistant message answering it.
 pub(crate) fn outcome_of(messages: &[MessageWithParts], user_message_id: &str) -> Outcome {
-    let last = messages
-        .iter()
-        .rev()
-        .find(|m| m.info.role == "assistant" && m.info.parent_id.as_deref() == Some(user_message_id));
+    let last = messages.iter().rev().find(|m| {
+        m.info.role == "assistant" && m.info.parent_id.as_deref() == Some(user_message_id)
+    });
     let Some(error) = last.and_then(|m| m.info.error.as_ref()) else {
         return Outcome::Completed;
     };
-    let name = error.get("name").and_then(|n| n.as_str()).unwrap_or_default();
+    let name = error
+        .get("name")
+        .and_then(|n| n.as_str())
+        .unwrap_or_default();
     if name == "MessageAbortedError" {
         return Outcome::Aborted;
     }
@@ -245,7 +252,13 @@ pub(crate) fn outcome_of(messages: &[MessageWithParts], user_message_id: &str) -
         .and_then(|m| m.as_str())
         .filter(|m| !m.is_empty())
         .map(str::to_owned)
-        .unwrap_or_else(|| if name.is_empty() { "unknown error".to_owned() } else { name.to_owned() });
+        .unwrap_or_else(|| {
+            if name.is_empty() {
+                "unknown error".to_owned()
+            } else {
+                name.to_owned()
+            }
+        });
     Outcome::Failed(message)
 }
 

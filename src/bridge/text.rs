@@ -91,7 +91,10 @@ pub fn strip_mention(text: &str, username: &str) -> String {
 }
 
 /// Byte ranges of `@username` occurrences not followed by a name character.
-fn mention_spans<'a>(text: &'a str, username: &'a str) -> impl Iterator<Item = (usize, usize)> + 'a {
+fn mention_spans<'a>(
+    text: &'a str,
+    username: &'a str,
+) -> impl Iterator<Item = (usize, usize)> + 'a {
     let needle = format!("@{}", username.to_ascii_lowercase());
     let lower = text.to_ascii_lowercase();
     let mut found = Vec::new();
@@ -162,7 +165,9 @@ mod tests {
             prompt_envelope("alice", "r1", "p1", "c1", "fix the bug"),
             "[Mattermost DM from @alice]\n[Reply-To: thread=r1 post=p1 channel=c1]\nfix the bug"
         );
-        assert!(prompt_envelope("", "r", "p", "c", "x").starts_with("[Mattermost DM from @unknown]"));
+        assert!(
+            prompt_envelope("", "r", "p", "c", "x").starts_with("[Mattermost DM from @unknown]")
+        );
     }
 
     #[test]

@@ -305,7 +305,7 @@ fn final_post_has_a_one_line_footer() {
     t.finish(Outcome::Completed, T0 + 63_000.0);
     let posts = t.render(&Limits::default(), T0 + 64_000.0);
     let want = "I'll check the *build* first.\n\nBuilt fine.\n\n---\n\
-        ✅ Done in 1m 3s · 3 tools · $0.012 · 12.3K tokens · acme/big-model\n\
+        ✅ Done in 1m 3s · 3 tools (`read`, `grep`, `bash`) · $0.012 · 12.3K tokens · acme/big-model\n\
         📋 Tasks 1/3";
     assert_eq!(posts, [want]);
     assert_eq!(t.outcome(), Some(&Outcome::Completed));

@@ -483,8 +483,24 @@ impl Turn {
         };
         let mut items = vec![format!("{head} {}", format::duration(s.elapsed_ms))];
         if s.tools > 0 {
+            // Which tools ran, by name, in first-use order: what a reader
+            // scans for once the live tool lines are gone.
+            let mut names: Vec<(&str, usize)> = Vec::new();
+            for t in self.tools() {
+                match names.iter_mut().find(|(n, _)| *n == t.tool) {
+                    Some((_, count)) => *count += 1,
+                    None => names.push((&t.tool, 1)),
+                }
+            }
+            let list: Vec<String> = names
+                .iter()
+                .map(|(n, c)| match c {
+                    1 => code(n),
+                    c => format!("{} ×{c}", code(n)),
+                })
+                .collect();
             let noun = if s.tools == 1 { "tool" } else { "tools" };
-            items.push(format!("{} {noun}", s.tools));
+            items.push(format!("{} {noun} ({})", s.tools, list.join(", ")));
         }
         if s.cost > 0.0 {
             items.push(format::cost(s.cost));

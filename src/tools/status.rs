@@ -86,6 +86,8 @@ struct Report {
     /// `None` when not connected; else a summary line and the link's lines.
     mattermost: Option<(String, Vec<String>)>,
     events_received: u64,
+    /// The remote-control loop's counters, or why it is not running.
+    bridge: String,
     events_undecodable: u64,
     last_event: Option<(String, Duration)>,
     config_file: Option<String>,
@@ -143,6 +145,7 @@ impl Report {
                 )
             }),
             events_received: stats.received,
+            bridge: agent.bridge_summary(),
             events_undecodable: stats.undecodable,
             last_event: stats.last.map(|(k, at)| (k, at.elapsed())),
             config_file: agent.config.file.as_ref().map(|p| p.display().to_string()),
@@ -228,6 +231,7 @@ impl Report {
                 String::new()
             }
         );
+        let _ = writeln!(out, "Bridge: {}", self.bridge);
         match &self.mattermost {
             Some((summary, lines)) => {
                 let _ = writeln!(out, "Mattermost: {summary}");
@@ -292,6 +296,7 @@ impl Report {
                            "undecodable": self.events_undecodable,
                            "last": self.last_event.as_ref().map(|(k, _)| k)},
             },
+            "bridge": self.bridge,
             "mattermost": match &self.mattermost {
                 Some((summary, lines)) => json!({"state": "connected", "summary": summary, "link": lines}),
                 None => json!({"state": "not connected"}),

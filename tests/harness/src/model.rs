@@ -25,11 +25,38 @@ pub enum Step {
     Text(String),
     /// Call a tool with these arguments.
     ToolCall { name: String, arguments: Value },
+    /// Say something, then call a tool, in one answer (a turn's text before
+    /// its tool call).
+    TextThenTool {
+        text: String,
+        name: String,
+        arguments: Value,
+    },
+    /// Stream this text in `chunk`-character deltas, one every `every`.
+    Slow {
+        text: String,
+        chunk: usize,
+        every: Duration,
+    },
 }
 
 impl Step {
     pub fn text(t: impl Into<String>) -> Self {
         Step::Text(t.into())
+    }
+    pub fn slow(t: impl Into<String>, chunk: usize, every: Duration) -> Self {
+        Step::Slow {
+            text: t.into(),
+            chunk: chunk.max(1),
+            every,
+        }
+    }
+    pub fn text_then_tool(t: impl Into<String>, name: impl Into<String>, arguments: Value) -> Self {
+        Step::TextThenTool {
+            text: t.into(),
+            name: name.into(),
+            arguments,
+        }
     }
     pub fn tool(name: impl Into<String>, arguments: Value) -> Self {
         Step::ToolCall {
@@ -49,6 +76,8 @@ struct Inner {
     rules: Vec<Rule>,
     requests: Vec<Value>,
     titles: u64,
+    /// When the first text delta of each answer went out, with its prompt.
+    first_tokens: Vec<(String, std::time::Instant)>,
 }
 
 /// Handle on a running scripted model server.
@@ -109,6 +138,12 @@ impl ScriptedModel {
         }
     }
 
+    /// For each text answer: the prompt it answered and when its first text
+    /// delta was sent.
+    pub fn first_tokens(&self) -> Vec<(String, std::time::Instant)> {
+        self.lock().first_tokens.clone()
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -157,6 +192,7 @@ async fn completions(State(inner): State<Arc<Mutex<Inner>>>, body: axum::body::B
         m.get("role").and_then(Value::as_str) == Some("system")
             && content_text(m).contains("title generator")
     });
+    let mut prompt_seen = String::new();
     let step = {
         let mut g = inner.lock().unwrap_or_else(|p| p.into_inner());
         if is_title {
@@ -178,6 +214,7 @@ async fn completions(State(inner): State<Arc<Mutex<Inner>>>, body: axum::body::B
                 ),
                 None => (String::new(), 0),
             };
+            prompt_seen = prompt.clone();
             g.rules
                 .iter()
                 .rev()
@@ -192,7 +229,10 @@ async fn completions(State(inner): State<Arc<Mutex<Inner>>>, body: axum::body::B
                 .unwrap_or_else(|| Step::text("ok"))
         }
     };
-    sse(step)
+    if is_title {
+        return sse(step, None);
+    }
+    sse(step, Some((inner, prompt_seen)))
 }
 
 fn chunk(delta: Value, finish: Option<&str>) -> Value {
@@ -203,37 +243,90 @@ fn chunk(delta: Value, finish: Option<&str>) -> Value {
     })
 }
 
-fn sse(step: Step) -> Response {
-    let mut frames = Vec::new();
-    match step {
-        Step::Text(text) => {
-            frames.push(chunk(json!({"role": "assistant", "content": ""}), None));
-            // Several deltas, split on char boundaries, so streaming is exercised.
-            let chars: Vec<char> = text.chars().collect();
-            for piece in chars.chunks(16) {
-                frames.push(chunk(
-                    json!({"content": piece.iter().collect::<String>()}),
-                    None,
-                ));
-            }
-            frames.push(chunk(json!({}), Some("stop")));
-        }
+/// Where to record the first text delta's time, for non-title answers.
+type FirstToken = Option<(Arc<Mutex<Inner>>, String)>;
+
+fn sse(step: Step, record: FirstToken) -> Response {
+    let (text, chunk_chars, every) = match step {
+        Step::Text(text) => (text, 16, Duration::ZERO),
+        Step::Slow { text, chunk, every } => (text, chunk, every),
         Step::ToolCall { name, arguments } => {
-            frames.push(chunk(
+            let call = chunk(
                 json!({"role": "assistant", "tool_calls": [{"index": 0, "id": format!("call_{name}"),
                     "type": "function", "function": {"name": name, "arguments": arguments.to_string()}}]}),
                 None,
-            ));
-            frames.push(chunk(json!({}), Some("tool_calls")));
+            );
+            return stream(vec![call], Vec::new(), "tool_calls", Duration::ZERO, record);
         }
-    }
+        Step::TextThenTool {
+            text,
+            name,
+            arguments,
+        } => {
+            let head = vec![chunk(json!({"role": "assistant", "content": ""}), None)];
+            let mut body: Vec<Value> = text
+                .chars()
+                .collect::<Vec<_>>()
+                .chunks(16)
+                .map(|piece| chunk(json!({"content": piece.iter().collect::<String>()}), None))
+                .collect();
+            body.push(chunk(
+                json!({"tool_calls": [{"index": 0, "id": format!("call_{name}"),
+                    "type": "function", "function": {"name": name, "arguments": arguments.to_string()}}]}),
+                None,
+            ));
+            return stream(head, body, "tool_calls", Duration::ZERO, record);
+        }
+    };
+    let head = vec![chunk(json!({"role": "assistant", "content": ""}), None)];
+    // Several deltas, split on char boundaries, so streaming is exercised.
+    let chars: Vec<char> = text.chars().collect();
+    let body: Vec<Value> = chars
+        .chunks(chunk_chars)
+        .map(|piece| chunk(json!({"content": piece.iter().collect::<String>()}), None))
+        .collect();
+    stream(head, body, "stop", every, record)
+}
+
+/// Send `head` at once, then `body` frames `every` apart, then the finish,
+/// usage and `[DONE]` frames.
+fn stream(
+    head: Vec<Value>,
+    body: Vec<Value>,
+    finish: &str,
+    every: Duration,
+    record: FirstToken,
+) -> Response {
+    let mut tail = vec![chunk(json!({}), Some(finish))];
     let mut last = chunk(json!({}), None);
     last["choices"] = json!([]);
     last["usage"] = json!({"prompt_tokens": 100, "completion_tokens": 20, "total_tokens": 120});
-    frames.push(last);
-    let events = frames
-        .into_iter()
-        .map(|f| Ok::<_, std::convert::Infallible>(Event::default().data(f.to_string())))
-        .chain(std::iter::once(Ok(Event::default().data("[DONE]"))));
-    Sse::new(futures::stream::iter(events)).into_response()
+    tail.push(last);
+    let data = |v: &Value| Ok::<_, std::convert::Infallible>(Event::default().data(v.to_string()));
+    let head_events: Vec<_> = head.iter().map(data).collect();
+    let tail_events: Vec<_> = tail
+        .iter()
+        .map(data)
+        .chain(std::iter::once(Ok(Event::default().data("[DONE]"))))
+        .collect();
+    let body_stream = futures::stream::unfold(
+        (body.into_iter(), true, record),
+        move |(mut frames, first, record)| async move {
+            let frame = frames.next()?;
+            if !first && !every.is_zero() {
+                tokio::time::sleep(every).await;
+            }
+            if first && let Some((inner, prompt)) = &record {
+                let mut g = inner.lock().unwrap_or_else(|p| p.into_inner());
+                g.first_tokens
+                    .push((prompt.clone(), std::time::Instant::now()));
+            }
+            Some((data(&frame), (frames, false, record)))
+        },
+    );
+    use futures::StreamExt;
+    let events = futures::stream::iter(head_events)
+        .chain(body_stream)
+        .chain(futures::stream::iter(tail_events));
+    Sse::new(events).into_response()
 }

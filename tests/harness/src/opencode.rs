@@ -173,7 +173,42 @@ impl OpenCode {
     /// Start `opencode serve` on a free loopback port and wait until healthy.
     pub async fn serve(opts: Options<'_>) -> anyhow::Result<OpenCode> {
         let sandbox = Sandbox::new(&opts)?;
-        let mut cmd = sandbox.command()?;
+        let cmd = sandbox.command()?;
+        Self::spawn_serve(cmd, sandbox.project, sandbox.home).await
+    }
+
+    /// `opencode serve` with the user's own configuration and model (for the
+    /// demo): a fresh project directory whose `.opencode/plugin/` loads the
+    /// shim, and the user's environment plus `env`.
+    pub async fn serve_own_config(
+        agent_bin: &Path,
+        env: Vec<(String, String)>,
+    ) -> anyhow::Result<OpenCode> {
+        let home = tempfile::Builder::new().prefix("ocmm-demo-").tempdir()?;
+        let project = home.path().join("project");
+        let plugin_dir = project.join(".opencode/plugin");
+        std::fs::create_dir_all(&plugin_dir)?;
+        let shim = repo_root().join("opencode-plugin/index.ts");
+        std::fs::write(
+            plugin_dir.join("opencode-mattermost.ts"),
+            format!(
+                "export {{ OpencodeMattermost }} from {:?};\n",
+                shim.display().to_string()
+            ),
+        )?;
+        let mut cmd = Command::new(opencode_bin()?);
+        cmd.current_dir(&project)
+            .env("OPENCODE_MATTERMOST_BIN", agent_bin)
+            .envs(env)
+            .kill_on_drop(true);
+        Self::spawn_serve(cmd, project, home).await
+    }
+
+    async fn spawn_serve(
+        mut cmd: Command,
+        project: PathBuf,
+        home: tempfile::TempDir,
+    ) -> anyhow::Result<OpenCode> {
         cmd.args(["serve", "--hostname", "127.0.0.1", "--port", "0"])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -193,14 +228,13 @@ impl OpenCode {
         .context("opencode serve did not start within 60s")??;
         // Keep draining stdout so OpenCode never blocks on a full pipe.
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        let oc = OpenCode {
+        Ok(OpenCode {
             child,
             url,
-            project: sandbox.project,
-            home: sandbox.home,
+            project,
+            home,
             http: reqwest::Client::new(),
-        };
-        Ok(oc)
+        })
     }
 
     fn endpoint(&self, path: &str) -> String {

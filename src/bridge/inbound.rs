@@ -1,0 +1,587 @@
+//! Routing of one inbound post: who sent it, where, and what it asks for.
+//!
+//! Every post this instance answers is first claimed in the store, so two
+//! agents sharing a bot never both answer it; posts in threads owned by
+//! another running instance are left to that instance unclaimed.
+
+use std::sync::Arc;
+
+use tracing::{Instrument, debug, info, info_span, warn};
+
+use super::reply::{self, Run, SessionMsg};
+use super::{Ctx, text};
+use crate::access::Verdict;
+use crate::mattermost::budget::Priority;
+use crate::mattermost::connection::Connection;
+use crate::mattermost::rest::NewPost;
+use crate::mattermost::types::Post;
+use crate::opencode::{ModelRef, OpenCodeError, Prompt, new_message_id};
+use crate::render::Turn;
+use crate::store::{Claim, ClaimState, Reply, ReplyState, ThreadBinding, ThreadStatus, now_millis};
+
+/// A post as the link delivered it.
+#[derive(Debug, Clone)]
+pub struct InboundPost {
+    pub post: Post,
+    /// `D`, `G`, `O` or `P`; empty for posts recovered over REST.
+    pub channel_type: String,
+    pub sender_name: String,
+    /// User ids the server says the post mentions.
+    pub mentions: Vec<String>,
+    pub caught_up: bool,
+    /// When the bridge got it, for the post → prompt latency.
+    pub received: std::time::Instant,
+}
+
+pub(super) async fn handle(ctx: &Arc<Ctx>, inbound: InboundPost) {
+    let span = info_span!("post", id = %inbound.post.id, caught_up = inbound.caught_up);
+    route(ctx, inbound).instrument(span).await;
+}
+
+async fn route(ctx: &Arc<Ctx>, mut inbound: InboundPost) {
+    let Some(conn) = ctx.connection().await else {
+        debug!("not connected; post left for catch-up");
+        return;
+    };
+    let post = &inbound.post;
+    let bot = &conn.info.bot;
+    // System messages (joins, header changes) and our own posts are not prompts.
+    if post.user_id == bot.id || !post.kind.is_empty() || post.delete_at != 0 || post.id.is_empty()
+    {
+        return;
+    }
+    if let Err(e) = ctx
+        .store
+        .advance_cursor(&ctx.cursor_key(&post.channel_id), post.create_at, &post.id)
+        .await
+    {
+        warn!(error = %e, "cannot record the channel cursor");
+    }
+    if inbound.channel_type.is_empty() {
+        match conn.rest.channel(&post.channel_id).await {
+            Ok(ch) => inbound.channel_type = ch.kind,
+            Err(e) => {
+                warn!(error = %e, "cannot tell the channel's type; post ignored");
+                return;
+            }
+        }
+    }
+    let post = &inbound.post;
+    if !ctx.access.channel_allowed(&inbound.channel_type) {
+        debug!(kind = %inbound.channel_type, "channel type not enabled");
+        return;
+    }
+    let is_dm = inbound.channel_type == "D";
+    let mentioned = inbound.mentions.iter().any(|m| m == &bot.id)
+        || text::mentions(&post.message, &bot.username);
+    if !is_dm && !mentioned {
+        return;
+    }
+
+    let binding = if post.root_id.is_empty() {
+        None
+    } else {
+        match ctx.store.thread(&post.root_id).await {
+            Ok(b) => b,
+            Err(e) => {
+                warn!(error = %e, "cannot read the thread binding; post ignored");
+                return;
+            }
+        }
+    };
+    // Threads of another live instance are theirs to answer.
+    if let Some(b) = &binding
+        && b.instance_id != ctx.instance.id
+        && ctx.instance_alive(&b.instance_id).await
+    {
+        return;
+    }
+    match ctx
+        .store
+        .claim_post(&post.id, &ctx.instance.id, now_millis())
+        .await
+    {
+        Ok(true) => {}
+        Ok(false) => {
+            debug!("already claimed");
+            return;
+        }
+        Err(e) => {
+            warn!(error = %e, "cannot claim the post; not answering it");
+            return;
+        }
+    }
+
+    match ctx.access.may_prompt(&post.user_id) {
+        Verdict::Allowed => {}
+        Verdict::Unconfigured => {
+            if first_time(ctx, &format!("unconfigured:{}", post.channel_id)) {
+                say(&conn, post, &text::not_configured_notice()).await;
+            }
+            ctx.set_claim_state(&post.id, ClaimState::Done).await;
+            return;
+        }
+        Verdict::Stranger => {
+            info!(user = %post.user_id, "prompt from a user who is not allowed; ignored");
+            if is_dm && first_time(ctx, &format!("stranger:{}", post.user_id)) {
+                say(&conn, post, text::STRANGER_NOTICE).await;
+            }
+            ctx.set_claim_state(&post.id, ClaimState::Done).await;
+            return;
+        }
+    }
+
+    let prompt_text = text::strip_mention(&post.message, &bot.username);
+    let sender = if inbound.sender_name.is_empty() {
+        conn.rest
+            .user(&post.user_id)
+            .await
+            .map(|u| u.username)
+            .unwrap_or_default()
+    } else {
+        inbound.sender_name.trim_start_matches('@').to_owned()
+    };
+    let binding = match binding {
+        Some(b) if b.instance_id != ctx.instance.id => {
+            let (dir, host) = instance_place(ctx, &b.instance_id).await;
+            say(&conn, post, &text::other_instance_down(&dir, &host)).await;
+            ctx.set_claim_state(&post.id, ClaimState::Done).await;
+            return;
+        }
+        Some(b) if b.status == ThreadStatus::Ended => {
+            say(&conn, post, text::SESSION_ENDED).await;
+            ctx.set_claim_state(&post.id, ClaimState::Done).await;
+            return;
+        }
+        Some(b) => b,
+        None if !post.root_id.is_empty() && is_dm => {
+            say(&conn, post, text::UNLINKED_THREAD).await;
+            ctx.set_claim_state(&post.id, ClaimState::Done).await;
+            return;
+        }
+        None => match new_session(ctx, &conn, post, &sender, &prompt_text, is_dm).await {
+            Some(b) => b,
+            None => {
+                ctx.set_claim_state(&post.id, ClaimState::Failed).await;
+                return;
+            }
+        },
+    };
+    start_turn(
+        ctx,
+        &binding,
+        post,
+        &sender,
+        &prompt_text,
+        None,
+        inbound.received,
+    )
+    .await;
+}
+
+/// Create an OpenCode session and its thread. In a DM the thread's root is
+/// a card naming the session; in a channel the person's post is the root
+/// and the card its first reply, so the channel is not spammed.
+async fn new_session(
+    ctx: &Ctx,
+    conn: &Connection,
+    post: &Post,
+    sender: &str,
+    prompt_text: &str,
+    in_dm: bool,
+) -> Option<ThreadBinding> {
+    let title = text::preview(prompt_text, 60);
+    let session = match ctx
+        .opencode()
+        .create_session((!title.is_empty()).then_some(title.as_str()))
+        .await
+    {
+        Ok(s) => s,
+        Err(e) => {
+            say(
+                conn,
+                post,
+                &text::opencode_failed("start an OpenCode session", &e.to_string()),
+            )
+            .await;
+            return None;
+        }
+    };
+    ctx.stats
+        .sessions_created
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let started = chrono::DateTime::from_timestamp_millis(now_millis())
+        .map(|t| t.format("%Y-%m-%d %H:%M UTC").to_string())
+        .unwrap_or_default();
+    let directory = if session.directory.is_empty() {
+        ctx.instance.directory.clone()
+    } else {
+        session.directory.clone()
+    };
+    let card = text::session_card(&text::Card {
+        project: text::project_name(&directory),
+        directory: &directory,
+        short_id: session.short_id(),
+        started: &started,
+        requested_by: sender,
+        prompt: prompt_text,
+    });
+    let thread_root = if in_dm && post.root_id.is_empty() {
+        let created = conn
+            .rest
+            .create_post(
+                &conn.info.bot.id,
+                &NewPost {
+                    channel_id: post.channel_id.clone(),
+                    message: card,
+                    ..NewPost::default()
+                },
+                Priority::Urgent,
+            )
+            .await;
+        match created {
+            Ok(p) => p.id,
+            Err(e) => {
+                warn!(error = %e, "cannot post the session card");
+                return None;
+            }
+        }
+    } else {
+        let root = post.thread_root().to_owned();
+        if let Err(e) = conn
+            .rest
+            .create_post(
+                &conn.info.bot.id,
+                &NewPost {
+                    channel_id: post.channel_id.clone(),
+                    message: card,
+                    root_id: root.clone(),
+                    ..NewPost::default()
+                },
+                Priority::Urgent,
+            )
+            .await
+        {
+            warn!(error = %e, "cannot post the session card");
+            return None;
+        }
+        root
+    };
+    let binding = ThreadBinding {
+        root_post_id: thread_root.clone(),
+        channel_id: post.channel_id.clone(),
+        session_id: session.id.clone(),
+        instance_id: ctx.instance.id.clone(),
+        created_by: post.user_id.clone(),
+        created_at: now_millis(),
+        status: ThreadStatus::Active,
+        model: None,
+    };
+    if let Err(e) = ctx.store.bind_thread(&binding).await {
+        warn!(error = %e, "cannot record the thread binding");
+        return None;
+    }
+    // A reply to the person's own first post reaches the same session.
+    if thread_root != post.id {
+        let alias = ThreadBinding {
+            root_post_id: post.id.clone(),
+            ..binding.clone()
+        };
+        if let Err(e) = ctx.store.bind_thread(&alias).await {
+            debug!(error = %e, "cannot bind the first post as an alias");
+        }
+    }
+    info!(session = %session.id, root = %thread_root, "new session and thread");
+    Some(binding)
+}
+
+/// Post the turn's first reply post, hand the turn to its session task and
+/// send the prompt. `message_id` is set when a prompt is re-sent after a
+/// restart, so OpenCode sees the same message.
+pub(super) async fn start_turn(
+    ctx: &Arc<Ctx>,
+    binding: &ThreadBinding,
+    post: &Post,
+    sender: &str,
+    prompt_text: &str,
+    message_id: Option<String>,
+    received: std::time::Instant,
+) {
+    let message_id = message_id.unwrap_or_else(|| new_message_id(now_millis().max(0) as u64));
+    let claim = Claim {
+        post_id: post.id.clone(),
+        instance_id: ctx.instance.id.clone(),
+        claimed_at: now_millis(),
+        state: ClaimState::Claimed,
+        session_id: Some(binding.session_id.clone()),
+        message_id: Some(message_id.clone()),
+        root_post_id: Some(binding.root_post_id.clone()),
+        channel_id: Some(binding.channel_id.clone()),
+    };
+    if let Err(e) = ctx.store.update_claim(&claim).await {
+        warn!(error = %e, "cannot record the claim's session");
+    }
+    let existing = ctx
+        .store
+        .reply(&binding.session_id, &message_id)
+        .await
+        .ok()
+        .flatten();
+    let reply_row = existing.unwrap_or_else(|| Reply {
+        session_id: binding.session_id.clone(),
+        user_message_id: message_id.clone(),
+        instance_id: ctx.instance.id.clone(),
+        channel_id: binding.channel_id.clone(),
+        root_post_id: binding.root_post_id.clone(),
+        post_ids: Vec::new(),
+        started_at: now_millis(),
+        state: ReplyState::Streaming,
+    });
+    let turn = Turn::new(
+        binding.session_id.clone(),
+        message_id.clone(),
+        reply_row.started_at as f64,
+    );
+    let mut run = Run::new(turn, reply_row, ctx.throttle(), Some(post.id.clone()));
+    // The first post shows at once that the prompt was taken.
+    if let Err(e) = reply::flush(ctx, &mut run, Priority::Urgent).await {
+        warn!(error = %e, "cannot post the reply's first post");
+    }
+    if let Err(e) = ctx.store.save_reply(&run.reply).await {
+        warn!(error = %e, "cannot record the reply");
+    }
+    let task = ctx.session(&binding.session_id);
+    let _ = task.send(SessionMsg::Start(Box::new(run)));
+    let prompt = Prompt {
+        message_id: message_id.clone(),
+        text: text::prompt_envelope(
+            sender,
+            &binding.root_post_id,
+            &post.id,
+            &post.channel_id,
+            prompt_text,
+        ),
+        model: binding.model.as_deref().and_then(ModelRef::parse),
+        agent: None,
+    };
+    ctx.stats.prompt_sent(received.elapsed());
+    match ctx
+        .opencode()
+        .prompt_async(&binding.session_id, &prompt)
+        .await
+    {
+        Ok(()) => {
+            let _ = task.send(SessionMsg::Prompted(message_id));
+            ctx.set_claim_state(&post.id, ClaimState::Prompted).await;
+        }
+        Err(e) => {
+            let error = match &e {
+                OpenCodeError::NotFound { .. } => {
+                    if let Err(e) = ctx
+                        .store
+                        .set_thread_status(&binding.root_post_id, ThreadStatus::Ended)
+                        .await
+                    {
+                        debug!(error = %e, "cannot mark the thread ended");
+                    }
+                    "this session no longer exists in OpenCode; send a new message (not in a \
+                     thread) to start a new one"
+                        .to_owned()
+                }
+                other => other.to_string(),
+            };
+            warn!(error = %e, "prompt_async failed");
+            let _ = task.send(SessionMsg::Failed(message_id, error));
+            ctx.set_claim_state(&post.id, ClaimState::Failed).await;
+        }
+    }
+}
+
+/// Replies that were streaming when the previous agent stopped: pick them up
+/// again; the session task finishes them from OpenCode's stored messages.
+pub(super) async fn resume_replies(ctx: &Arc<Ctx>) {
+    let replies = match ctx.store.streaming_replies(&ctx.instance.id).await {
+        Ok(r) => r,
+        Err(e) => {
+            warn!(error = %e, "cannot read unfinished replies");
+            return;
+        }
+    };
+    for reply_row in replies {
+        let already = {
+            let sessions = ctx
+                .sessions
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            sessions.contains_key(&reply_row.session_id)
+        };
+        if already {
+            // Recovery after a reconnect of a live agent: the task has it.
+            continue;
+        }
+        info!(session = %reply_row.session_id, "finishing a reply interrupted by a restart");
+        let mut turn = Turn::new(
+            reply_row.session_id.clone(),
+            reply_row.user_message_id.clone(),
+            reply_row.started_at as f64,
+        );
+        if let Ok(messages) = ctx.opencode().messages(&reply_row.session_id).await {
+            turn.load(&messages, reply::now_ms());
+        }
+        let claim = claim_for(ctx, &reply_row.session_id, &reply_row.user_message_id).await;
+        let mut run = Run::new(turn, reply_row.clone(), ctx.throttle(), claim);
+        run.prompted = true;
+        let task = ctx.session(&reply_row.session_id);
+        let _ = task.send(SessionMsg::Start(Box::new(run)));
+    }
+}
+
+async fn claim_for(ctx: &Ctx, session_id: &str, message_id: &str) -> Option<String> {
+    let claims = ctx.store.unfinished_claims(&ctx.instance.id).await.ok()?;
+    claims
+        .into_iter()
+        .find(|c| {
+            c.session_id.as_deref() == Some(session_id)
+                && c.message_id.as_deref() == Some(message_id)
+        })
+        .map(|c| c.post_id)
+}
+
+/// Claims whose prompt may not have reached OpenCode: send it (again, under
+/// the same message id) unless OpenCode already has it.
+pub(super) async fn resume_claims(ctx: &Arc<Ctx>) {
+    let Some(conn) = ctx.connection().await else {
+        return;
+    };
+    let claims = match ctx.store.unfinished_claims(&ctx.instance.id).await {
+        Ok(c) => c,
+        Err(e) => {
+            warn!(error = %e, "cannot read unfinished claims");
+            return;
+        }
+    };
+    for claim in claims {
+        if claim.state != ClaimState::Claimed {
+            continue;
+        }
+        let (Some(session_id), Some(message_id), Some(root)) =
+            (&claim.session_id, &claim.message_id, &claim.root_post_id)
+        else {
+            // Interrupted before a session was chosen: run the post afresh.
+            if let Ok(post) = conn.rest.post(&claim.post_id).await {
+                ctx.set_claim_state(&claim.post_id, ClaimState::Failed)
+                    .await;
+                info!(post = %claim.post_id, "re-running a post interrupted before its session existed");
+                retry_post(ctx, post).await;
+            }
+            continue;
+        };
+        let landed = ctx
+            .opencode()
+            .messages(session_id)
+            .await
+            .map(|m| m.iter().any(|m| &m.info.id == message_id))
+            .unwrap_or(false);
+        if landed {
+            ctx.set_claim_state(&claim.post_id, ClaimState::Prompted)
+                .await;
+            continue;
+        }
+        let Ok(Some(binding)) = ctx.store.thread(root).await else {
+            continue;
+        };
+        let Ok(post) = conn.rest.post(&claim.post_id).await else {
+            continue;
+        };
+        let sender = conn
+            .rest
+            .user(&post.user_id)
+            .await
+            .map(|u| u.username)
+            .unwrap_or_default();
+        let prompt_text = text::strip_mention(&post.message, &conn.info.bot.username);
+        info!(post = %post.id, "re-sending a prompt interrupted by a restart");
+        start_turn(
+            ctx,
+            &binding,
+            &post,
+            &sender,
+            &prompt_text,
+            Some(message_id.clone()),
+            std::time::Instant::now(),
+        )
+        .await;
+    }
+}
+
+/// Run a post whose earlier claim failed before anything was created: the
+/// claim row is reused, so only this path may answer it.
+async fn retry_post(ctx: &Arc<Ctx>, post: Post) {
+    let Some(conn) = ctx.connection().await else {
+        return;
+    };
+    let sender = conn
+        .rest
+        .user(&post.user_id)
+        .await
+        .map(|u| u.username)
+        .unwrap_or_default();
+    let prompt_text = text::strip_mention(&post.message, &conn.info.bot.username);
+    let in_dm = conn
+        .rest
+        .channel(&post.channel_id)
+        .await
+        .is_ok_and(|c| c.kind == "D");
+    if let Some(binding) = new_session(ctx, &conn, &post, &sender, &prompt_text, in_dm).await {
+        start_turn(
+            ctx,
+            &binding,
+            &post,
+            &sender,
+            &prompt_text,
+            None,
+            std::time::Instant::now(),
+        )
+        .await;
+    }
+}
+
+async fn instance_place(ctx: &Ctx, instance_id: &str) -> (String, String) {
+    let found = ctx
+        .store
+        .instances()
+        .await
+        .ok()
+        .and_then(|list| list.into_iter().find(|i| i.id == instance_id));
+    match found {
+        Some(i) => (i.directory, i.host),
+        None => (instance_id.to_owned(), "another machine".to_owned()),
+    }
+}
+
+fn first_time(ctx: &Ctx, key: &str) -> bool {
+    ctx.notified
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .insert(key.to_owned())
+}
+
+/// Answer a post in its thread.
+async fn say(conn: &Connection, post: &Post, message: &str) {
+    let result = conn
+        .rest
+        .create_post(
+            &conn.info.bot.id,
+            &NewPost {
+                channel_id: post.channel_id.clone(),
+                message: message.to_owned(),
+                root_id: post.thread_root().to_owned(),
+                ..NewPost::default()
+            },
+            Priority::Urgent,
+        )
+        .await;
+    if let Err(e) = result {
+        warn!(error = %e, "cannot answer the post");
+    }
+}

@@ -1,0 +1,174 @@
+//! The promises that need more than one process: a reply survives `kill -9`
+//! of the agent, a prompt posted while no agent listens runs once, and two
+//! agents sharing one bot and one SQLite file answer each post once.
+
+// Test code: panicking on a broken expectation is the point.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
+
+mod bridge_support;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use bridge_support::{Rig, body_of, wait_until};
+use harness::model::{ScriptedModel, Step, content_text};
+use opencode_mattermost::store::SqliteStore;
+use opencode_mattermost::store::Store;
+
+/// How many model requests answered a prompt containing `phrase`.
+fn requests_for(model: &ScriptedModel, phrase: &str) -> usize {
+    model
+        .requests()
+        .iter()
+        .filter(|r| {
+            r["messages"]
+                .as_array()
+                .and_then(|m| m.iter().rev().find(|m| m["role"] == "user"))
+                .is_some_and(|m| content_text(m).contains(phrase))
+        })
+        .count()
+}
+
+fn story() -> String {
+    (1..=60)
+        .map(|i| format!("Sentence {i} of a slow story.\n"))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_mid_reply_finishes_the_reply_once_and_runs_missed_prompts() {
+    let rig = Rig::new().await;
+    let model = ScriptedModel::start().await.unwrap();
+    // About 8 s of streaming, so the kill lands mid-reply.
+    model.on(
+        "slow story",
+        vec![Step::slow(story(), 12, Duration::from_millis(50))],
+    );
+    model.on("while you were down", vec![Step::text("ran once")]);
+    let env = rig.env(&[("MATTERMOST_OWNER_USER_ID", &rig.alice.id)]);
+    let oc = rig.opencode(&model, env).await;
+    let db = oc
+        .home
+        .path()
+        .join(".local/share/opencode-mattermost/state.db");
+    let dm = rig.dm(&rig.alice.id);
+
+    rig.sim
+        .post_as(&rig.alice.id, &dm, "tell me a slow story", None)
+        .unwrap();
+    let card = rig.card_for(&dm, 0).await;
+    wait_until(Duration::from_secs(60), "some streamed text", || {
+        rig.bot_replies(&card.id)
+            .iter()
+            .any(|p| p.message.contains("Sentence 3"))
+    })
+    .await;
+
+    let store = SqliteStore::open(&db).unwrap();
+    let pid = store.instances().await.unwrap()[0].pid;
+    println!("killing agent pid {pid}");
+    let status = std::process::Command::new("kill")
+        .args(["-9", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    wait_until(Duration::from_secs(10), "the socket to drop", || {
+        rig.bot_sockets() == 0
+    })
+    .await;
+    let missed = rig
+        .sim
+        .post_as(&rig.alice.id, &dm, "while you were down", None)
+        .unwrap();
+    println!("posted while {} agent sockets were open", rig.bot_sockets());
+
+    // The shim restarts the agent; it reconnects and picks everything up.
+    let turns = rig.finished_turns(&card.id, 1).await;
+    assert_eq!(turns.len(), 1, "one reply, not a second copy: {turns:#?}");
+    assert_eq!(body_of(&turns[0]), story());
+    let card2 = rig.card_for(&dm, 1).await;
+    assert!(card2.message.contains("while you were down"));
+    let turns2 = rig.finished_turns(&card2.id, 1).await;
+    assert_eq!(body_of(&turns2[0]), "ran once");
+    // Give a duplicate the chance to show up before counting.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(requests_for(&model, "while you were down"), 1);
+    assert_eq!(requests_for(&model, "slow story"), 1);
+    assert_eq!(rig.bot_roots(&dm).len(), 2, "two cards, no duplicates");
+    assert_eq!(rig.turns(&card.id).len(), 1);
+    assert_eq!(rig.turns(&card2.id).len(), 1);
+    let claim = store.claim(&missed.id).await.unwrap().unwrap();
+    println!("missed post claim: {claim:?}");
+    oc.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_agents_on_one_store_answer_each_post_once() {
+    let rig = Rig::new().await;
+    let model = ScriptedModel::start().await.unwrap();
+    model.on("job", vec![Step::text("done")]);
+    let shared = tempfile::tempdir().unwrap();
+    let db = shared.path().join("state.db");
+    let db_text = db.display().to_string();
+    let env = rig.env(&[
+        ("MATTERMOST_OWNER_USER_ID", &rig.alice.id),
+        ("OPENCODE_MM_STATE_DB", &db_text),
+    ]);
+    let first = rig.opencode(&model, env.clone()).await;
+    let second = rig.opencode(&model, env).await;
+    assert_eq!(rig.bot_sockets(), 2);
+    let dm = rig.dm(&rig.alice.id);
+
+    const POSTS: usize = 200;
+    let mut asked = Vec::new();
+    for i in 0..POSTS {
+        asked.push(
+            rig.sim
+                .post_as(&rig.alice.id, &dm, &format!("job {i:03}"), None)
+                .unwrap(),
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    wait_until(Duration::from_secs(300), "every job answered", || {
+        let cards = rig.bot_roots(&dm);
+        cards.len() >= POSTS
+            && cards.iter().all(|c| {
+                rig.turns(&c.id)
+                    .last()
+                    .is_some_and(|t| t.last().is_some_and(|p| bridge_support::is_final(p)))
+            })
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+
+    let cards = rig.bot_roots(&dm);
+    assert_eq!(cards.len(), POSTS, "one card per post");
+    let mut per_job: HashMap<String, usize> = HashMap::new();
+    for c in &cards {
+        let job = c
+            .message
+            .lines()
+            .find_map(|l| l.strip_prefix("> "))
+            .unwrap_or_default()
+            .to_owned();
+        *per_job.entry(job).or_default() += 1;
+        let turns = rig.turns(&c.id);
+        assert_eq!(turns.len(), 1, "one reply per card");
+        assert_eq!(body_of(&turns[0]), "done");
+    }
+    for i in 0..POSTS {
+        let job = format!("job {i:03}");
+        assert_eq!(per_job.get(&job), Some(&1), "{job}");
+        assert_eq!(requests_for(&model, &job), 1, "{job} ran once");
+    }
+    let store = SqliteStore::open(&db).unwrap();
+    let mut by_instance: HashMap<String, usize> = HashMap::new();
+    for post in &asked {
+        let claim = store.claim(&post.id).await.unwrap().expect("claimed");
+        *by_instance.entry(claim.instance_id).or_default() += 1;
+    }
+    println!("posts per agent: {by_instance:?}");
+    assert_eq!(by_instance.values().sum::<usize>(), POSTS);
+    first.stop().await;
+    second.stop().await;
+}
