@@ -14,3 +14,7 @@ OPENCODE_MATTERMOST_BIN="$bin" XDG_STATE_HOME="$(mktemp -d)" OPENCODE_MM_LOG=war
 echo
 echo "Mattermost link on loopback against the simulator (release):"
 cargo test --release --quiet --test bench_link -- --ignored --nocapture 2>&1 | grep -v -E "^(running|test result|$)|^test "
+
+echo
+echo "Remote-control loop (real OpenCode, scripted model, simulator; release):"
+cargo test --release --quiet --test bench_bridge -- --ignored --nocapture 2>&1 | grep -v -E "^(running|test result|$)|^test "

@@ -343,10 +343,9 @@ pub(super) async fn start_turn(
         reply_row.started_at as f64,
     );
     let mut run = Run::new(turn, reply_row, ctx.throttle(), Some(post.id.clone()));
-    // The first post shows at once that the prompt was taken.
-    if let Err(e) = reply::flush(ctx, &mut run, Priority::Urgent).await {
-        warn!(error = %e, "cannot post the reply's first post");
-    }
+    // The session task posts the first reply post at once; the prompt does
+    // not wait for it.
+    run.throttle.changed(tokio::time::Instant::now(), 0, true);
     if let Err(e) = ctx.store.save_reply(&run.reply).await {
         warn!(error = %e, "cannot record the reply");
     }

@@ -25,6 +25,9 @@ const TYPING_EVERY: Duration = Duration::from_secs(4);
 /// How often a quiet turn is looked at: elapsed time in the status line, and
 /// a check with OpenCode in case its `session.idle` never reached us.
 const CHECK_EVERY: Duration = Duration::from_secs(3);
+/// Idle checks with our prompt stored but unanswered before the turn is
+/// given up as failed (about `CHECK_EVERY` apart).
+const UNANSWERED_CHECKS: u8 = 4;
 
 /// A turn being streamed into its reply posts.
 pub(crate) struct Run {
@@ -39,6 +42,10 @@ pub(crate) struct Run {
     pub prompted: bool,
     pub shown_text: bool,
     pub last_activity: Instant,
+    /// Times OpenCode looked idle with our prompt stored but no answer to
+    /// it: a `session.idle` of the previous turn can arrive after our
+    /// prompt landed and before OpenCode starts answering it.
+    pub idle_unanswered: u8,
 }
 
 impl Run {
@@ -52,6 +59,7 @@ impl Run {
             prompted: false,
             shown_text: false,
             last_activity: Instant::now(),
+            idle_unanswered: 0,
         }
     }
 }
@@ -111,7 +119,7 @@ async fn session_loop(
                         let idle = matches!(event, Event::SessionIdle(_));
                         apply_event(&mut runs, &event);
                         if idle {
-                            settle(&ctx, &session_id, &mut runs, true).await;
+                            settle(&ctx, &session_id, &mut runs).await;
                         }
                     }
                 }
@@ -120,10 +128,18 @@ async fn session_loop(
                 let now = Instant::now();
                 for run in runs.iter_mut() {
                     if run.throttle.due().is_some_and(|at| at <= now) {
-                        run.throttle.sent(now);
-                        if let Err(e) = flush(&ctx, run, Priority::Progress).await {
+                        // The first post of a turn is news; later edits are progress.
+                        let priority = if run.reply.post_ids.is_empty() {
+                            Priority::Urgent
+                        } else {
+                            Priority::Progress
+                        };
+                        if let Err(e) = flush(&ctx, run, priority).await {
                             debug!(error = %e, "progress edit failed; the next one carries it");
                         }
+                        // Counted from when the edit landed, so edits that waited
+                        // for the rate budget still arrive paced.
+                        run.throttle.sent(Instant::now());
                     }
                 }
             }
@@ -140,7 +156,7 @@ async fn session_loop(
                 }
                 let quiet = runs.iter().any(|r| r.prompted && now.duration_since(r.last_activity) >= CHECK_EVERY);
                 if quiet {
-                    settle(&ctx, &session_id, &mut runs, false).await;
+                    settle(&ctx, &session_id, &mut runs).await;
                 }
             }
         }
@@ -179,10 +195,11 @@ fn apply_event(runs: &mut [Run], event: &Event) {
     }
 }
 
-/// Ask OpenCode whether the session is done; finish every prompted turn if
-/// so. `told_idle` means OpenCode said so itself, which still gets checked:
-/// a `session.idle` of the previous turn can arrive after a new prompt.
-async fn settle(ctx: &Ctx, session_id: &str, runs: &mut [Run], told_idle: bool) {
+/// Ask OpenCode whether the session is done; finish every prompted turn it
+/// has answered. Called on `session.idle` and when a turn has been quiet,
+/// since an idle event can be lost (agent restart) or stale (it belonged to
+/// the previous turn and arrived after our prompt).
+async fn settle(ctx: &Ctx, session_id: &str, runs: &mut [Run]) {
     if !runs
         .iter()
         .any(|r| r.prompted && r.turn.outcome().is_none())
@@ -215,20 +232,34 @@ async fn settle(ctx: &Ctx, session_id: &str, runs: &mut [Run], told_idle: bool) 
         let landed = messages
             .iter()
             .any(|m| m.info.id == run.turn.user_message_id());
-        if !landed && !told_idle {
-            continue;
-        }
-        if !landed {
-            // Idle, and OpenCode never stored the prompt: the prompt was lost.
-            run.turn.finish(
-                Outcome::Failed("OpenCode did not take the prompt; send it again".into()),
-                now_ms(),
-            );
+        let answered = messages.iter().any(|m| {
+            m.info.role == "assistant"
+                && m.info.parent_id.as_deref() == Some(run.turn.user_message_id())
+        });
+        if !answered {
+            // Give OpenCode a few checks to take the prompt and start on it.
+            run.idle_unanswered += 1;
+            if run.idle_unanswered >= UNANSWERED_CHECKS {
+                let why = if landed {
+                    "OpenCode went idle without answering the prompt"
+                } else {
+                    "OpenCode did not take the prompt; send it again"
+                };
+                run.turn.finish(Outcome::Failed(why.into()), now_ms());
+            }
             continue;
         }
         run.turn.load(&messages, now_ms());
-        run.turn
-            .finish(outcome_of(&messages, run.turn.user_message_id()), now_ms());
+        let outcome = outcome_of(&messages, run.turn.user_message_id());
+        // OpenCode stores the answer's message before it reports the session
+        // busy; an idle seen in between must not end the turn.
+        if outcome == Outcome::Completed && !run.turn.looks_complete() {
+            run.idle_unanswered += 1;
+            if run.idle_unanswered < UNANSWERED_CHECKS {
+                continue;
+            }
+        }
+        run.turn.finish(outcome, now_ms());
     }
 }
 
