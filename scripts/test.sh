@@ -25,7 +25,7 @@ step "cargo test (unit, integration, end to end with real OpenCode)"
 cargo test --workspace --locked
 
 step "shim tests under Bun, against the agent binary"
-OPENCODE_MATTERMOST_BIN="$PWD/target/debug/opencode-mattermost" XDG_STATE_HOME="$(mktemp -d)" \
+OPENCODE_MATTERMOST_BIN="${CARGO_TARGET_DIR:-$PWD/target}/debug/opencode-mattermost" XDG_STATE_HOME="$(mktemp -d)" \
   tests/opencode/node_modules/.bin/bun test tests/shim
 
 if [ -x tests/mattermost-sim/conformance/run.sh ] || [ -f tests/mattermost-sim/conformance/run.sh ]; then
