@@ -9,7 +9,7 @@ mod bridge_support;
 
 use std::time::Duration;
 
-use bridge_support::{Rig, body_of, long_reply, wait_until};
+use bridge_support::{Rig, body_of, last_user_text, long_reply, wait_until};
 use harness::model::{ScriptedModel, Step, content_text};
 use serde_json::{Value, json};
 
@@ -28,12 +28,7 @@ fn conversation_for(model: &ScriptedModel, phrase: &str) -> String {
         .requests()
         .into_iter()
         .rev()
-        .find(|r| {
-            r["messages"]
-                .as_array()
-                .and_then(|m| m.iter().rev().find(|m| m["role"] == "user"))
-                .is_some_and(|m| content_text(m).contains(phrase))
-        })
+        .find(|r| last_user_text(r).contains(phrase))
         .unwrap_or_else(|| panic!("no model request for {phrase:?}"));
     request["messages"]
         .as_array()

@@ -10,8 +10,8 @@ mod bridge_support;
 use std::collections::HashMap;
 use std::time::Duration;
 
-use bridge_support::{Rig, body_of, wait_until};
-use harness::model::{ScriptedModel, Step, content_text};
+use bridge_support::{Rig, body_of, last_user_text, wait_until};
+use harness::model::{ScriptedModel, Step};
 use opencode_mattermost::store::SqliteStore;
 use opencode_mattermost::store::Store;
 
@@ -20,12 +20,7 @@ fn requests_for(model: &ScriptedModel, phrase: &str) -> usize {
     model
         .requests()
         .iter()
-        .filter(|r| {
-            r["messages"]
-                .as_array()
-                .and_then(|m| m.iter().rev().find(|m| m["role"] == "user"))
-                .is_some_and(|m| content_text(m).contains(phrase))
-        })
+        .filter(|r| last_user_text(r).contains(phrase))
         .count()
 }
 

@@ -131,16 +131,7 @@ async fn route(ctx: &Arc<Ctx>, mut inbound: InboundPost) {
         }
     }
 
-    let prompt_text = text::strip_mention(&post.message, &bot.username);
-    let sender = if inbound.sender_name.is_empty() {
-        conn.rest
-            .user(&post.user_id)
-            .await
-            .map(|u| u.username)
-            .unwrap_or_default()
-    } else {
-        inbound.sender_name.trim_start_matches('@').to_owned()
-    };
+    let (sender, prompt_text) = sender_and_text(&conn, post, &inbound.sender_name).await;
     let binding = match binding {
         Some(b) if b.instance_id != ctx.instance.id => {
             let (dir, host) = instance_place(ctx, &b.instance_id).await;
@@ -471,7 +462,7 @@ pub(super) async fn resume_claims(ctx: &Arc<Ctx>) {
                 ctx.set_claim_state(&claim.post_id, ClaimState::Failed)
                     .await;
                 info!(post = %claim.post_id, "re-running a post interrupted before its session existed");
-                retry_post(ctx, post).await;
+                retry_post(ctx, &conn, post).await;
             }
             continue;
         };
@@ -492,13 +483,7 @@ pub(super) async fn resume_claims(ctx: &Arc<Ctx>) {
         let Ok(post) = conn.rest.post(&claim.post_id).await else {
             continue;
         };
-        let sender = conn
-            .rest
-            .user(&post.user_id)
-            .await
-            .map(|u| u.username)
-            .unwrap_or_default();
-        let prompt_text = text::strip_mention(&post.message, &conn.info.bot.username);
+        let (sender, prompt_text) = sender_and_text(&conn, &post, "").await;
         info!(post = %post.id, "re-sending a prompt interrupted by a restart");
         start_turn(
             ctx,
@@ -515,23 +500,14 @@ pub(super) async fn resume_claims(ctx: &Arc<Ctx>) {
 
 /// Run a post whose earlier claim failed before anything was created: the
 /// claim row is reused, so only this path may answer it.
-async fn retry_post(ctx: &Arc<Ctx>, post: Post) {
-    let Some(conn) = ctx.connection().await else {
-        return;
-    };
-    let sender = conn
-        .rest
-        .user(&post.user_id)
-        .await
-        .map(|u| u.username)
-        .unwrap_or_default();
-    let prompt_text = text::strip_mention(&post.message, &conn.info.bot.username);
+async fn retry_post(ctx: &Arc<Ctx>, conn: &Connection, post: Post) {
+    let (sender, prompt_text) = sender_and_text(conn, &post, "").await;
     let in_dm = conn
         .rest
         .channel(&post.channel_id)
         .await
         .is_ok_and(|c| c.kind == "D");
-    if let Some(binding) = new_session(ctx, &conn, &post, &sender, &prompt_text, in_dm).await {
+    if let Some(binding) = new_session(ctx, conn, &post, &sender, &prompt_text, in_dm).await {
         start_turn(
             ctx,
             &binding,
@@ -543,6 +519,24 @@ async fn retry_post(ctx: &Arc<Ctx>, post: Post) {
         )
         .await;
     }
+}
+
+/// Who sent a post (the name the link reported, else looked up) and its
+/// text without the bot's @mention.
+async fn sender_and_text(conn: &Connection, post: &Post, known_name: &str) -> (String, String) {
+    let sender = if known_name.is_empty() {
+        conn.rest
+            .user(&post.user_id)
+            .await
+            .map(|u| u.username)
+            .unwrap_or_default()
+    } else {
+        known_name.trim_start_matches('@').to_owned()
+    };
+    (
+        sender,
+        text::strip_mention(&post.message, &conn.info.bot.username),
+    )
 }
 
 async fn instance_place(ctx: &Ctx, instance_id: &str) -> (String, String) {

@@ -122,11 +122,11 @@ impl Ctx {
 
     fn throttle(&self) -> Throttle {
         let config = &self.agent.config;
-        Throttle::new(Pace {
-            min_interval: Duration::from_secs(1) / (config.edit_rate_limit.max(1) as u32),
-            max_delay: config.max_delay,
-            buffer_chars: config.buffer_size as usize,
-        })
+        Throttle::new(Pace::from_rate(
+            config.edit_rate_limit,
+            config.max_delay,
+            config.buffer_size as usize,
+        ))
     }
 
     /// The task of a session, started on first use.

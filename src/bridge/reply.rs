@@ -34,7 +34,8 @@ pub(crate) struct Run {
     pub turn: Turn,
     pub throttle: Throttle,
     pub reply: Reply,
-    /// The text last sent for each post of `reply.post_ids`.
+    /// The text last sent for each post of `reply.post_ids` (same length;
+    /// empty for posts of a resumed reply, so they are all rewritten once).
     pub sent: Vec<String>,
     /// The claimed post that asked for this turn, marked done at the end.
     pub claim: Option<String>,
@@ -53,7 +54,7 @@ impl Run {
         Run {
             turn,
             throttle,
-            sent: Vec::new(),
+            sent: vec![String::new(); reply.post_ids.len()],
             reply,
             claim,
             prompted: false,
@@ -232,33 +233,29 @@ async fn settle(ctx: &Ctx, session_id: &str, runs: &mut [Run]) {
         let landed = messages
             .iter()
             .any(|m| m.info.id == run.turn.user_message_id());
-        let answered = messages.iter().any(|m| {
-            m.info.role == "assistant"
-                && m.info.parent_id.as_deref() == Some(run.turn.user_message_id())
-        });
-        if !answered {
-            // Give OpenCode a few checks to take the prompt and start on it.
-            run.idle_unanswered += 1;
-            if run.idle_unanswered >= UNANSWERED_CHECKS {
-                let why = if landed {
-                    "OpenCode went idle without answering the prompt"
-                } else {
-                    "OpenCode did not take the prompt; send it again"
-                };
-                run.turn.finish(Outcome::Failed(why.into()), now_ms());
-            }
-            continue;
-        }
         run.turn.load(&messages, now_ms());
         let outcome = outcome_of(&messages, run.turn.user_message_id());
-        // OpenCode stores the answer's message before it reports the session
-        // busy; an idle seen in between must not end the turn.
-        if outcome == Outcome::Completed && !run.turn.looks_complete() {
+        // OpenCode stores the prompt, then the answer's first message, then
+        // reports the session busy; an idle seen before the answer is
+        // complete (or failed) must not end the turn. After a few checks it
+        // does, so a turn never waits forever.
+        let answered =
+            run.turn.has_started() && (outcome != Outcome::Completed || run.turn.looks_complete());
+        if !answered {
             run.idle_unanswered += 1;
             if run.idle_unanswered < UNANSWERED_CHECKS {
                 continue;
             }
         }
+        let outcome = match (run.turn.has_started(), landed) {
+            (true, _) => outcome,
+            (false, true) => {
+                Outcome::Failed("OpenCode went idle without answering the prompt".into())
+            }
+            (false, false) => {
+                Outcome::Failed("OpenCode did not take the prompt; send it again".into())
+            }
+        };
         run.turn.finish(outcome, now_ms());
     }
 }
@@ -334,7 +331,7 @@ pub(crate) async fn flush(ctx: &Ctx, run: &mut Run, priority: Priority) -> Resul
     let texts = run.turn.render(&ctx.limits(&conn), now_ms());
     for (i, text) in texts.iter().enumerate() {
         if let Some(id) = run.reply.post_ids.get(i).cloned() {
-            if run.sent.get(i) == Some(text) {
+            if run.sent[i] == *text {
                 continue;
             }
             let span = info_span!("post", id = %id);
@@ -343,12 +340,7 @@ pub(crate) async fn flush(ctx: &Ctx, run: &mut Run, priority: Priority) -> Resul
                 .instrument(span)
                 .await?;
             ctx.stats.edit();
-            if let Some(slot) = run.sent.get_mut(i) {
-                *slot = text.clone();
-            } else {
-                run.sent.resize(i, String::new());
-                run.sent.push(text.clone());
-            }
+            run.sent[i] = text.clone();
         } else {
             let post = conn
                 .rest
@@ -375,12 +367,10 @@ pub(crate) async fn flush(ctx: &Ctx, run: &mut Run, priority: Priority) -> Resul
     // rather than repeating stale text.
     for i in texts.len()..run.reply.post_ids.len() {
         const MERGED: &str = "_(merged into the post above)_";
-        if run.sent.get(i).map(String::as_str) != Some(MERGED) {
+        if run.sent[i] != MERGED {
             let id = run.reply.post_ids[i].clone();
             conn.rest.patch_post(&id, MERGED, None, priority).await?;
-            if let Some(slot) = run.sent.get_mut(i) {
-                *slot = MERGED.to_owned();
-            }
+            run.sent[i] = MERGED.to_owned();
         }
     }
     Ok(())

@@ -237,6 +237,15 @@ fn open_fence(text: &str) -> Option<String> {
     open.map(|(_, _, line)| line)
 }
 
+/// The text of the last user message of a model request: the prompt it answers.
+pub fn last_user_text(request: &serde_json::Value) -> String {
+    request["messages"]
+        .as_array()
+        .and_then(|m| m.iter().rev().find(|m| m["role"] == "user"))
+        .map(harness::model::content_text)
+        .unwrap_or_default()
+}
+
 pub async fn wait_until(timeout: Duration, what: &str, mut cond: impl FnMut() -> bool) {
     let deadline = tokio::time::Instant::now() + timeout;
     while !cond() {
