@@ -51,7 +51,7 @@ pub struct Agent {
     initialized: tokio::sync::watch::Sender<bool>,
     init: RwLock<Option<InitializeParams>>,
     /// Set once the bridge runs; else why it does not.
-    bridge: RwLock<Result<(String, Arc<crate::bridge::BridgeStats>), String>>,
+    bridge: RwLock<Result<Arc<crate::bridge::Ctx>, String>>,
     events: Mutex<EventStats>,
     tools: Vec<Box<dyn Tool>>,
 }
@@ -113,11 +113,20 @@ impl Agent {
     }
 
     /// Record the bridge's state for `mattermost_status`.
-    pub fn set_bridge(&self, state: Result<(String, Arc<crate::bridge::BridgeStats>), String>) {
+    pub(crate) fn set_bridge(&self, state: Result<Arc<crate::bridge::Ctx>, String>) {
         *self
             .bridge
             .write()
             .unwrap_or_else(|poisoned| poisoned.into_inner()) = state;
+    }
+
+    /// The running bridge, for tools that act on sessions and threads; else
+    /// why it is not running.
+    pub(crate) fn bridge(&self) -> Result<Arc<crate::bridge::Ctx>, String> {
+        self.bridge
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
     }
 
     /// One line on the remote-control loop.
@@ -129,7 +138,8 @@ impl Agent {
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         match &*state {
             Err(why) => format!("not running ({why})"),
-            Ok((instance, s)) => {
+            Ok(ctx) => {
+                let (instance, s) = (&ctx.instance.id, &ctx.stats);
                 let latency = match s.prompt_latency() {
                     Some((median, p99)) => format!(
                         ", post → prompt median {:.2} ms, p99 {:.2} ms",
@@ -139,7 +149,7 @@ impl Agent {
                     None => String::new(),
                 };
                 format!(
-                    "instance {instance}; {} posts seen, {} sessions started, {} prompts{latency},                      {} reply posts, {} edits",
+                    "instance {instance}; {} posts seen, {} sessions started, {} prompts{latency}, {} reply posts, {} edits",
                     s.posts_seen.load(Relaxed),
                     s.sessions_created.load(Relaxed),
                     s.prompts.load(Relaxed),

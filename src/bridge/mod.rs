@@ -88,11 +88,11 @@ impl BridgeStats {
 
 /// What every part of the bridge shares.
 pub(crate) struct Ctx {
-    agent: Arc<Agent>,
-    store: Arc<dyn Store>,
-    instance: Instance,
-    access: Access,
-    stats: Arc<BridgeStats>,
+    pub(crate) agent: Arc<Agent>,
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) instance: Instance,
+    pub(crate) access: Access,
+    pub(crate) stats: Arc<BridgeStats>,
     /// Session id → its task.
     sessions: Mutex<HashMap<String, mpsc::UnboundedSender<SessionMsg>>>,
     /// Channels told that nobody is configured, and strangers told once.
@@ -265,7 +265,7 @@ pub async fn run(agent: Arc<Agent>, store: Arc<dyn Store>) -> Result<(), BridgeE
         sessions: Mutex::new(HashMap::new()),
         notified: Mutex::new(HashSet::new()),
     });
-    agent.set_bridge(Ok((ctx.instance.id.clone(), stats)));
+    agent.set_bridge(Ok(ctx.clone()));
 
     // Posts are handled in order by one worker, so a slow OpenCode call
     // delays later posts but never reorders them.
