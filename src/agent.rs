@@ -131,32 +131,13 @@ impl Agent {
 
     /// One line on the remote-control loop.
     pub fn bridge_summary(&self) -> String {
-        use std::sync::atomic::Ordering::Relaxed;
         let state = self
             .bridge
             .read()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         match &*state {
             Err(why) => format!("not running ({why})"),
-            Ok(ctx) => {
-                let (instance, s) = (&ctx.instance.id, &ctx.stats);
-                let latency = match s.prompt_latency() {
-                    Some((median, p99)) => format!(
-                        ", post → prompt median {:.2} ms, p99 {:.2} ms",
-                        median.as_secs_f64() * 1000.0,
-                        p99.as_secs_f64() * 1000.0
-                    ),
-                    None => String::new(),
-                };
-                format!(
-                    "instance {instance}; {} posts seen, {} sessions started, {} prompts{latency}, {} reply posts, {} edits",
-                    s.posts_seen.load(Relaxed),
-                    s.sessions_created.load(Relaxed),
-                    s.prompts.load(Relaxed),
-                    s.reply_posts.load(Relaxed),
-                    s.edits.load(Relaxed),
-                )
-            }
+            Ok(ctx) => format!("instance {}; {}", ctx.instance.id, ctx.stats.summary()),
         }
     }
 

@@ -9,6 +9,7 @@
 pub mod access;
 pub mod agent;
 pub mod bridge;
+pub(crate) mod commands;
 pub mod config;
 pub mod logging;
 pub mod mattermost;

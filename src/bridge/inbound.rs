@@ -78,15 +78,13 @@ async fn route(ctx: &Arc<Ctx>, mut inbound: InboundPost) {
         return;
     }
 
-    let binding = if post.root_id.is_empty() {
-        None
-    } else {
-        match ctx.store.thread(&post.root_id).await {
-            Ok(b) => b,
-            Err(e) => {
-                warn!(error = %e, "cannot read the thread binding; post ignored");
-                return;
-            }
+    // A reply in a thread goes to the thread's session; a top-level DM to
+    // the session the DM is attached to (`!use`), if any.
+    let binding = match thread_of(ctx, post, is_dm).await {
+        Ok(b) => b,
+        Err(e) => {
+            warn!(error = %e, "cannot read the thread binding; post ignored");
+            return;
         }
     };
     // Threads of another live instance are theirs to answer.
@@ -132,6 +130,16 @@ async fn route(ctx: &Arc<Ctx>, mut inbound: InboundPost) {
     }
 
     let (sender, prompt_text) = sender_and_text(&conn, post, &inbound.sender_name).await;
+    let here = crate::commands::exec::Here {
+        post,
+        binding: binding.as_ref(),
+        is_dm,
+        sender: &sender,
+    };
+    if crate::commands::exec::handle(ctx, &conn, &here, &prompt_text).await {
+        ctx.set_claim_state(&post.id, ClaimState::Done).await;
+        return;
+    }
     let binding = match binding {
         Some(b) if b.instance_id != ctx.instance.id => {
             let (dir, host) = instance_place(ctx, &b.instance_id).await;
@@ -150,7 +158,16 @@ async fn route(ctx: &Arc<Ctx>, mut inbound: InboundPost) {
             ctx.set_claim_state(&post.id, ClaimState::Done).await;
             return;
         }
-        None => match new_session(ctx, &conn, post, &sender, &prompt_text, is_dm).await {
+        None => match new_session(
+            ctx,
+            &conn,
+            post,
+            &sender,
+            &prompt_text,
+            NewThread::for_post(post, is_dm),
+        )
+        .await
+        {
             Some(b) => b,
             None => {
                 ctx.set_claim_state(&post.id, ClaimState::Failed).await;
@@ -173,13 +190,13 @@ async fn route(ctx: &Arc<Ctx>, mut inbound: InboundPost) {
 /// Create an OpenCode session and its thread. In a DM the thread's root is
 /// a card naming the session; in a channel the person's post is the root
 /// and the card its first reply, so the channel is not spammed.
-async fn new_session(
+pub(crate) async fn new_session(
     ctx: &Ctx,
     conn: &Connection,
     post: &Post,
     sender: &str,
     prompt_text: &str,
-    in_dm: bool,
+    place: NewThread,
 ) -> Option<ThreadBinding> {
     let title = text::preview(prompt_text, 60);
     let session = match ctx
@@ -201,6 +218,59 @@ async fn new_session(
     ctx.stats
         .sessions_created
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let spot = ThreadSpot {
+        channel_id: &post.channel_id,
+        reply_to: match place {
+            NewThread::CardRoot => None,
+            NewThread::PostThread => Some(post.thread_root()),
+        },
+        created_by: &post.user_id,
+        alias: post.root_id.is_empty().then_some(post.id.as_str()),
+    };
+    let binding = open_thread(ctx, conn, &spot, sender, prompt_text, &session).await?;
+    info!(session = %session.id, root = %binding.root_post_id, "new session and thread");
+    Some(binding)
+}
+
+/// Where the thread of a new or attached session goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum NewThread {
+    /// A fresh top-level card post in the post's channel (DMs).
+    CardRoot,
+    /// The post's own thread, with the card as a reply (channels, so they
+    /// are not spammed with roots).
+    PostThread,
+}
+
+impl NewThread {
+    pub(crate) fn for_post(post: &Post, in_dm: bool) -> NewThread {
+        if in_dm && post.root_id.is_empty() {
+            NewThread::CardRoot
+        } else {
+            NewThread::PostThread
+        }
+    }
+}
+
+/// Where a session's card goes.
+pub(crate) struct ThreadSpot<'a> {
+    pub channel_id: &'a str,
+    /// Reply in this existing thread; `None` makes the card a new root.
+    pub reply_to: Option<&'a str>,
+    pub created_by: &'a str,
+    /// A top-level post whose replies should reach the session too.
+    pub alias: Option<&'a str>,
+}
+
+/// Post a session's card and bind its thread.
+pub(crate) async fn open_thread(
+    ctx: &Ctx,
+    conn: &Connection,
+    spot: &ThreadSpot<'_>,
+    sender: &str,
+    prompt_text: &str,
+    session: &crate::opencode::Session,
+) -> Option<ThreadBinding> {
     let started = chrono::DateTime::from_timestamp_millis(now_millis())
         .map(|t| t.format("%Y-%m-%d %H:%M UTC").to_string())
         .unwrap_or_default();
@@ -217,53 +287,38 @@ async fn new_session(
         requested_by: sender,
         prompt: prompt_text,
     });
-    let thread_root = if in_dm && post.root_id.is_empty() {
-        let created = conn
-            .rest
-            .create_post(
-                &conn.info.bot.id,
-                &NewPost {
-                    channel_id: post.channel_id.clone(),
-                    message: card,
-                    ..NewPost::default()
-                },
-                Priority::Urgent,
-            )
-            .await;
-        match created {
-            Ok(p) => p.id,
-            Err(e) => {
-                warn!(error = %e, "cannot post the session card");
-                return None;
-            }
-        }
-    } else {
-        let root = post.thread_root().to_owned();
-        if let Err(e) = conn
-            .rest
-            .create_post(
-                &conn.info.bot.id,
-                &NewPost {
-                    channel_id: post.channel_id.clone(),
-                    message: card,
-                    root_id: root.clone(),
-                    ..NewPost::default()
-                },
-                Priority::Urgent,
-            )
-            .await
-        {
+    let root_id = spot.reply_to.unwrap_or_default().to_owned();
+    let created = conn
+        .rest
+        .create_post(
+            &conn.info.bot.id,
+            &NewPost {
+                channel_id: spot.channel_id.to_owned(),
+                message: card,
+                root_id: root_id.clone(),
+                ..NewPost::default()
+            },
+            Priority::Urgent,
+        )
+        .await;
+    let card_post = match created {
+        Ok(p) => p,
+        Err(e) => {
             warn!(error = %e, "cannot post the session card");
             return None;
         }
-        root
+    };
+    let thread_root = if root_id.is_empty() {
+        card_post.id
+    } else {
+        root_id
     };
     let binding = ThreadBinding {
         root_post_id: thread_root.clone(),
-        channel_id: post.channel_id.clone(),
+        channel_id: spot.channel_id.to_owned(),
         session_id: session.id.clone(),
         instance_id: ctx.instance.id.clone(),
-        created_by: post.user_id.clone(),
+        created_by: spot.created_by.to_owned(),
         created_at: now_millis(),
         status: ThreadStatus::Active,
         model: None,
@@ -272,17 +327,20 @@ async fn new_session(
         warn!(error = %e, "cannot record the thread binding");
         return None;
     }
-    // A reply to the person's own first post reaches the same session.
-    if thread_root != post.id {
+    ctx.bound(&session.id);
+    // A reply to the person's own first post reaches the same session. It
+    // sorts after the card's thread, which stays the session's home.
+    if let Some(alias) = spot.alias.filter(|a| !a.is_empty() && *a != thread_root) {
         let alias = ThreadBinding {
-            root_post_id: post.id.clone(),
+            root_post_id: alias.to_owned(),
+            created_at: binding.created_at + 1,
             ..binding.clone()
         };
         if let Err(e) = ctx.store.bind_thread(&alias).await {
             debug!(error = %e, "cannot bind the first post as an alias");
         }
     }
-    info!(session = %session.id, root = %thread_root, "new session and thread");
+
     Some(binding)
 }
 
@@ -340,10 +398,8 @@ pub(super) async fn start_turn(
     if let Err(e) = ctx.store.save_reply(&run.reply).await {
         warn!(error = %e, "cannot record the reply");
     }
-    let task = ctx.session(&binding.session_id);
-    let _ = task.send(SessionMsg::Start(Box::new(run)));
     let prompt = Prompt {
-        message_id: message_id.clone(),
+        message_id,
         text: text::prompt_envelope(
             sender,
             &binding.root_post_id,
@@ -354,22 +410,38 @@ pub(super) async fn start_turn(
         model: binding.model.as_deref().and_then(ModelRef::parse),
         agent: None,
     };
-    ctx.stats.prompt_sent(received.elapsed());
-    match ctx
-        .opencode()
-        .prompt_async(&binding.session_id, &prompt)
-        .await
-    {
+    // The session task sends the prompt, or queues it behind a running turn.
+    let job = reply::PromptJob {
+        prompt,
+        root_post_id: binding.root_post_id.clone(),
+        post_id: post.id.clone(),
+        received,
+    };
+    let _ = ctx
+        .session(&binding.session_id)
+        .send(SessionMsg::Start(Box::new(run), Some(Box::new(job))));
+}
+
+/// Send one prompt to OpenCode and record how it went. A session OpenCode
+/// no longer has ends its thread.
+pub(super) async fn send_prompt(
+    ctx: &Ctx,
+    session_id: &str,
+    job: &reply::PromptJob,
+) -> Result<(), String> {
+    ctx.stats.prompt_sent(job.received.elapsed());
+    match ctx.opencode().prompt_async(session_id, &job.prompt).await {
         Ok(()) => {
-            let _ = task.send(SessionMsg::Prompted(message_id));
-            ctx.set_claim_state(&post.id, ClaimState::Prompted).await;
+            ctx.set_claim_state(&job.post_id, ClaimState::Prompted)
+                .await;
+            Ok(())
         }
         Err(e) => {
             let error = match &e {
                 OpenCodeError::NotFound { .. } => {
                     if let Err(e) = ctx
                         .store
-                        .set_thread_status(&binding.root_post_id, ThreadStatus::Ended)
+                        .set_thread_status(&job.root_post_id, ThreadStatus::Ended)
                         .await
                     {
                         debug!(error = %e, "cannot mark the thread ended");
@@ -381,8 +453,8 @@ pub(super) async fn start_turn(
                 other => other.to_string(),
             };
             warn!(error = %e, "prompt_async failed");
-            let _ = task.send(SessionMsg::Failed(message_id, error));
-            ctx.set_claim_state(&post.id, ClaimState::Failed).await;
+            ctx.set_claim_state(&job.post_id, ClaimState::Failed).await;
+            Err(error)
         }
     }
 }
@@ -422,7 +494,7 @@ pub(super) async fn resume_replies(ctx: &Arc<Ctx>) {
         let mut run = Run::new(turn, reply_row.clone(), ctx.throttle(), claim);
         run.prompted = true;
         let task = ctx.session(&reply_row.session_id);
-        let _ = task.send(SessionMsg::Start(Box::new(run)));
+        let _ = task.send(SessionMsg::Start(Box::new(run), None));
     }
 }
 
@@ -507,7 +579,8 @@ async fn retry_post(ctx: &Arc<Ctx>, conn: &Connection, post: Post) {
         .channel(&post.channel_id)
         .await
         .is_ok_and(|c| c.kind == "D");
-    if let Some(binding) = new_session(ctx, conn, &post, &sender, &prompt_text, in_dm).await {
+    let place = NewThread::for_post(&post, in_dm);
+    if let Some(binding) = new_session(ctx, conn, &post, &sender, &prompt_text, place).await {
         start_turn(
             ctx,
             &binding,
@@ -539,7 +612,35 @@ async fn sender_and_text(conn: &Connection, post: &Post, known_name: &str) -> (S
     )
 }
 
-async fn instance_place(ctx: &Ctx, instance_id: &str) -> (String, String) {
+/// The binding a post is addressed to: its thread's, or for a top-level DM
+/// post the thread the DM is attached to.
+async fn thread_of(
+    ctx: &Ctx,
+    post: &Post,
+    is_dm: bool,
+) -> Result<Option<ThreadBinding>, crate::store::StoreError> {
+    if !post.root_id.is_empty() {
+        return ctx.store.thread(&post.root_id).await;
+    }
+    if !is_dm {
+        return Ok(None);
+    }
+    let Some(root) = ctx.store.selection(&post.channel_id).await? else {
+        return Ok(None);
+    };
+    match ctx.store.thread(&root).await? {
+        Some(b) if b.status == ThreadStatus::Active => Ok(Some(b)),
+        // The attached session ended: the DM goes back to starting new ones.
+        _ => {
+            ctx.store
+                .select_thread(&post.channel_id, None, now_millis())
+                .await?;
+            Ok(None)
+        }
+    }
+}
+
+pub(crate) async fn instance_place(ctx: &Ctx, instance_id: &str) -> (String, String) {
     let found = ctx
         .store
         .instances()
@@ -560,7 +661,7 @@ fn first_time(ctx: &Ctx, key: &str) -> bool {
 }
 
 /// Answer a post in its thread.
-async fn say(conn: &Connection, post: &Post, message: &str) {
+pub(crate) async fn say(conn: &Connection, post: &Post, message: &str) {
     let result = conn
         .rest
         .create_post(

@@ -10,6 +10,7 @@
 mod inbound;
 mod reply;
 pub mod text;
+mod tui;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -26,13 +27,17 @@ use crate::mattermost::ws::Inbound;
 use crate::opencode::OpenCode;
 use crate::opencode::events::Event;
 use crate::render::{Limits, Pace, Throttle};
-use crate::store::{ClaimState, Instance, Store, StoreError, now_millis};
+use crate::store::{ClaimState, Instance, Store, StoreError, ThreadStatus, now_millis};
 
 pub use inbound::InboundPost;
+pub(crate) use inbound::{NewThread, ThreadSpot, new_session, open_thread, say};
 use reply::SessionMsg;
 
 /// How often this instance tells the store it is alive.
 const HEARTBEAT_EVERY: Duration = Duration::from_secs(10);
+/// How long a new session is left to the code that created it before it
+/// gets a thread in the default channel.
+const DEFAULT_THREAD_GRACE: Duration = Duration::from_millis(1500);
 /// An instance silent for this long is considered down.
 const ALIVE_WITHIN_MS: i64 = 35_000;
 
@@ -44,6 +49,8 @@ pub struct BridgeStats {
     pub reply_posts: AtomicU64,
     pub edits: AtomicU64,
     pub sessions_created: AtomicU64,
+    /// Chat prompts waiting for their session's running turn.
+    pub queued: AtomicU64,
     /// Post received → `prompt_async` sent, for the most recent prompts.
     prompt_latency: Mutex<std::collections::VecDeque<Duration>>,
 }
@@ -66,6 +73,28 @@ impl BridgeStats {
             recent.pop_front();
         }
         recent.push_back(latency);
+    }
+
+    /// The counters in one line, for status answers.
+    pub fn summary(&self) -> String {
+        let latency = match self.prompt_latency() {
+            Some((median, p99)) => format!(
+                ", post → prompt median {:.2} ms, p99 {:.2} ms",
+                median.as_secs_f64() * 1000.0,
+                p99.as_secs_f64() * 1000.0
+            ),
+            None => String::new(),
+        };
+        format!(
+            "{} posts seen, {} sessions started, {} prompts{latency}, {} queued, {} reply posts, \
+             {} edits",
+            self.posts_seen.load(Ordering::Relaxed),
+            self.sessions_created.load(Ordering::Relaxed),
+            self.prompts.load(Ordering::Relaxed),
+            self.queued.load(Ordering::Relaxed),
+            self.reply_posts.load(Ordering::Relaxed),
+            self.edits.load(Ordering::Relaxed),
+        )
     }
 
     /// Median and 99th percentile of post → `prompt_async`, if any prompt ran.
@@ -97,14 +126,19 @@ pub(crate) struct Ctx {
     sessions: Mutex<HashMap<String, mpsc::UnboundedSender<SessionMsg>>>,
     /// Channels told that nobody is configured, and strangers told once.
     notified: Mutex<HashSet<String>>,
+    /// Sessions with a live thread of this instance: their events start a
+    /// session task (prompts typed at the TUI stream into the thread).
+    bound: Mutex<HashSet<String>>,
+    /// `!models` lists waiting for a number, by channel, thread and user.
+    pub(crate) choices: Mutex<HashMap<String, crate::commands::exec::Choice>>,
 }
 
 impl Ctx {
-    fn opencode(&self) -> &Arc<dyn OpenCode> {
+    pub(crate) fn opencode(&self) -> &Arc<dyn OpenCode> {
         &self.agent.opencode
     }
 
-    async fn connection(&self) -> Option<Arc<Connection>> {
+    pub(crate) async fn connection(&self) -> Option<Arc<Connection>> {
         self.agent.connector.current().await
     }
 
@@ -145,15 +179,74 @@ impl Ctx {
         tx
     }
 
-    fn dispatch(&self, event: Event) {
+    /// Remember that a session has a thread here, so its events are
+    /// followed even when no chat turn started its task.
+    pub(crate) fn bound(&self, session_id: &str) {
+        self.bound
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .insert(session_id.to_owned());
+    }
+
+    fn dispatch(self: &Arc<Self>, event: Event) {
+        if let Event::SessionCreated(created) = &event {
+            self.maybe_default_thread(&created.info);
+        }
         let Some(id) = event.session_id() else { return };
-        let sessions = self
+        let existing = self
             .sessions
             .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if let Some(tx) = sessions.get(id) {
-            let _ = tx.send(SessionMsg::Event(Box::new(event)));
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .get(id)
+            .cloned();
+        let tx = match existing {
+            Some(tx) => tx,
+            None => {
+                let bound = self
+                    .bound
+                    .lock()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner())
+                    .contains(id);
+                if !bound {
+                    return;
+                }
+                self.session(id)
+            }
+        };
+        let _ = tx.send(SessionMsg::Event(Box::new(event)));
+    }
+
+    /// With `OPENCODE_MM_DEFAULT_CHANNEL_ID` set, a session started at the
+    /// TUI gets its thread there at once. Sessions the bridge starts bind
+    /// their own thread within moments, so this waits a little and looks.
+    fn maybe_default_thread(self: &Arc<Self>, session: &crate::opencode::Session) {
+        let Some(channel) = self.agent.config.default_channel_id.clone() else {
+            return;
+        };
+        if session.parent_id.is_some() || session.id.is_empty() {
+            return;
         }
+        let ctx = self.clone();
+        let session = session.clone();
+        let span = info_span!("default_thread", session = %session.id);
+        tokio::spawn(
+            async move {
+                tokio::time::sleep(DEFAULT_THREAD_GRACE).await;
+                match ctx.store.threads_of_session(&session.id).await {
+                    Ok(threads) if threads.is_empty() => {}
+                    _ => return,
+                }
+                let Some(conn) = ctx.connection().await else {
+                    return;
+                };
+                if let Err(e) =
+                    crate::commands::exec::thread_in_channel(&ctx, &conn, &channel, &session).await
+                {
+                    warn!(error = %e, "cannot open a thread for a new session");
+                }
+            }
+            .instrument(span),
+        );
     }
 
     async fn typing(&self, channel_id: &str, root_id: &str) {
@@ -264,7 +357,17 @@ pub async fn run(agent: Arc<Agent>, store: Arc<dyn Store>) -> Result<(), BridgeE
         stats: stats.clone(),
         sessions: Mutex::new(HashMap::new()),
         notified: Mutex::new(HashSet::new()),
+        bound: Mutex::new(HashSet::new()),
+        choices: Mutex::new(HashMap::new()),
     });
+    match ctx.store.threads_of_instance(&ctx.instance.id).await {
+        Ok(threads) => {
+            for t in threads.iter().filter(|t| t.status == ThreadStatus::Active) {
+                ctx.bound(&t.session_id);
+            }
+        }
+        Err(e) => warn!(error = %e, "cannot read this instance's threads"),
+    }
     agent.set_bridge(Ok(ctx.clone()));
 
     // Posts are handled in order by one worker, so a slow OpenCode call

@@ -12,13 +12,14 @@ use tokio::time::Instant;
 use tracing::{Instrument, debug, info_span, warn};
 
 use super::Ctx;
+use super::tui::TuiWatch;
 use crate::mattermost::budget::Priority;
 use crate::mattermost::rest::NewPost;
 use crate::opencode::events::Event;
 use crate::opencode::message::MessageWithParts;
-use crate::opencode::{Activity, OpenCodeError};
+use crate::opencode::{Activity, OpenCodeError, Prompt};
 use crate::render::{Outcome, Throttle, Turn};
-use crate::store::{ClaimState, Reply, ReplyState, now_millis};
+use crate::store::{ClaimState, Reply, ReplyState, ThreadStatus, now_millis};
 
 /// How often the typing indicator is renewed (Mattermost shows it ~5 s).
 const TYPING_EVERY: Duration = Duration::from_secs(4);
@@ -47,6 +48,10 @@ pub(crate) struct Run {
     /// it: a `session.idle` of the previous turn can arrive after our
     /// prompt landed and before OpenCode starts answering it.
     pub idle_unanswered: u8,
+    /// Shown as waiting for the turn before it, until its answer starts.
+    pub queued: bool,
+    /// Its prompt is on the way to OpenCode.
+    pub launched: bool,
 }
 
 impl Run {
@@ -61,14 +66,31 @@ impl Run {
             shown_text: false,
             last_activity: Instant::now(),
             idle_unanswered: 0,
+            queued: false,
+            launched: false,
         }
     }
 }
 
+/// A prompt to send for a turn once the session is free.
+pub(crate) struct PromptJob {
+    pub prompt: Prompt,
+    pub root_post_id: String,
+    /// The claimed post that asked for it.
+    pub post_id: String,
+    /// When the post reached the bridge, for the post → prompt latency.
+    pub received: std::time::Instant,
+}
+
+/// What a queued turn says while it waits.
+const QUEUED: &str = "the current turn to finish (this message is queued)";
+
 pub(crate) enum SessionMsg {
     Event(Box<Event>),
-    /// A new turn; its first post may already exist.
-    Start(Box<Run>),
+    /// A new turn; its first post may already exist. With a prompt to send
+    /// (now, or after the running turn), or without one when the prompt was
+    /// sent before (a reply resumed after a restart).
+    Start(Box<Run>, Option<Box<PromptJob>>),
     /// `prompt_async` for this user message succeeded.
     Prompted(String),
     /// `prompt_async` for this user message failed.
@@ -79,16 +101,27 @@ pub(crate) enum SessionMsg {
 pub(crate) fn spawn(ctx: Arc<Ctx>, session_id: String) -> mpsc::UnboundedSender<SessionMsg> {
     let (tx, rx) = mpsc::unbounded_channel();
     let span = info_span!("session", id = %session_id);
-    tokio::spawn(session_loop(ctx, session_id, rx).instrument(span));
+    let own = tx.downgrade();
+    tokio::spawn(session_loop(ctx, session_id, rx, own).instrument(span));
     tx
+}
+
+/// Whether a run holds the session: its prompt went (or is going) to
+/// OpenCode and it has not ended.
+fn holds_session(run: &Run) -> bool {
+    run.turn.outcome().is_none() && (run.prompted || run.launched)
 }
 
 async fn session_loop(
     ctx: Arc<Ctx>,
     session_id: String,
     mut rx: mpsc::UnboundedReceiver<SessionMsg>,
+    own: mpsc::WeakUnboundedSender<SessionMsg>,
 ) {
     let mut runs: Vec<Run> = Vec::new();
+    // Prompts waiting for the running turn, oldest first.
+    let mut queue: std::collections::VecDeque<PromptJob> = std::collections::VecDeque::new();
+    let mut tui = TuiWatch::new(now_ms());
     let mut typing = tokio::time::interval(TYPING_EVERY);
     let mut check = tokio::time::interval(CHECK_EVERY);
     loop {
@@ -103,7 +136,22 @@ async fn session_loop(
             msg = rx.recv() => {
                 let Some(msg) = msg else { return };
                 match msg {
-                    SessionMsg::Start(run) => runs.push(*run),
+                    SessionMsg::Start(run, job) => {
+                        let mut run = *run;
+                        tui.ours(run.turn.user_message_id());
+                        if let Some(job) = job {
+                            if runs.iter().any(holds_session) {
+                                run.queued = true;
+                                run.turn.set_waiting(Some(QUEUED.to_owned()));
+                                queue.push_back(*job);
+                                ctx.stats.queued.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            } else {
+                                run.launched = true;
+                                launch(&ctx, &session_id, *job, own.clone());
+                            }
+                        }
+                        runs.push(run);
+                    }
                     SessionMsg::Prompted(id) => {
                         if let Some(run) = runs.iter_mut().find(|r| r.turn.user_message_id() == id) {
                             run.prompted = true;
@@ -117,6 +165,11 @@ async fn session_loop(
                     }
                     SessionMsg::Event(event) => {
                         let event = *event;
+                        if let Some((message_id, text)) = tui.observe(&event) {
+                            if let Some(run) = tui_turn(&ctx, &session_id, &runs, &message_id, &text).await {
+                                runs.push(run);
+                            }
+                        }
                         let idle = matches!(event, Event::SessionIdle(_));
                         apply_event(&mut runs, &event);
                         if idle {
@@ -144,8 +197,8 @@ async fn session_loop(
                     }
                 }
             }
-            _ = typing.tick(), if runs.iter().any(|r| r.turn.outcome().is_none()) => {
-                if let Some(run) = runs.iter().find(|r| r.turn.outcome().is_none()) {
+            _ = typing.tick(), if runs.iter().any(holds_session) => {
+                if let Some(run) = runs.iter().find(|r| holds_session(r)) {
                     ctx.typing(&run.reply.channel_id, &run.reply.root_post_id).await;
                 }
             }
@@ -171,7 +224,138 @@ async fn session_loop(
                 i += 1;
             }
         }
+        // The session is free: the oldest queued prompt goes.
+        if !runs.iter().any(holds_session)
+            && let Some(job) = queue.pop_front()
+        {
+            ctx.stats
+                .queued
+                .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+            if let Some(run) = runs
+                .iter_mut()
+                .find(|r| r.turn.user_message_id() == job.prompt.message_id)
+            {
+                // The turn's clock starts now, not when it was queued.
+                run.turn = Turn::new(session_id.clone(), job.prompt.message_id.clone(), now_ms());
+                run.queued = false;
+                run.launched = true;
+                run.last_activity = Instant::now();
+                run.throttle.changed(Instant::now(), 0, true);
+            }
+            launch(&ctx, &session_id, job, own.clone());
+        }
     }
+}
+
+/// Send a prompt without holding up the session task; the outcome comes
+/// back as a message.
+fn launch(
+    ctx: &Arc<Ctx>,
+    session_id: &str,
+    job: PromptJob,
+    own: mpsc::WeakUnboundedSender<SessionMsg>,
+) {
+    let ctx = ctx.clone();
+    let session_id = session_id.to_owned();
+    tokio::spawn(
+        async move {
+            let id = job.prompt.message_id.clone();
+            let msg = match super::inbound::send_prompt(&ctx, &session_id, &job).await {
+                Ok(()) => SessionMsg::Prompted(id),
+                Err(error) => SessionMsg::Failed(id, error),
+            };
+            if let Some(tx) = own.upgrade() {
+                let _ = tx.send(msg);
+            }
+        }
+        .in_current_span(),
+    );
+}
+
+/// Where a session's TUI prompts go when no turn is running: the thread a
+/// DM is attached to (`!use`), else the session's oldest live thread here.
+async fn home_thread(ctx: &Ctx, session_id: &str) -> Option<(String, String)> {
+    let threads: Vec<_> = ctx
+        .store
+        .threads_of_session(session_id)
+        .await
+        .ok()?
+        .into_iter()
+        .filter(|b| b.instance_id == ctx.instance.id && b.status == ThreadStatus::Active)
+        .collect();
+    for b in &threads {
+        if let Ok(Some(root)) = ctx.store.selection(&b.channel_id).await
+            && root == b.root_post_id
+        {
+            return Some((b.channel_id.clone(), b.root_post_id.clone()));
+        }
+    }
+    threads
+        .into_iter()
+        .next()
+        .map(|b| (b.channel_id, b.root_post_id))
+}
+
+/// A prompt typed at the TUI: echo it into the session's thread and stream
+/// its answer there like a chat turn's.
+async fn tui_turn(
+    ctx: &Arc<Ctx>,
+    session_id: &str,
+    runs: &[Run],
+    message_id: &str,
+    text: &str,
+) -> Option<Run> {
+    // A reply row means an earlier life of this agent sent or echoed it.
+    if let Ok(Some(_)) = ctx.store.reply(session_id, message_id).await {
+        return None;
+    }
+    let (channel_id, root_post_id) = match runs.last() {
+        Some(run) => (run.reply.channel_id.clone(), run.reply.root_post_id.clone()),
+        None => home_thread(ctx, session_id).await?,
+    };
+    let conn = ctx.connection().await?;
+    let echoed = conn
+        .rest
+        .create_post(
+            &conn.info.bot.id,
+            &NewPost {
+                channel_id: channel_id.clone(),
+                message: super::tui::echo(&crate::render::layout::cap(
+                    text,
+                    ctx.limits(&conn).post_chars - 40,
+                )),
+                root_id: root_post_id.clone(),
+                ..NewPost::default()
+            },
+            Priority::Urgent,
+        )
+        .await;
+    if let Err(e) = echoed {
+        warn!(error = %e, "cannot echo a TUI prompt");
+    }
+    let reply = Reply {
+        session_id: session_id.to_owned(),
+        user_message_id: message_id.to_owned(),
+        instance_id: ctx.instance.id.clone(),
+        channel_id,
+        root_post_id,
+        post_ids: Vec::new(),
+        started_at: now_millis(),
+        state: ReplyState::Streaming,
+    };
+    if let Err(e) = ctx.store.save_reply(&reply).await {
+        warn!(error = %e, "cannot record the reply");
+    }
+    let turn = Turn::new(session_id.to_owned(), message_id.to_owned(), now_ms());
+    let mut run = Run::new(turn, reply, ctx.throttle(), None);
+    run.prompted = true;
+    if runs.iter().any(holds_session) {
+        // OpenCode runs it after the current turn.
+        run.queued = true;
+        run.turn.set_waiting(Some(QUEUED.to_owned()));
+    }
+    run.throttle.changed(Instant::now(), 0, true);
+    Some(run)
 }
 
 fn apply_event(runs: &mut [Run], event: &Event) {
@@ -187,6 +371,10 @@ fn apply_event(runs: &mut [Run], event: &Event) {
         }
         if run.turn.apply(event, now_ms()) {
             run.last_activity = now;
+            if run.queued && run.turn.has_started() {
+                run.queued = false;
+                run.turn.set_waiting(None);
+            }
             let first_text = !run.shown_text && !run.turn.response_text().is_empty();
             if first_text {
                 run.shown_text = true;

@@ -17,7 +17,7 @@ use async_trait::async_trait;
 use serde::de::DeserializeOwned;
 
 pub use shim::ShimFetch;
-pub use types::{Health, Session, SessionTime};
+pub use types::{Health, Provider, ProviderModel, Providers, Session, SessionTime};
 
 use message::MessageWithParts;
 
@@ -149,6 +149,8 @@ pub trait OpenCode: Send + Sync {
     async fn activity(&self) -> Result<Vec<(String, Activity)>, OpenCodeError>;
     /// Abort the running turn of a session.
     async fn abort(&self, session_id: &str) -> Result<bool, OpenCodeError>;
+    /// The configured providers and their models.
+    async fn providers(&self) -> Result<Providers, OpenCodeError>;
 }
 
 /// OpenCode message ids sort by creation time (`msg_` + 12 hex digits of
@@ -351,6 +353,11 @@ impl<F: Fetch> OpenCode for Client<F> {
             Some(("session", session_id)),
         )
         .await
+    }
+
+    async fn providers(&self) -> Result<Providers, OpenCodeError> {
+        self.get_json(HttpRequest::get("/config/providers"), None)
+            .await
     }
 }
 

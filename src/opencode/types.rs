@@ -51,3 +51,29 @@ pub struct Health {
     pub healthy: bool,
     pub version: String,
 }
+
+/// `GET /config/providers`: the providers OpenCode can use, with their
+/// models, and the default model of each provider.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct Providers {
+    pub providers: Vec<Provider>,
+    /// Provider id → its default model id.
+    pub default: std::collections::BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct Provider {
+    pub id: String,
+    pub name: String,
+    /// Model id → model; a map keeps them in a stable order.
+    pub models: std::collections::BTreeMap<String, ProviderModel>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct ProviderModel {
+    pub id: String,
+    pub name: String,
+}

@@ -25,10 +25,11 @@ pub(crate) struct Migration {
     pub sql: &'static str,
 }
 
-pub(crate) const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "initial",
-    sql: "
+pub(crate) const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "initial",
+        sql: "
         CREATE TABLE instances (
             id            TEXT    NOT NULL PRIMARY KEY,
             host          TEXT    NOT NULL,
@@ -86,7 +87,23 @@ pub(crate) const MIGRATIONS: &[Migration] = &[Migration {
             post_id    TEXT    NOT NULL
         );
     ",
-}];
+    },
+    // Version 2 is the scheduler's (added on its own branch); versions are
+    // independent tables, so they apply in any order.
+    Migration {
+        version: 3,
+        name: "selections",
+        sql: "
+        -- The session a DM is attached to with `!use`: top-level posts in
+        -- the channel go to this thread instead of starting a new session.
+        CREATE TABLE selections (
+            channel_id   TEXT    NOT NULL PRIMARY KEY,
+            root_post_id TEXT    NOT NULL,
+            updated_at   INTEGER NOT NULL
+        );
+    ",
+    },
+];
 
 /// The newest schema version this build knows.
 pub(crate) fn latest_version() -> i64 {

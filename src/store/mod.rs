@@ -255,6 +255,25 @@ pub trait Store: Send + Sync {
         model: Option<&str>,
     ) -> Result<(), StoreError>;
 
+    /// Point a thread at another session (`!use` inside a thread); the
+    /// thread becomes Active. NotFound if the thread is not bound.
+    async fn set_thread_session(
+        &self,
+        root_post_id: &str,
+        session_id: &str,
+    ) -> Result<(), StoreError>;
+
+    /// Attach a channel (a DM) to the thread whose session its top-level
+    /// posts go to; `None` detaches it.
+    async fn select_thread(
+        &self,
+        channel_id: &str,
+        root_post_id: Option<&str>,
+        at: Millis,
+    ) -> Result<(), StoreError>;
+    /// The thread a channel is attached to, if any.
+    async fn selection(&self, channel_id: &str) -> Result<Option<String>, StoreError>;
+
     /// Exactly-once: true only for the first caller for this post id, across
     /// processes sharing the database. The claim starts as
     /// [`ClaimState::Claimed`].

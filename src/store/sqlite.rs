@@ -445,6 +445,65 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn set_thread_session(
+        &self,
+        root_post_id: &str,
+        session_id: &str,
+    ) -> Result<(), StoreError> {
+        let root = root_post_id.to_owned();
+        let session = session_id.to_owned();
+        self.call(move |conn| {
+            let changed = conn
+                .prepare_cached(
+                    "UPDATE threads SET session_id = ?2, status = ?3 WHERE root_post_id = ?1",
+                )?
+                .execute((&root, &session, ThreadStatus::Active))?;
+            require_row(changed, || {
+                format!("thread {root} is not bound to a session")
+            })
+        })
+        .await
+    }
+
+    async fn select_thread(
+        &self,
+        channel_id: &str,
+        root_post_id: Option<&str>,
+        at: Millis,
+    ) -> Result<(), StoreError> {
+        let channel = channel_id.to_owned();
+        let root = root_post_id.map(str::to_owned);
+        self.call(move |conn| {
+            match root {
+                Some(root) => conn
+                    .prepare_cached(
+                        "INSERT INTO selections (channel_id, root_post_id, updated_at)
+                         VALUES (?1, ?2, ?3)
+                         ON CONFLICT (channel_id) DO UPDATE
+                         SET root_post_id = excluded.root_post_id,
+                             updated_at = excluded.updated_at",
+                    )?
+                    .execute((&channel, &root, at))?,
+                None => conn
+                    .prepare_cached("DELETE FROM selections WHERE channel_id = ?1")?
+                    .execute([&channel])?,
+            };
+            Ok(())
+        })
+        .await
+    }
+
+    async fn selection(&self, channel_id: &str) -> Result<Option<String>, StoreError> {
+        let channel = channel_id.to_owned();
+        self.call(move |conn| {
+            Ok(conn
+                .prepare_cached("SELECT root_post_id FROM selections WHERE channel_id = ?1")?
+                .query_row([&channel], |row| row.get(0))
+                .optional()?)
+        })
+        .await
+    }
+
     async fn claim_post(
         &self,
         post_id: &str,

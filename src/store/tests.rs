@@ -739,3 +739,43 @@ async fn claims_are_exactly_once_across_two_connections() {
 async fn claims_are_exactly_once_across_four_connections() {
     claims_race(4).await;
 }
+
+#[tokio::test]
+async fn a_thread_can_be_pointed_at_another_session() {
+    let store = mem();
+    store
+        .bind_thread(&binding("r1", "s1", "i1", 1))
+        .await
+        .unwrap();
+    store
+        .set_thread_status("r1", ThreadStatus::Ended)
+        .await
+        .unwrap();
+    store.set_thread_session("r1", "s2").await.unwrap();
+    let thread = store.thread("r1").await.unwrap().unwrap();
+    assert_eq!(thread.session_id, "s2");
+    assert_eq!(thread.status, ThreadStatus::Active);
+    assert!(store.threads_of_session("s1").await.unwrap().is_empty());
+    assert!(matches!(
+        store.set_thread_session("nope", "s2").await,
+        Err(StoreError::NotFound(_))
+    ));
+}
+
+#[tokio::test]
+async fn channel_selection_set_replace_and_clear() {
+    let store = mem();
+    assert_eq!(store.selection("dm").await.unwrap(), None);
+    store.select_thread("dm", Some("r1"), 1).await.unwrap();
+    store.select_thread("dm", Some("r2"), 2).await.unwrap();
+    store.select_thread("other", Some("r9"), 2).await.unwrap();
+    assert_eq!(store.selection("dm").await.unwrap().as_deref(), Some("r2"));
+    store.select_thread("dm", None, 3).await.unwrap();
+    assert_eq!(store.selection("dm").await.unwrap(), None);
+    assert_eq!(
+        store.selection("other").await.unwrap().as_deref(),
+        Some("r9")
+    );
+    // Clearing what is not set is fine.
+    store.select_thread("dm", None, 4).await.unwrap();
+}

@@ -5,6 +5,7 @@
 
 mod connect;
 pub mod export;
+mod sessions;
 mod status;
 
 use async_trait::async_trait;
@@ -58,6 +59,9 @@ pub fn catalog() -> Vec<Box<dyn Tool>> {
         Box::new(connect::ConnectTool),
         Box::new(connect::DisconnectTool),
         Box::new(status::StatusTool),
+        Box::new(sessions::ListSessionsTool),
+        Box::new(sessions::SelectSessionTool),
+        Box::new(sessions::CurrentSessionTool),
     ]
 }
 

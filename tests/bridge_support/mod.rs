@@ -121,8 +121,9 @@ impl Rig {
     pub fn turns(&self, root: &str) -> Vec<Vec<String>> {
         let mut turns: Vec<Vec<String>> = Vec::new();
         for p in self.bot_replies(root) {
-            // The card in a channel thread is not a turn.
-            if p.message.starts_with(":rocket:") {
+            // The card in a channel thread and echoes of TUI prompts are
+            // not turns.
+            if p.message.starts_with(":rocket:") || p.message.starts_with(TUI_ECHO) {
                 continue;
             }
             let continues = turns
@@ -153,6 +154,9 @@ impl Rig {
         out
     }
 }
+
+/// How a prompt typed at the TUI shows in its thread.
+pub const TUI_ECHO: &str = ":keyboard: **[TUI]** ";
 
 /// The marker every post but a turn's last ends with.
 pub const CONTINUED: &str = "\n\n_(continued below)_";
