@@ -16,6 +16,9 @@ pub struct Rig {
     pub bot: mattermost_sim::Account,
     pub alice: mattermost_sim::Account,
     pub team: mattermost_sim::model::Team,
+    /// Bot posts that are not turns (answers to commands), left out of
+    /// [`Rig::turns`].
+    pub not_turns: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 impl Rig {
@@ -32,6 +35,7 @@ impl Rig {
             bot,
             alice,
             team,
+            not_turns: Default::default(),
         }
     }
 
@@ -123,7 +127,10 @@ impl Rig {
         for p in self.bot_replies(root) {
             // The card in a channel thread and echoes of TUI prompts are
             // not turns.
-            if p.message.starts_with(":rocket:") || p.message.starts_with(TUI_ECHO) {
+            if p.message.starts_with(":rocket:")
+                || p.message.starts_with(TUI_ECHO)
+                || self.not_turns.lock().unwrap().contains(&p.id)
+            {
                 continue;
             }
             let continues = turns
