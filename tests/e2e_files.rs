@@ -183,6 +183,12 @@ async fn files_travel_both_ways_and_hostile_paths_are_refused() {
         .iter()
         .map(|(path, _)| Step::tool("mattermost_send_file", json!({"path": path})))
         .collect();
+    // A good file, but aimed at a thread that is not this session's.
+    const STRANGER_THREAD: &str = "abcdefghijklmnopqrstuvwxyz";
+    steps.push(Step::tool(
+        "mattermost_send_file",
+        json!({"path": "chart.png", "thread": STRANGER_THREAD}),
+    ));
     steps.push(Step::text("All refused."));
     model.on("try the hostile paths", steps);
     model.on("partial attachments", vec![Step::text("Got the good one.")]);
@@ -311,8 +317,14 @@ async fn files_travel_both_ways_and_hostile_paths_are_refused() {
     let fifo_made = oc.project.join("pipe").exists();
     // The conversation carries earlier turns' results too; this turn's
     // are the last ones, one per hostile path.
-    assert!(results.len() >= hostile.len(), "{results:#?}");
-    let results = &results[results.len() - hostile.len()..];
+    assert!(results.len() > hostile.len(), "{results:#?}");
+    let results = &results[results.len() - hostile.len() - 1..];
+    assert!(
+        results[hostile.len()].contains(&format!(
+            "`{STRANGER_THREAD}` is not a thread of this session"
+        )),
+        "{results:#?}"
+    );
     for (path, words) in &hostile {
         if path == "pipe" && !fifo_made {
             continue;
