@@ -197,7 +197,8 @@ async fn roots_of(agent: &Agent, session_id: &str) -> (PathBuf, Roots) {
 }
 
 /// The thread a file goes to: the one named (it must belong to this
-/// session), else the thread the session's running turn replies in, else
+/// session), else the thread the session's running turn replies in (its
+/// oldest unfinished reply: later ones are queued behind it), else
 /// its oldest live thread, preferring a thread rooted at one of our own
 /// posts (in a DM the person's first post is bound too, as an alias, but
 /// the thread hangs under the session card).
@@ -237,7 +238,7 @@ async fn target_thread(
         });
     }
     if let Ok(replies) = ctx.store.streaming_replies(&ctx.instance.id).await
-        && let Some(reply) = replies.iter().rev().find(|r| r.session_id == session_id)
+        && let Some(reply) = replies.iter().find(|r| r.session_id == session_id)
         && let Some(b) = live.iter().find(|b| b.root_post_id == reply.root_post_id)
     {
         return Ok((*b).clone());
