@@ -11,6 +11,7 @@ pub mod agent;
 pub mod bridge;
 pub(crate) mod commands;
 pub mod config;
+pub mod files;
 pub mod logging;
 pub mod mattermost;
 pub mod opencode;

@@ -398,17 +398,21 @@ pub(super) async fn start_turn(
     if let Err(e) = ctx.store.save_reply(&run.reply).await {
         warn!(error = %e, "cannot record the reply");
     }
+    // Attachments are fetched into the session's temporary directory; the
+    // model gets images and PDFs as file parts and every file by path.
+    let attached = crate::files::inbound::prepare(ctx, binding, post).await;
     let prompt = Prompt {
         message_id,
-        text: text::prompt_envelope(
+        text: attached.prompt_text(text::prompt_envelope(
             sender,
             &binding.root_post_id,
             &post.id,
             &post.channel_id,
             prompt_text,
-        ),
+        )),
         model: binding.model.as_deref().and_then(ModelRef::parse),
         agent: None,
+        files: attached.parts,
     };
     // The session task sends the prompt, or queues it behind a running turn.
     let job = reply::PromptJob {

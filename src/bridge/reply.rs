@@ -481,6 +481,8 @@ pub(crate) fn outcome_of(messages: &[MessageWithParts], user_message_id: &str) -
 /// The final edit: retried until it lands (the text must end complete), then
 /// the reply and its claim are recorded as done.
 async fn finish(ctx: &Ctx, run: &mut Run) {
+    // A reply too long to read inline goes up as a file, its head inline.
+    crate::files::outbound::attach_long_reply(ctx, &mut run.turn, &run.reply).await;
     let mut delay = Duration::from_millis(250);
     for attempt in 1..=6 {
         match flush(ctx, run, Priority::Normal).await {

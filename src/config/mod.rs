@@ -18,6 +18,9 @@ use url::Url;
 pub const CONFIG_FILE_ENV: &str = "OPENCODE_MM_CONFIG";
 /// The largest post Mattermost accepts on current schemas, in runes.
 pub const MATTERMOST_MAX_POST_RUNES: u64 = 16383;
+/// Replies up to four full posts stay inline: past that, a thread of
+/// continuation posts is harder to read than one attached file.
+pub const DEFAULT_ATTACH_OVER: u64 = 60_000;
 
 /// Where a setting's value came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -145,6 +148,10 @@ pub struct Config {
     pub max_file_size: u64,
     /// `OPENCODE_MM_ALLOWED_EXTENSIONS`: `*` or a list such as `png,txt`.
     pub allowed_extensions: Vec<String>,
+    /// `OPENCODE_MM_ATTACH_OVER`: a final reply longer than this many
+    /// characters is attached as a Markdown file with a short head inline,
+    /// instead of being split across many posts; 0 never attaches.
+    pub attach_over: u64,
     /// `OPENCODE_MM_TEAM_FILE`: the old plugin's team file, for import.
     pub team_file: Option<PathBuf>,
     /// `MM_PLUGIN_LOG_FILE`: log file; default under the XDG state dir.
@@ -264,6 +271,11 @@ impl Config {
         let temp_dir = r.path("OPENCODE_MM_TEMP_DIR");
         let max_file_size = r.number("OPENCODE_MM_MAX_FILE_SIZE", 10_485_760, 1..=1 << 34);
         let allowed_extensions = r.extensions("OPENCODE_MM_ALLOWED_EXTENSIONS");
+        let attach_over = r.number(
+            "OPENCODE_MM_ATTACH_OVER",
+            DEFAULT_ATTACH_OVER,
+            0..=100_000_000,
+        );
         let team_file = r.path("OPENCODE_MM_TEAM_FILE");
         let log_file = r.path("MM_PLUGIN_LOG_FILE");
         let state_db = r.path("OPENCODE_MM_STATE_DB");
@@ -336,6 +348,7 @@ impl Config {
             temp_dir,
             max_file_size,
             allowed_extensions,
+            attach_over,
             team_file,
             log_file,
             state_db,

@@ -176,3 +176,39 @@ fn hostile_values_do_not_panic() {
         assert!(!c.problems.is_empty());
     }
 }
+
+#[test]
+fn long_reply_threshold_defaults_above_four_posts_and_can_be_turned_off() {
+    let c = load(&[], None);
+    assert_eq!(c.attach_over, DEFAULT_ATTACH_OVER);
+    // A 40,000-character reply must still be split across posts by default.
+    assert!(c.attach_over > 40_000);
+    let c = load(&[("OPENCODE_MM_ATTACH_OVER", "0")], None);
+    assert_eq!(c.attach_over, 0);
+    assert!(problem(&c, "OPENCODE_MM_ATTACH_OVER").is_none());
+    let c = load(&[], Some("opencode_mm_attach_over = 5000\n"));
+    assert_eq!(c.attach_over, 5000);
+    for bad in ["-5", "lots", "100000001"] {
+        let c = load(&[("OPENCODE_MM_ATTACH_OVER", bad)], None);
+        assert!(problem(&c, "OPENCODE_MM_ATTACH_OVER").is_some(), "{bad}");
+        assert_eq!(c.attach_over, DEFAULT_ATTACH_OVER, "{bad}");
+    }
+}
+
+#[test]
+fn file_settings_parse() {
+    let c = load(
+        &[
+            ("OPENCODE_MM_MAX_FILE_SIZE", "2048"),
+            ("OPENCODE_MM_ALLOWED_EXTENSIONS", ".PNG, txt,,md"),
+            ("OPENCODE_MM_TEMP_DIR", "/var/tmp/ocmm"),
+        ],
+        None,
+    );
+    assert_eq!(c.max_file_size, 2048);
+    assert_eq!(c.allowed_extensions, ["png", "txt", "md"]);
+    assert_eq!(c.temp_dir, Some(PathBuf::from("/var/tmp/ocmm")));
+    let c = load(&[], None);
+    assert_eq!(c.allowed_extensions, ["*"]);
+    assert_eq!(c.max_file_size, 10_485_760);
+}

@@ -49,12 +49,24 @@ impl std::fmt::Display for ModelRef {
 
 /// One `prompt_async` call: a text prompt under a message id we chose, so a
 /// retry after a crash can ask OpenCode whether the prompt already landed.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Prompt {
     pub message_id: String,
     pub text: String,
     pub model: Option<ModelRef>,
     pub agent: Option<String>,
+    /// Files the model is shown with the text (images, PDFs), after it.
+    pub files: Vec<FilePart>,
+}
+
+/// A file part of a prompt (OpenCode's `FilePartInput`). The URL is a
+/// `file://` URL of a file on this machine: OpenCode reads it itself, so a
+/// 10 MB image never travels through the shim's stdio as base64.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct FilePart {
+    pub mime: String,
+    pub url: String,
+    pub filename: String,
 }
 
 /// `GET /session/status` per session: idle sessions are usually absent.
@@ -296,9 +308,18 @@ impl<F: Fetch> OpenCode for Client<F> {
     async fn prompt_async(&self, session_id: &str, prompt: &Prompt) -> Result<(), OpenCodeError> {
         check_id("session id", session_id)?;
         check_id("message id", &prompt.message_id)?;
+        let mut parts = vec![serde_json::json!({ "type": "text", "text": prompt.text })];
+        for file in &prompt.files {
+            parts.push(serde_json::json!({
+                "type": "file",
+                "mime": file.mime,
+                "url": file.url,
+                "filename": file.filename,
+            }));
+        }
         let mut body = serde_json::json!({
             "messageID": prompt.message_id,
-            "parts": [{ "type": "text", "text": prompt.text }],
+            "parts": parts,
         });
         if let Some(model) = &prompt.model {
             body["model"] = serde_json::json!(model);

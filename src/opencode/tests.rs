@@ -91,3 +91,43 @@ async fn hostile_ids_never_reach_the_api() {
     }
     assert!(s.seen.lock().unwrap().is_empty());
 }
+
+#[tokio::test]
+async fn prompt_async_sends_file_parts_after_the_text() {
+    let s = Scripted::new(vec![ok(204, ""), ok(204, "")]);
+    let client = Client::new(&s);
+    let prompt = Prompt {
+        message_id: "msg_1".into(),
+        text: "look at this".into(),
+        files: vec![FilePart {
+            mime: "image/png".into(),
+            url: "file:///tmp/x/ses_1/f1/shot.png".into(),
+            filename: "shot.png".into(),
+        }],
+        ..Prompt::default()
+    };
+    client.prompt_async("ses_1", &prompt).await.unwrap();
+    let plain = Prompt {
+        message_id: "msg_2".into(),
+        text: "no files".into(),
+        ..Prompt::default()
+    };
+    client.prompt_async("ses_1", &plain).await.unwrap();
+    let seen = s.seen.lock().unwrap();
+    let body: serde_json::Value = serde_json::from_str(seen[0].body.as_deref().unwrap()).unwrap();
+    assert_eq!(seen[0].path, "/session/ses_1/prompt_async");
+    assert_eq!(
+        body["parts"],
+        serde_json::json!([
+            {"type": "text", "text": "look at this"},
+            {"type": "file", "mime": "image/png", "url": "file:///tmp/x/ses_1/f1/shot.png",
+             "filename": "shot.png"},
+        ])
+    );
+    let body: serde_json::Value = serde_json::from_str(seen[1].body.as_deref().unwrap()).unwrap();
+    assert_eq!(
+        body["parts"],
+        serde_json::json!([{"type": "text", "text": "no files"}])
+    );
+    assert!(body.get("model").is_none());
+}

@@ -286,6 +286,50 @@ pub fn posts(body: &str, meta: &str, kind: MetaKind, limits: &Limits) -> Vec<Str
     }
 }
 
+/// Characters of a reply shown inline when the whole reply is attached as a
+/// file: enough to tell what it is about, short enough to scroll past.
+pub const ATTACHED_HEAD_CHARS: usize = 1_500;
+
+/// The body shown for a reply attached as `file_name`: its start, cut at a
+/// paragraph or line break where there is one (a code fence left open is
+/// closed), then a note pointing at the file. The file carries the exact
+/// text, so this body need not rebuild it.
+pub fn attached_body(body: &str, file_name: &str) -> String {
+    let total = chars(body);
+    let (head, shown) = if total <= ATTACHED_HEAD_CHARS {
+        (body.to_owned(), total)
+    } else {
+        let window = &body[..advance(body, ATTACHED_HEAD_CHARS)];
+        let chunk = &window[..choose_cut(window, ATTACHED_HEAD_CHARS)];
+        let mut head = chunk.trim_end().to_owned();
+        if let Some(fence) = scan(None, chunk, false, true) {
+            head.push('\n');
+            head.push_str(&fence.close());
+        }
+        (head, chars(chunk.trim_end()))
+    };
+    let name = file_name.replace('`', "'");
+    format!(
+        "{head}\n\n📎 _Showing the first {} of {} characters: the full reply is attached \
+         below as `{name}`._",
+        group_digits(shown),
+        group_digits(total)
+    )
+}
+
+/// `12345` as `12,345`.
+pub fn group_digits(n: usize) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
 /// The live meta block, kept as parts so it can shrink gracefully.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub(crate) struct LiveMeta {
@@ -571,6 +615,35 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn an_attached_reply_shows_its_head_and_points_at_the_file() {
+        let short = attached_body("Short answer.", "reply-x.md");
+        assert_eq!(
+            short,
+            "Short answer.\n\n📎 _Showing the first 13 of 13 characters: the full reply is \
+             attached below as `reply-x.md`._"
+        );
+        let para = "word ".repeat(60) + "end.";
+        let body = [para.as_str(); 40].join("\n\n");
+        let text = attached_body(&body, "reply-x.md");
+        let head = text.split("\n\n📎").next().unwrap();
+        assert!(head.ends_with("end."), "cut at a paragraph: {head:?}");
+        assert!(body.starts_with(head));
+        assert!(chars(head) <= ATTACHED_HEAD_CHARS);
+        assert!(text.contains(&format!("of {} characters", group_digits(chars(&body)))));
+        // A fence open at the cut is closed so the note is not code.
+        let code: String = (0..200).map(|i| format!("let x{i} = {i};\n")).collect();
+        let body = format!("Intro.\n\n```rust\n{code}```\n");
+        let text = attached_body(&body, "r.md");
+        let head = text.split("\n\n📎").next().unwrap();
+        assert!(head.ends_with("\n```"), "{head:?}");
+        assert!(scan(None, &format!("{head}\n"), false, true).is_none());
+        assert_eq!(group_digits(0), "0");
+        assert_eq!(group_digits(999), "999");
+        assert_eq!(group_digits(62113), "62,113");
+        assert_eq!(group_digits(1234567), "1,234,567");
     }
 
     #[test]

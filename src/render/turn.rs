@@ -85,6 +85,9 @@ pub struct Turn {
     error: Option<String>,
     outcome: Option<Outcome>,
     finished_at_ms: Option<f64>,
+    /// The file the finished reply was attached as, if it was too long to
+    /// post inline; the posts then show only its head.
+    attached: Option<String>,
 }
 
 impl Turn {
@@ -107,6 +110,7 @@ impl Turn {
             error: None,
             outcome: None,
             finished_at_ms: None,
+            attached: None,
         }
     }
 
@@ -314,6 +318,12 @@ impl Turn {
         self.finished_at_ms = Some(self.now_ms);
     }
 
+    /// The finished reply was attached to the thread as `file_name`: render
+    /// its head and a pointer instead of the whole text.
+    pub fn attach_reply(&mut self, file_name: String) {
+        self.attached = Some(file_name);
+    }
+
     pub fn outcome(&self) -> Option<&Outcome> {
         self.outcome.as_ref()
     }
@@ -398,7 +408,10 @@ impl Turn {
 
     /// Post texts, first to last, for the current state.
     pub fn render(&self, limits: &Limits, now_ms: f64) -> Vec<String> {
-        let body = self.response_text();
+        let mut body = self.response_text();
+        if let (Some(_), Some(file)) = (&self.outcome, &self.attached) {
+            body = layout::attached_body(&body, file);
+        }
         let room = layout::meta_room(limits);
         let (meta, kind) = match &self.outcome {
             Some(outcome) => (

@@ -5,6 +5,7 @@
 
 mod connect;
 pub mod export;
+mod send_file;
 mod sessions;
 mod status;
 
@@ -62,6 +63,7 @@ pub fn catalog() -> Vec<Box<dyn Tool>> {
         Box::new(sessions::ListSessionsTool),
         Box::new(sessions::SelectSessionTool),
         Box::new(sessions::CurrentSessionTool),
+        Box::new(send_file::SendFileTool),
     ]
 }
 

@@ -109,7 +109,12 @@ impl Sandbox {
                 "npm": "@ai-sdk/openai-compatible",
                 "name": "Scripted",
                 "options": {"baseURL": opts.model.base_url(), "apiKey": "test"},
-                "models": {"scripted-1": {"name": "Scripted 1", "tool_call": true},
+                // Image and PDF input, so file parts reach the model as
+                // attachments rather than as "cannot read" notes.
+                "models": {"scripted-1": {"name": "Scripted 1", "tool_call": true,
+                                          "attachment": true,
+                                          "modalities": {"input": ["text", "image", "pdf"],
+                                                         "output": ["text"]}},
                            "scripted-2": {"name": "Scripted 2", "tool_call": true}},
             }},
             "model": "scripted/scripted-1",
