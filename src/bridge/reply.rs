@@ -165,10 +165,10 @@ async fn session_loop(
                     }
                     SessionMsg::Event(event) => {
                         let event = *event;
-                        if let Some((message_id, text)) = tui.observe(&event) {
-                            if let Some(run) = tui_turn(&ctx, &session_id, &runs, &message_id, &text).await {
-                                runs.push(run);
-                            }
+                        if let Some((message_id, text)) = tui.observe(&event)
+                            && let Some(run) = tui_turn(&ctx, &session_id, &runs, &message_id, &text).await
+                        {
+                            runs.push(run);
                         }
                         let idle = matches!(event, Event::SessionIdle(_));
                         apply_event(&mut runs, &event);
