@@ -200,7 +200,11 @@ async fn bench_bridge() {
     let mut edits_per_reply = Vec::new();
     let mut edits_per_second = Vec::new();
     let mut max_in_any_second = 0;
+    // First visible text, apart for the one-session phase (t00–t07) and the
+    // twenty-session burst, where OpenCode and the shared rate budget are
+    // loaded by everyone at once.
     let mut first_edit_ms = Vec::new();
+    let mut first_edit_burst_ms = Vec::new();
     let tokens: HashMap<String, Instant> = model
         .first_tokens()
         .into_iter()
@@ -239,10 +243,16 @@ async fn bench_bridge() {
                 max_in_any_second = max_in_any_second.max(n);
             }
             let tag = tag_of(&rig, &p.root_id, &p.id);
-            if let (Some(tok), Some(vis)) = (tag.and_then(|t| tokens.get(&t)), seen.get(&p.id))
+            if let (Some(tok), Some(vis)) =
+                (tag.as_ref().and_then(|t| tokens.get(t)), seen.get(&p.id))
                 && let Some(d) = vis.checked_duration_since(*tok)
             {
-                first_edit_ms.push(d.as_secs_f64() * 1000.0);
+                let one_session = tag.as_deref().is_some_and(|t| t < "t08");
+                if one_session {
+                    first_edit_ms.push(d.as_secs_f64() * 1000.0);
+                } else {
+                    first_edit_burst_ms.push(d.as_secs_f64() * 1000.0);
+                }
             }
         }
     }
@@ -255,10 +265,16 @@ async fn bench_bridge() {
     println!("after 8 prompts in one thread, one at a time:\n  {line_one}");
     println!("after 20 more new-session DMs posted at once:\n  {line_twenty}");
     println!(
-        "first model token -> first visible text: median {:.0} ms, p99 {:.0} ms ({} replies)",
+        "first model token -> first visible text, one session: median {:.0} ms, p99 {:.0} ms ({} replies)",
         pct(first_edit_ms.clone(), 0.5),
         pct(first_edit_ms.clone(), 0.99),
         first_edit_ms.len()
+    );
+    println!(
+        "first model token -> first visible text, 20 new sessions at once: median {:.0} ms, p99 {:.0} ms ({} replies)",
+        pct(first_edit_burst_ms.clone(), 0.5),
+        pct(first_edit_burst_ms.clone(), 0.99),
+        first_edit_burst_ms.len()
     );
     println!(
         "edits per reply post: median {:.0}, max {:.0}; edits per second while streaming: median {:.1}, max {:.1}; most edits of one post in any 1 s window: {max_in_any_second} (configured limit 10/s)",

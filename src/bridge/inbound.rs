@@ -158,22 +158,28 @@ async fn route(ctx: &Arc<Ctx>, mut inbound: InboundPost) {
             ctx.set_claim_state(&post.id, ClaimState::Done).await;
             return;
         }
-        None => match new_session(
-            ctx,
-            &conn,
-            post,
-            &sender,
-            &prompt_text,
-            NewThread::for_post(post, is_dm),
-        )
-        .await
-        {
-            Some(b) => b,
-            None => {
-                ctx.set_claim_state(&post.id, ClaimState::Failed).await;
-                return;
-            }
-        },
+        None => {
+            // A new session waits on OpenCode and a card post; it runs on
+            // its own so a burst of new DMs does not queue one behind the
+            // other. Nothing can be posted in its thread before it exists,
+            // so no later post depends on it.
+            let (ctx, conn, post) = (ctx.clone(), conn.clone(), post.clone());
+            let place = NewThread::for_post(&post, is_dm);
+            let received = inbound.received;
+            tokio::spawn(
+                async move {
+                    match new_session(&ctx, &conn, &post, &sender, &prompt_text, place).await {
+                        Some(b) => {
+                            let started = Started::new_session(received);
+                            start_turn(&ctx, &b, &post, &sender, &prompt_text, None, started).await
+                        }
+                        None => ctx.set_claim_state(&post.id, ClaimState::Failed).await,
+                    }
+                }
+                .in_current_span(),
+            );
+            return;
+        }
     };
     start_turn(
         ctx,
@@ -182,9 +188,32 @@ async fn route(ctx: &Arc<Ctx>, mut inbound: InboundPost) {
         &sender,
         &prompt_text,
         None,
-        inbound.received,
+        Started::follow_up(inbound.received),
     )
     .await;
+}
+
+/// When a prompt's post reached the bridge, and whether its session had to
+/// be created first: the two latencies are reported apart.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Started {
+    pub at: std::time::Instant,
+    pub new_session: bool,
+}
+
+impl Started {
+    pub(super) fn follow_up(at: std::time::Instant) -> Started {
+        Started {
+            at,
+            new_session: false,
+        }
+    }
+    pub(super) fn new_session(at: std::time::Instant) -> Started {
+        Started {
+            at,
+            new_session: true,
+        }
+    }
 }
 
 /// Create an OpenCode session and its thread. In a DM the thread's root is
@@ -354,7 +383,7 @@ pub(super) async fn start_turn(
     sender: &str,
     prompt_text: &str,
     message_id: Option<String>,
-    received: std::time::Instant,
+    started: Started,
 ) {
     let message_id = message_id.unwrap_or_else(|| new_message_id(now_millis().max(0) as u64));
     let claim = Claim {
@@ -419,7 +448,8 @@ pub(super) async fn start_turn(
         prompt,
         root_post_id: binding.root_post_id.clone(),
         post_id: post.id.clone(),
-        received,
+        received: started.at,
+        new_session: started.new_session,
     };
     let _ = ctx
         .session(&binding.session_id)
@@ -433,7 +463,8 @@ pub(super) async fn send_prompt(
     session_id: &str,
     job: &reply::PromptJob,
 ) -> Result<(), String> {
-    ctx.stats.prompt_sent(job.received.elapsed());
+    ctx.stats
+        .prompt_sent(job.received.elapsed(), job.new_session);
     match ctx.opencode().prompt_async(session_id, &job.prompt).await {
         Ok(()) => {
             ctx.set_claim_state(&job.post_id, ClaimState::Prompted)
@@ -568,7 +599,7 @@ pub(super) async fn resume_claims(ctx: &Arc<Ctx>) {
             &sender,
             &prompt_text,
             Some(message_id.clone()),
-            std::time::Instant::now(),
+            Started::follow_up(std::time::Instant::now()),
         )
         .await;
     }
@@ -592,7 +623,7 @@ async fn retry_post(ctx: &Arc<Ctx>, conn: &Connection, post: Post) {
             &sender,
             &prompt_text,
             None,
-            std::time::Instant::now(),
+            Started::new_session(std::time::Instant::now()),
         )
         .await;
     }

@@ -41,66 +41,28 @@ const DEFAULT_THREAD_GRACE: Duration = Duration::from_millis(1500);
 /// An instance silent for this long is considered down.
 const ALIVE_WITHIN_MS: i64 = 35_000;
 
-/// Counters for status and benchmarks.
+/// The most recent durations of one kind, for percentiles.
 #[derive(Debug, Default)]
-pub struct BridgeStats {
-    pub posts_seen: AtomicU64,
-    pub prompts: AtomicU64,
-    pub reply_posts: AtomicU64,
-    pub edits: AtomicU64,
-    pub sessions_created: AtomicU64,
-    /// Chat prompts waiting for their session's running turn.
-    pub queued: AtomicU64,
-    /// Post received → `prompt_async` sent, for the most recent prompts.
-    prompt_latency: Mutex<std::collections::VecDeque<Duration>>,
-}
+pub struct Samples(Mutex<std::collections::VecDeque<Duration>>);
 
-impl BridgeStats {
-    fn edit(&self) {
-        self.edits.fetch_add(1, Ordering::Relaxed);
-    }
-    fn post(&self) {
-        self.reply_posts.fetch_add(1, Ordering::Relaxed);
-    }
+impl Samples {
+    const KEEP: usize = 10_000;
 
-    fn prompt_sent(&self, latency: Duration) {
-        self.prompts.fetch_add(1, Ordering::Relaxed);
+    fn record(&self, d: Duration) {
         let mut recent = self
-            .prompt_latency
+            .0
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if recent.len() >= 10_000 {
+        if recent.len() >= Self::KEEP {
             recent.pop_front();
         }
-        recent.push_back(latency);
+        recent.push_back(d);
     }
 
-    /// The counters in one line, for status answers.
-    pub fn summary(&self) -> String {
-        let latency = match self.prompt_latency() {
-            Some((median, p99)) => format!(
-                ", post → prompt median {:.2} ms, p99 {:.2} ms",
-                median.as_secs_f64() * 1000.0,
-                p99.as_secs_f64() * 1000.0
-            ),
-            None => String::new(),
-        };
-        format!(
-            "{} posts seen, {} sessions started, {} prompts{latency}, {} queued, {} reply posts, \
-             {} edits",
-            self.posts_seen.load(Ordering::Relaxed),
-            self.sessions_created.load(Ordering::Relaxed),
-            self.prompts.load(Ordering::Relaxed),
-            self.queued.load(Ordering::Relaxed),
-            self.reply_posts.load(Ordering::Relaxed),
-            self.edits.load(Ordering::Relaxed),
-        )
-    }
-
-    /// Median and 99th percentile of post → `prompt_async`, if any prompt ran.
-    pub fn prompt_latency(&self) -> Option<(Duration, Duration)> {
+    /// Median and 99th percentile, if anything was recorded.
+    pub fn median_p99(&self) -> Option<(Duration, Duration)> {
         let mut all: Vec<Duration> = self
-            .prompt_latency
+            .0
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .iter()
@@ -112,6 +74,71 @@ impl BridgeStats {
         all.sort();
         let at = |q: f64| all[((all.len() - 1) as f64 * q).round() as usize];
         Some((at(0.5), at(0.99)))
+    }
+
+    fn describe(&self, what: &str) -> String {
+        match self.median_p99() {
+            Some((median, p99)) => format!(
+                ", {what} median {:.2} ms, p99 {:.2} ms",
+                median.as_secs_f64() * 1000.0,
+                p99.as_secs_f64() * 1000.0
+            ),
+            None => String::new(),
+        }
+    }
+}
+
+/// Counters for status and benchmarks.
+#[derive(Debug, Default)]
+pub struct BridgeStats {
+    pub posts_seen: AtomicU64,
+    pub prompts: AtomicU64,
+    pub reply_posts: AtomicU64,
+    pub edits: AtomicU64,
+    pub sessions_created: AtomicU64,
+    /// Chat prompts waiting for their session's running turn.
+    pub queued: AtomicU64,
+    /// Post received → `prompt_async` sent, for posts in an existing
+    /// session: the bridge's own overhead.
+    pub follow_up_latency: Samples,
+    /// The same for posts that start a session: it includes OpenCode
+    /// creating the session and the card post.
+    pub new_session_latency: Samples,
+}
+
+impl BridgeStats {
+    fn edit(&self) {
+        self.edits.fetch_add(1, Ordering::Relaxed);
+    }
+    fn post(&self) {
+        self.reply_posts.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn prompt_sent(&self, latency: Duration, new_session: bool) {
+        self.prompts.fetch_add(1, Ordering::Relaxed);
+        if new_session {
+            self.new_session_latency.record(latency);
+        } else {
+            self.follow_up_latency.record(latency);
+        }
+    }
+
+    /// The counters in one line, for status answers.
+    pub fn summary(&self) -> String {
+        format!(
+            "{} posts seen, {} sessions started, {} prompts{}{}, {} queued, {} reply posts, \
+             {} edits",
+            self.posts_seen.load(Ordering::Relaxed),
+            self.sessions_created.load(Ordering::Relaxed),
+            self.prompts.load(Ordering::Relaxed),
+            self.follow_up_latency
+                .describe("post → prompt in a session"),
+            self.new_session_latency
+                .describe("post → prompt with a new session"),
+            self.queued.load(Ordering::Relaxed),
+            self.reply_posts.load(Ordering::Relaxed),
+            self.edits.load(Ordering::Relaxed),
+        )
     }
 }
 

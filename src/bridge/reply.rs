@@ -52,6 +52,8 @@ pub(crate) struct Run {
     pub queued: bool,
     /// Its prompt is on the way to OpenCode.
     pub launched: bool,
+    /// An edit carrying response text has landed.
+    pub text_sent: bool,
 }
 
 impl Run {
@@ -68,6 +70,7 @@ impl Run {
             idle_unanswered: 0,
             queued: false,
             launched: false,
+            text_sent: false,
         }
     }
 }
@@ -80,6 +83,8 @@ pub(crate) struct PromptJob {
     pub post_id: String,
     /// When the post reached the bridge, for the post → prompt latency.
     pub received: std::time::Instant,
+    /// The post started the session (its latency includes creating it).
+    pub new_session: bool,
 }
 
 /// What a queued turn says while it waits.
@@ -182,14 +187,19 @@ async fn session_loop(
                 let now = Instant::now();
                 for run in runs.iter_mut() {
                     if run.throttle.due().is_some_and(|at| at <= now) {
-                        // The first post of a turn is news; later edits are progress.
+                        // The first post of a turn, then its first text, are
+                        // news; later edits are progress and yield to others' news.
                         let priority = if run.reply.post_ids.is_empty() {
                             Priority::Urgent
+                        } else if run.shown_text && !run.text_sent {
+                            Priority::Normal
                         } else {
                             Priority::Progress
                         };
-                        if let Err(e) = flush(&ctx, run, priority).await {
-                            debug!(error = %e, "progress edit failed; the next one carries it");
+                        let had_text = run.shown_text;
+                        match flush(&ctx, run, priority).await {
+                            Ok(()) => run.text_sent |= had_text,
+                            Err(e) => debug!(error = %e, "progress edit failed; the next one carries it"),
                         }
                         // Counted from when the edit landed, so edits that waited
                         // for the rate budget still arrive paced.
@@ -483,6 +493,9 @@ pub(crate) fn outcome_of(messages: &[MessageWithParts], user_message_id: &str) -
 async fn finish(ctx: &Ctx, run: &mut Run) {
     // A reply too long to read inline goes up as a file, its head inline.
     crate::files::outbound::attach_long_reply(ctx, &mut run.turn, &run.reply).await;
+    if let Some(at) = run.throttle.earliest() {
+        tokio::time::sleep_until(at).await;
+    }
     let mut delay = Duration::from_millis(250);
     for attempt in 1..=6 {
         match flush(ctx, run, Priority::Normal).await {

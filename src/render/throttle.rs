@@ -96,6 +96,12 @@ impl Throttle {
         Some(allowed.map_or(wanted, |a| a.max(wanted)))
     }
 
+    /// The earliest moment any edit may go: the final one too, so a turn's
+    /// last edit never breaks the rate.
+    pub fn earliest(&self) -> Option<Instant> {
+        self.last_sent.map(|t| t + self.pace.min_interval)
+    }
+
     /// An edit carrying the latest state was sent at `now`.
     pub fn sent(&mut self, now: Instant) {
         self.last_sent = Some(now);
