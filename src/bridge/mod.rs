@@ -30,6 +30,7 @@ use crate::store::{ClaimState, Instance, Store, StoreError, now_millis};
 
 pub use inbound::InboundPost;
 use reply::SessionMsg;
+pub(crate) use reply::outcome_of;
 
 /// How often this instance tells the store it is alive.
 const HEARTBEAT_EVERY: Duration = Duration::from_secs(10);
@@ -110,7 +111,7 @@ impl Ctx {
 
     /// Post size limits: the configured rollover point, never above what the
     /// server accepts.
-    fn limits(&self, conn: &Connection) -> Limits {
+    pub(crate) fn limits(&self, conn: &Connection) -> Limits {
         let post_chars = (self.agent.config.max_post_length as usize)
             .min(conn.info.max_post_runes)
             .max(200);
@@ -266,6 +267,7 @@ pub async fn run(agent: Arc<Agent>, store: Arc<dyn Store>) -> Result<(), BridgeE
         notified: Mutex::new(HashSet::new()),
     });
     agent.set_bridge(Ok(ctx.clone()));
+    tokio::spawn(crate::scheduler::run(ctx.clone()));
 
     // Posts are handled in order by one worker, so a slow OpenCode call
     // delays later posts but never reorders them.

@@ -5,6 +5,7 @@
 
 mod connect;
 pub mod export;
+mod schedule;
 mod status;
 
 use async_trait::async_trait;
@@ -58,6 +59,12 @@ pub fn catalog() -> Vec<Box<dyn Tool>> {
         Box::new(connect::ConnectTool),
         Box::new(connect::DisconnectTool),
         Box::new(status::StatusTool),
+        Box::new(schedule::ScheduleAddTool),
+        Box::new(schedule::ScheduleListTool),
+        Box::new(schedule::ScheduleRemoveTool),
+        Box::new(schedule::ScheduleEnableTool),
+        Box::new(schedule::ScheduleDisableTool),
+        Box::new(schedule::ScheduleRunTool),
     ]
 }
 
