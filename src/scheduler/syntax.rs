@@ -149,14 +149,14 @@ fn parse_add(text: &str) -> Result<AddRequest, String> {
         let Some((key, value)) = w.split_once('=') else {
             break;
         };
-        let value = Some(value.to_owned());
+        let text = Some(value.to_owned());
         match key.to_ascii_lowercase().as_str() {
-            "tz" | "timezone" | "zone" => req.timezone = value,
-            "user" | "to" => req.user = value,
-            "agent" => req.agent = value,
-            "model" => req.model = value,
+            "tz" | "timezone" | "zone" => req.timezone = text,
+            "user" | "to" => req.user = text,
+            "agent" => req.agent = text,
+            "model" => req.model = text,
             "enabled" => {
-                req.enabled = Some(match w[key.len() + 1..].to_ascii_lowercase().as_str() {
+                req.enabled = Some(match value.to_ascii_lowercase().as_str() {
                     "true" | "yes" | "on" | "1" => true,
                     "false" | "no" | "off" | "0" => false,
                     other => {
