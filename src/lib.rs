@@ -17,6 +17,7 @@ pub mod mattermost;
 pub mod opencode;
 pub mod render;
 pub mod rpc;
+pub mod scheduler;
 pub mod store;
 pub mod tools;
 

@@ -32,6 +32,7 @@ use crate::store::{ClaimState, Instance, Store, StoreError, ThreadStatus, now_mi
 pub use inbound::InboundPost;
 pub(crate) use inbound::{NewThread, ThreadSpot, new_session, open_thread, say};
 use reply::SessionMsg;
+pub(crate) use reply::outcome_of;
 
 /// How often this instance tells the store it is alive.
 const HEARTBEAT_EVERY: Duration = Duration::from_secs(10);
@@ -171,7 +172,7 @@ impl Ctx {
 
     /// Post size limits: the configured rollover point, never above what the
     /// server accepts.
-    fn limits(&self, conn: &Connection) -> Limits {
+    pub(crate) fn limits(&self, conn: &Connection) -> Limits {
         let post_chars = (self.agent.config.max_post_length as usize)
             .min(conn.info.max_post_runes)
             .max(200);
@@ -250,7 +251,12 @@ impl Ctx {
         let Some(channel) = self.agent.config.default_channel_id.clone() else {
             return;
         };
-        if session.parent_id.is_some() || session.id.is_empty() {
+        if session.parent_id.is_some()
+            || session.id.is_empty()
+            || session
+                .title
+                .starts_with(crate::scheduler::exec::SESSION_TITLE_PREFIX)
+        {
             return;
         }
         let ctx = self.clone();
@@ -396,6 +402,7 @@ pub async fn run(agent: Arc<Agent>, store: Arc<dyn Store>) -> Result<(), BridgeE
         Err(e) => warn!(error = %e, "cannot read this instance's threads"),
     }
     agent.set_bridge(Ok(ctx.clone()));
+    tokio::spawn(crate::scheduler::run(ctx.clone()));
 
     // Posts are handled in order by one worker, so a slow OpenCode call
     // delays later posts but never reorders them.

@@ -104,8 +104,7 @@ async fn run(
 }
 
 async fn schedule(ctx: &Arc<Ctx>, here: &Here<'_>, args: &str) -> String {
-    let _ = (ctx, here, args);
-    ":hourglass: Schedules are not available in this build.".to_owned()
+    crate::scheduler::command(ctx, &here.post.user_id, args).await
 }
 
 /// The session a thread-scoped command acts on, or how to get one.

@@ -169,6 +169,16 @@ pub struct Config {
     pub rate_burst: u64,
     /// `OPENCODE_MM_LOG`: log filter, e.g. `info` or `opencode_mattermost=debug`.
     pub log_filter: Option<String>,
+    /// `OPENCODE_MM_TIMEZONE`: IANA zone for schedules that name none;
+    /// default UTC.
+    pub timezone: chrono_tz::Tz,
+    /// `OPENCODE_MM_SCHEDULE_TIMEOUT`: how long a scheduled prompt may run
+    /// before it is stopped and reported as timed out.
+    pub schedule_timeout: Duration,
+    /// `OPENCODE_MM_SCHEDULE_GRACE`: how late a scheduled time may still run
+    /// (after the agent was down or the machine asleep); older ones are
+    /// recorded as missed.
+    pub schedule_grace: Duration,
     /// The config file that was read, if any.
     pub file: Option<PathBuf>,
     /// Every known setting with its effective, redacted value.
@@ -283,6 +293,13 @@ impl Config {
         let fetch_timeout = r.millis("OPENCODE_MM_FETCH_TIMEOUT", 30_000, 100..=600_000);
         let rate_per_second = r.number("OPENCODE_MM_API_RATE", 10, 1..=1000);
         let rate_burst = r.number("OPENCODE_MM_API_BURST", 20, 1..=1000);
+        let timezone = r.timezone("OPENCODE_MM_TIMEZONE");
+        let schedule_timeout = r.millis(
+            "OPENCODE_MM_SCHEDULE_TIMEOUT",
+            1_800_000,
+            10_000..=86_400_000,
+        );
+        let schedule_grace = r.millis("OPENCODE_MM_SCHEDULE_GRACE", 600_000, 60_000..=86_400_000);
 
         r.unknown_file_keys();
         let Reader {
@@ -356,6 +373,9 @@ impl Config {
             fetch_timeout,
             rate_per_second,
             rate_burst,
+            timezone,
+            schedule_timeout,
+            schedule_grace,
             file: file_path,
             entries,
             problems,
@@ -667,6 +687,29 @@ impl Reader<'_> {
         range: std::ops::RangeInclusive<u64>,
     ) -> Duration {
         Duration::from_millis(self.number(key, default, range))
+    }
+
+    /// An IANA time zone name; UTC when unset or unknown.
+    fn timezone(&mut self, key: &'static str) -> chrono_tz::Tz {
+        let Some(v) = self.string(key) else {
+            if let Some(e) = self.entries.last_mut() {
+                e.value = "UTC".into();
+            }
+            return chrono_tz::Tz::UTC;
+        };
+        match v.parse::<chrono_tz::Tz>() {
+            Ok(tz) => tz,
+            Err(_) => {
+                self.problem(
+                    key,
+                    format!(
+                        "`{v}` is not an IANA time zone; use a name such as \
+                         America/New_York, Europe/Berlin or UTC (using UTC)"
+                    ),
+                );
+                chrono_tz::Tz::UTC
+            }
+        }
     }
 
     fn user_id(&mut self, key: &'static str) -> Option<String> {

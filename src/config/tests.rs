@@ -212,3 +212,42 @@ fn file_settings_parse() {
     assert_eq!(c.allowed_extensions, ["*"]);
     assert_eq!(c.max_file_size, 10_485_760);
 }
+
+#[test]
+fn schedule_settings_default_and_validate() {
+    let c = load(&[], None);
+    assert_eq!(c.timezone, chrono_tz::Tz::UTC);
+    assert_eq!(c.schedule_timeout, Duration::from_secs(30 * 60));
+    assert_eq!(c.schedule_grace, Duration::from_secs(10 * 60));
+    assert!(c.describe().contains("OPENCODE_MM_TIMEZONE"));
+
+    let c = load(
+        &[
+            ("OPENCODE_MM_TIMEZONE", "Europe/Berlin"),
+            ("OPENCODE_MM_SCHEDULE_TIMEOUT", "60000"),
+            ("OPENCODE_MM_SCHEDULE_GRACE", "120000"),
+        ],
+        None,
+    );
+    assert_eq!(c.timezone, chrono_tz::Europe::Berlin);
+    assert_eq!(c.schedule_timeout, Duration::from_secs(60));
+    assert_eq!(c.schedule_grace, Duration::from_secs(120));
+    assert_eq!(problem(&c, "OPENCODE_MM_TIMEZONE"), None);
+
+    let c = load(
+        &[
+            ("OPENCODE_MM_TIMEZONE", "Mars/Olympus_Mons"),
+            ("OPENCODE_MM_SCHEDULE_TIMEOUT", "5"),
+            ("OPENCODE_MM_SCHEDULE_GRACE", "soon"),
+        ],
+        None,
+    );
+    assert_eq!(c.timezone, chrono_tz::Tz::UTC);
+    assert!(
+        problem(&c, "OPENCODE_MM_TIMEZONE")
+            .is_some_and(|m| m.contains("Mars/Olympus_Mons") && m.contains("Europe/Berlin"))
+    );
+    assert!(problem(&c, "OPENCODE_MM_SCHEDULE_TIMEOUT").is_some_and(|m| m.contains("10000")));
+    assert!(problem(&c, "OPENCODE_MM_SCHEDULE_GRACE").is_some_and(|m| m.contains("whole number")));
+    assert_eq!(c.schedule_timeout, Duration::from_secs(30 * 60));
+}

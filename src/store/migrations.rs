@@ -88,8 +88,54 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         );
     ",
     },
-    // Version 2 is the scheduler's (added on its own branch); versions are
-    // independent tables, so they apply in any order.
+    Migration {
+        version: 2,
+        name: "schedules",
+        sql: "
+        -- The expression is kept exactly as typed and the zone by its IANA
+        -- name: next runs are always computed, never stored as local times.
+        CREATE TABLE schedules (
+            id             TEXT    NOT NULL PRIMARY KEY,
+            name           TEXT    NOT NULL UNIQUE,
+            cron           TEXT    NOT NULL,
+            timezone       TEXT    NOT NULL,
+            prompt         TEXT    NOT NULL,
+            target_user_id TEXT    NOT NULL,
+            agent          TEXT,
+            model          TEXT,
+            -- The project whose OpenCode runs it: only agents serving this
+            -- directory take its runs.
+            directory      TEXT    NOT NULL,
+            enabled        INTEGER NOT NULL,
+            created_by     TEXT    NOT NULL,
+            created_at     INTEGER NOT NULL,
+            -- Scheduled times at or before this are not owed (creation, or
+            -- the last time it was enabled).
+            active_since   INTEGER NOT NULL
+        );
+
+        -- One row per scheduled time that was run, skipped or missed, and
+        -- per manual run. The unique key is what makes a scheduled time run
+        -- once across agents sharing the file. Scheduled times are whole
+        -- minutes; manual runs never are, so the two cannot collide.
+        CREATE TABLE schedule_runs (
+            schedule_id  TEXT    NOT NULL REFERENCES schedules (id) ON DELETE CASCADE,
+            scheduled_at INTEGER NOT NULL,
+            trigger      TEXT    NOT NULL,
+            instance_id  TEXT    NOT NULL,
+            claimed_at   INTEGER NOT NULL,
+            deadline_at  INTEGER NOT NULL,
+            state        TEXT    NOT NULL,
+            session_id   TEXT,
+            finished_at  INTEGER,
+            detail       TEXT,
+            post_id      TEXT,
+            UNIQUE (schedule_id, scheduled_at)
+        );
+        CREATE INDEX schedule_runs_by_state ON schedule_runs (schedule_id, state);
+        CREATE INDEX schedule_runs_by_instance ON schedule_runs (instance_id, state);
+    ",
+    },
     Migration {
         version: 3,
         name: "selections",

@@ -124,6 +124,95 @@ pub struct Reply {
     pub state: ReplyState,
 }
 
+/// A prompt run on a cron schedule, its result DM'd to a user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Schedule {
+    /// `sch_` + creation time + random characters; never shown as the key to
+    /// users, who use the name.
+    pub id: String,
+    /// Unique across the database.
+    pub name: String,
+    /// The 5-field cron expression exactly as typed.
+    pub cron: String,
+    /// IANA time zone name the expression is read in.
+    pub timezone: String,
+    pub prompt: String,
+    /// Who receives the result DM.
+    pub target_user_id: String,
+    /// OpenCode agent to run the prompt with, if not the default.
+    pub agent: Option<String>,
+    /// `provider/model`, if not the default.
+    pub model: Option<String>,
+    /// The project directory whose OpenCode runs it.
+    pub directory: String,
+    pub enabled: bool,
+    /// Who created it (a Mattermost user id, or `opencode:<session id>`).
+    pub created_by: String,
+    pub created_at: Millis,
+    /// Scheduled times at or before this are not owed: set at creation and
+    /// whenever the schedule is enabled again, so a disabled stretch is not
+    /// reported as missed runs.
+    pub active_since: Millis,
+}
+
+/// What started a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunTrigger {
+    /// A scheduled time of the cron expression.
+    Cron,
+    /// `mattermost_schedule_run` or `!schedule run`.
+    Manual,
+}
+
+/// Where a run stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunState {
+    Running,
+    Done,
+    Failed,
+    TimedOut,
+    /// Not run: the previous run of the schedule was still going.
+    Skipped,
+    /// Not run: no agent was up at the time, and the grace window passed.
+    Missed,
+}
+
+/// One scheduled time (or manual run) of a schedule and what became of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScheduleRun {
+    pub schedule_id: String,
+    /// UTC milliseconds of the cron occurrence (whole minutes), or of the
+    /// request for a manual run (never a whole minute).
+    pub scheduled_at: Millis,
+    pub trigger: RunTrigger,
+    pub instance_id: String,
+    pub claimed_at: Millis,
+    /// After this a `Running` row no longer blocks the next run: the agent
+    /// that claimed it gave up or died.
+    pub deadline_at: Millis,
+    pub state: RunState,
+    pub session_id: Option<String>,
+    pub finished_at: Option<Millis>,
+    /// The error, the reason for a skip, or the missed times.
+    pub detail: Option<String>,
+    /// The root post of the result DM.
+    pub post_id: Option<String>,
+}
+
+/// The answer to [`Store::claim_schedule_run`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RunClaim {
+    /// This caller owns the run.
+    Won,
+    /// Another caller already recorded this scheduled time.
+    Taken,
+    /// Recorded as [`RunState::Skipped`]: this run of the schedule is still
+    /// going.
+    Overlap(ScheduleRun),
+    /// The schedule was removed, or (for cron runs) disabled.
+    Inactive,
+}
+
 /// Why a store operation failed, worded so the user knows what to do.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum StoreError {
@@ -196,6 +285,50 @@ impl ClaimState {
     /// Done and Failed need nothing more after a restart.
     pub fn is_finished(self) -> bool {
         matches!(self, ClaimState::Done | ClaimState::Failed)
+    }
+}
+
+impl RunTrigger {
+    /// The stored spelling; stable across releases and storage engines.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunTrigger::Cron => "cron",
+            RunTrigger::Manual => "manual",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "cron" => Some(RunTrigger::Cron),
+            "manual" => Some(RunTrigger::Manual),
+            _ => None,
+        }
+    }
+}
+
+impl RunState {
+    /// The stored spelling; stable across releases and storage engines.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunState::Running => "running",
+            RunState::Done => "done",
+            RunState::Failed => "failed",
+            RunState::TimedOut => "timed_out",
+            RunState::Skipped => "skipped",
+            RunState::Missed => "missed",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "running" => Some(RunState::Running),
+            "done" => Some(RunState::Done),
+            "failed" => Some(RunState::Failed),
+            "timed_out" => Some(RunState::TimedOut),
+            "skipped" => Some(RunState::Skipped),
+            "missed" => Some(RunState::Missed),
+            _ => None,
+        }
     }
 }
 
@@ -312,4 +445,47 @@ pub trait Store: Send + Sync {
     ) -> Result<(), StoreError>;
     /// `(channel_id, create_at)` of every channel, by channel id.
     async fn cursors(&self) -> Result<Vec<(String, Millis)>, StoreError>;
+
+    /// Conflict when the name is taken.
+    async fn add_schedule(&self, schedule: &Schedule) -> Result<(), StoreError>;
+    /// Every schedule, by name.
+    async fn schedules(&self) -> Result<Vec<Schedule>, StoreError>;
+    async fn schedule_by_name(&self, name: &str) -> Result<Option<Schedule>, StoreError>;
+    /// Removes its runs too; NotFound if there is no such schedule.
+    async fn remove_schedule(&self, id: &str) -> Result<(), StoreError>;
+    /// NotFound if there is no such schedule. Enabling a disabled schedule
+    /// moves `active_since` to `at`; anything else leaves it.
+    async fn set_schedule_enabled(
+        &self,
+        id: &str,
+        enabled: bool,
+        at: Millis,
+    ) -> Result<(), StoreError>;
+
+    /// Exactly-once per `(schedule_id, scheduled_at)` across processes
+    /// sharing the database. A `Running` claim is turned into `Skipped`
+    /// (and [`RunClaim::Overlap`] returned) while another run of the same
+    /// schedule is `Running` and before its deadline, judged at
+    /// `run.claimed_at`. Other states are recorded as given.
+    async fn claim_schedule_run(&self, run: &ScheduleRun) -> Result<RunClaim, StoreError>;
+    /// Update state, session, finish time, detail and post of a claimed run;
+    /// NotFound if it was never claimed.
+    async fn update_schedule_run(&self, run: &ScheduleRun) -> Result<(), StoreError>;
+    /// The newest runs of a schedule (by scheduled time), at most `limit`.
+    async fn schedule_runs(
+        &self,
+        schedule_id: &str,
+        limit: usize,
+    ) -> Result<Vec<ScheduleRun>, StoreError>;
+    /// The newest scheduled time of the cron expression already recorded
+    /// (run, skipped or missed): later ones are still owed.
+    async fn last_cron_run_at(&self, schedule_id: &str) -> Result<Option<Millis>, StoreError>;
+    /// Mark this instance's `Running` runs `Failed` with `detail` (after a
+    /// restart nothing of them is still going); returns how many.
+    async fn fail_running_runs(
+        &self,
+        instance_id: &str,
+        at: Millis,
+        detail: &str,
+    ) -> Result<usize, StoreError>;
 }

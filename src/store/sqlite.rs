@@ -18,8 +18,8 @@ use rusqlite::{Connection, OptionalExtension, Row, ToSql, TransactionBehavior};
 
 use super::migrations;
 use super::{
-    Claim, ClaimState, Instance, Millis, Reply, ReplyState, Store, StoreError, ThreadBinding,
-    ThreadStatus,
+    Claim, ClaimState, Instance, Millis, Reply, ReplyState, RunClaim, RunState, RunTrigger,
+    Schedule, ScheduleRun, Store, StoreError, ThreadBinding, ThreadStatus,
 };
 
 /// How long a writer waits for another connection's write to finish.
@@ -177,6 +177,30 @@ impl FromSql for ReplyState {
     }
 }
 
+impl ToSql for RunTrigger {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(self.as_str().into())
+    }
+}
+
+impl FromSql for RunTrigger {
+    fn column_result(value: ValueRef<'_>) -> FromSqlResult<Self> {
+        text_enum(value, "run trigger", RunTrigger::parse)
+    }
+}
+
+impl ToSql for RunState {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(self.as_str().into())
+    }
+}
+
+impl FromSql for RunState {
+    fn column_result(value: ValueRef<'_>) -> FromSqlResult<Self> {
+        text_enum(value, "run state", RunState::parse)
+    }
+}
+
 const INSTANCE_COLUMNS: &str = "id, host, directory, owner_user_id, pid, started_at, heartbeat_at";
 
 fn instance_row(row: &Row<'_>) -> rusqlite::Result<Instance> {
@@ -244,6 +268,46 @@ fn reply_row(row: &Row<'_>) -> rusqlite::Result<Reply> {
         post_ids,
         started_at: row.get(6)?,
         state: row.get(7)?,
+    })
+}
+
+const SCHEDULE_COLUMNS: &str = "id, name, cron, timezone, prompt, target_user_id, agent, model, \
+                                directory, enabled, created_by, created_at, active_since";
+
+fn schedule_row(row: &Row<'_>) -> rusqlite::Result<Schedule> {
+    Ok(Schedule {
+        id: row.get(0)?,
+        name: row.get(1)?,
+        cron: row.get(2)?,
+        timezone: row.get(3)?,
+        prompt: row.get(4)?,
+        target_user_id: row.get(5)?,
+        agent: row.get(6)?,
+        model: row.get(7)?,
+        directory: row.get(8)?,
+        enabled: row.get(9)?,
+        created_by: row.get(10)?,
+        created_at: row.get(11)?,
+        active_since: row.get(12)?,
+    })
+}
+
+const RUN_COLUMNS: &str = "schedule_id, scheduled_at, trigger, instance_id, claimed_at, \
+                           deadline_at, state, session_id, finished_at, detail, post_id";
+
+fn run_row(row: &Row<'_>) -> rusqlite::Result<ScheduleRun> {
+    Ok(ScheduleRun {
+        schedule_id: row.get(0)?,
+        scheduled_at: row.get(1)?,
+        trigger: row.get(2)?,
+        instance_id: row.get(3)?,
+        claimed_at: row.get(4)?,
+        deadline_at: row.get(5)?,
+        state: row.get(6)?,
+        session_id: row.get(7)?,
+        finished_at: row.get(8)?,
+        detail: row.get(9)?,
+        post_id: row.get(10)?,
     })
 }
 
@@ -680,6 +744,263 @@ impl Store for SqliteStore {
                 [],
                 |row| Ok((row.get(0)?, row.get(1)?)),
             )
+        })
+        .await
+    }
+
+    async fn add_schedule(&self, schedule: &Schedule) -> Result<(), StoreError> {
+        let s = schedule.clone();
+        self.call(move |conn| {
+            let inserted = conn
+                .prepare_cached(&format!(
+                    "INSERT INTO schedules ({SCHEDULE_COLUMNS})
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
+                     ON CONFLICT DO NOTHING"
+                ))?
+                .execute(rusqlite::params![
+                    &s.id,
+                    &s.name,
+                    &s.cron,
+                    &s.timezone,
+                    &s.prompt,
+                    &s.target_user_id,
+                    &s.agent,
+                    &s.model,
+                    &s.directory,
+                    s.enabled,
+                    &s.created_by,
+                    s.created_at,
+                    s.active_since,
+                ])?;
+            if inserted == 0 {
+                return Err(StoreError::Conflict(format!(
+                    "a schedule named {} already exists",
+                    s.name
+                )));
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn schedules(&self) -> Result<Vec<Schedule>, StoreError> {
+        self.call(|conn| {
+            query_all(
+                conn,
+                &format!("SELECT {SCHEDULE_COLUMNS} FROM schedules ORDER BY name"),
+                [],
+                schedule_row,
+            )
+        })
+        .await
+    }
+
+    async fn schedule_by_name(&self, name: &str) -> Result<Option<Schedule>, StoreError> {
+        let name = name.to_owned();
+        self.call(move |conn| {
+            Ok(conn
+                .prepare_cached(&format!(
+                    "SELECT {SCHEDULE_COLUMNS} FROM schedules WHERE name = ?1"
+                ))?
+                .query_row([&name], schedule_row)
+                .optional()?)
+        })
+        .await
+    }
+
+    async fn remove_schedule(&self, id: &str) -> Result<(), StoreError> {
+        let id = id.to_owned();
+        self.call(move |conn| {
+            // The runs go with it (ON DELETE CASCADE; foreign keys are on).
+            let changed = conn
+                .prepare_cached("DELETE FROM schedules WHERE id = ?1")?
+                .execute([&id])?;
+            require_row(changed, || format!("schedule {id} does not exist"))
+        })
+        .await
+    }
+
+    async fn set_schedule_enabled(
+        &self,
+        id: &str,
+        enabled: bool,
+        at: Millis,
+    ) -> Result<(), StoreError> {
+        let id = id.to_owned();
+        self.call(move |conn| {
+            let changed = conn
+                .prepare_cached(
+                    "UPDATE schedules SET
+                         active_since = CASE WHEN ?2 AND NOT enabled THEN ?3
+                                             ELSE active_since END,
+                         enabled = ?2
+                     WHERE id = ?1",
+                )?
+                .execute((&id, enabled, at))?;
+            require_row(changed, || format!("schedule {id} does not exist"))
+        })
+        .await
+    }
+
+    async fn claim_schedule_run(&self, run: &ScheduleRun) -> Result<RunClaim, StoreError> {
+        let r = run.clone();
+        self.call(move |conn| {
+            // IMMEDIATE: the write lock is taken before the checks, so the
+            // insert and the overlap check are one step for other agents.
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let enabled: Option<bool> = tx
+                .prepare_cached("SELECT enabled FROM schedules WHERE id = ?1")?
+                .query_row([&r.schedule_id], |row| row.get(0))
+                .optional()?;
+            match enabled {
+                None => return Ok(RunClaim::Inactive),
+                Some(false) if r.trigger == RunTrigger::Cron => return Ok(RunClaim::Inactive),
+                Some(_) => {}
+            }
+            let inserted = tx
+                .prepare_cached(&format!(
+                    "INSERT INTO schedule_runs ({RUN_COLUMNS})
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+                     ON CONFLICT (schedule_id, scheduled_at) DO NOTHING"
+                ))?
+                .execute(rusqlite::params![
+                    &r.schedule_id,
+                    r.scheduled_at,
+                    r.trigger,
+                    &r.instance_id,
+                    r.claimed_at,
+                    r.deadline_at,
+                    r.state,
+                    &r.session_id,
+                    r.finished_at,
+                    &r.detail,
+                    &r.post_id,
+                ])?;
+            if inserted == 0 {
+                return Ok(RunClaim::Taken);
+            }
+            if r.state != RunState::Running {
+                tx.commit()?;
+                return Ok(RunClaim::Won);
+            }
+            let busy = tx
+                .prepare_cached(&format!(
+                    "SELECT {RUN_COLUMNS} FROM schedule_runs
+                     WHERE schedule_id = ?1 AND state = ?2 AND scheduled_at <> ?3
+                       AND deadline_at > ?4
+                     ORDER BY scheduled_at LIMIT 1"
+                ))?
+                .query_row(
+                    (
+                        &r.schedule_id,
+                        RunState::Running,
+                        r.scheduled_at,
+                        r.claimed_at,
+                    ),
+                    run_row,
+                )
+                .optional()?;
+            let Some(busy) = busy else {
+                tx.commit()?;
+                return Ok(RunClaim::Won);
+            };
+            let started = chrono::DateTime::from_timestamp_millis(busy.scheduled_at)
+                .map(|t| t.format("%Y-%m-%d %H:%M UTC").to_string())
+                .unwrap_or_else(|| busy.scheduled_at.to_string());
+            tx.prepare_cached(
+                "UPDATE schedule_runs SET state = ?3, finished_at = ?4, detail = ?5
+                 WHERE schedule_id = ?1 AND scheduled_at = ?2",
+            )?
+            .execute((
+                &r.schedule_id,
+                r.scheduled_at,
+                RunState::Skipped,
+                r.claimed_at,
+                format!("skipped: the run of {started} was still going"),
+            ))?;
+            tx.commit()?;
+            Ok(RunClaim::Overlap(busy))
+        })
+        .await
+    }
+
+    async fn update_schedule_run(&self, run: &ScheduleRun) -> Result<(), StoreError> {
+        let r = run.clone();
+        self.call(move |conn| {
+            let changed = conn
+                .prepare_cached(
+                    "UPDATE schedule_runs SET state = ?3, session_id = ?4, finished_at = ?5,
+                         detail = ?6, post_id = ?7
+                     WHERE schedule_id = ?1 AND scheduled_at = ?2",
+                )?
+                .execute((
+                    &r.schedule_id,
+                    r.scheduled_at,
+                    r.state,
+                    &r.session_id,
+                    r.finished_at,
+                    &r.detail,
+                    &r.post_id,
+                ))?;
+            require_row(changed, || {
+                format!(
+                    "run {} of schedule {} was never claimed",
+                    r.scheduled_at, r.schedule_id
+                )
+            })
+        })
+        .await
+    }
+
+    async fn schedule_runs(
+        &self,
+        schedule_id: &str,
+        limit: usize,
+    ) -> Result<Vec<ScheduleRun>, StoreError> {
+        let id = schedule_id.to_owned();
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.call(move |conn| {
+            query_all(
+                conn,
+                &format!(
+                    "SELECT {RUN_COLUMNS} FROM schedule_runs WHERE schedule_id = ?1
+                     ORDER BY scheduled_at DESC LIMIT ?2"
+                ),
+                (&id, limit),
+                run_row,
+            )
+        })
+        .await
+    }
+
+    async fn last_cron_run_at(&self, schedule_id: &str) -> Result<Option<Millis>, StoreError> {
+        let id = schedule_id.to_owned();
+        self.call(move |conn| {
+            Ok(conn
+                .prepare_cached(
+                    "SELECT max(scheduled_at) FROM schedule_runs
+                     WHERE schedule_id = ?1 AND trigger = ?2",
+                )?
+                .query_row((&id, RunTrigger::Cron), |row| row.get(0))?)
+        })
+        .await
+    }
+
+    async fn fail_running_runs(
+        &self,
+        instance_id: &str,
+        at: Millis,
+        detail: &str,
+    ) -> Result<usize, StoreError> {
+        let instance = instance_id.to_owned();
+        let detail = detail.to_owned();
+        self.call(move |conn| {
+            Ok(conn
+                .prepare_cached(
+                    "UPDATE schedule_runs SET state = ?2, finished_at = ?3, detail = ?4
+                     WHERE instance_id = ?1 AND state = ?5",
+                )?
+                .execute((&instance, RunState::Failed, at, &detail, RunState::Running))?)
         })
         .await
     }

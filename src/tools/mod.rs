@@ -5,6 +5,7 @@
 
 mod connect;
 pub mod export;
+mod schedule;
 mod send_file;
 mod sessions;
 mod status;
@@ -64,6 +65,12 @@ pub fn catalog() -> Vec<Box<dyn Tool>> {
         Box::new(sessions::SelectSessionTool),
         Box::new(sessions::CurrentSessionTool),
         Box::new(send_file::SendFileTool),
+        Box::new(schedule::ScheduleAddTool),
+        Box::new(schedule::ScheduleListTool),
+        Box::new(schedule::ScheduleRemoveTool),
+        Box::new(schedule::ScheduleEnableTool),
+        Box::new(schedule::ScheduleDisableTool),
+        Box::new(schedule::ScheduleRunTool),
     ]
 }
 
