@@ -376,6 +376,29 @@ async fn commands_session_tools_tui_sync_and_queued_follow_ups() {
     let current = command(&rig, &dm, "!current", None).await;
     assert!(current.contains("No session attached"), "{current}");
 
+    // `!schedule` reaches the scheduler, bad input shows the fix.
+    let bad_cron = command(
+        &rig,
+        &dm,
+        "!schedule add nightly \"61 9 * * *\" run the tests",
+        None,
+    )
+    .await;
+    assert!(bad_cron.contains("61"), "{bad_cron}");
+    let added = command(
+        &rig,
+        &dm,
+        "!schedule add nightly \"0 3 * * *\" tz=Europe/Berlin run the tests",
+        None,
+    )
+    .await;
+    assert!(added.contains("nightly"), "{added}");
+    let listed = command(&rig, &dm, "!schedule list", None).await;
+    assert!(
+        listed.contains("nightly") && listed.contains("Europe/Berlin"),
+        "{listed}"
+    );
+
     // Only the TUI's session got a default-channel thread.
     assert_eq!(rig.bot_roots(&lobby.id).len(), 1);
     oc.stop().await;
