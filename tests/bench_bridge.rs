@@ -291,6 +291,22 @@ async fn bench_bridge() {
         twenty_wall.as_secs_f64()
     );
     println!("final texts: all {} complete", rig.bot_roots(&dm).len());
+    let log = oc
+        .home
+        .path()
+        .join(".local/state/opencode-mattermost/agent.log");
+    let logged = std::fs::read_dir(log.parent().unwrap())
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+        .collect::<String>();
+    for line in logged
+        .lines()
+        .filter(|l| l.contains("waited before it was sent") || l.contains("session task was busy"))
+    {
+        println!("agent log: {line}");
+    }
     oc.stop().await;
 }
 

@@ -19,6 +19,10 @@ use crate::opencode::{ModelRef, OpenCodeError, Prompt, new_message_id};
 use crate::render::Turn;
 use crate::store::{Claim, ClaimState, Reply, ReplyState, ThreadBinding, ThreadStatus, now_millis};
 
+/// A prompt that waited longer than this before going to OpenCode is logged
+/// with where the time went.
+const SLOW_PROMPT: std::time::Duration = std::time::Duration::from_millis(200);
+
 /// A post as the link delivered it.
 #[derive(Debug, Clone)]
 pub struct InboundPost {
@@ -450,6 +454,7 @@ pub(super) async fn start_turn(
         post_id: post.id.clone(),
         received: started.at,
         new_session: started.new_session,
+        handed: std::time::Instant::now(),
     };
     let _ = ctx
         .session(&binding.session_id)
@@ -463,8 +468,15 @@ pub(super) async fn send_prompt(
     session_id: &str,
     job: &reply::PromptJob,
 ) -> Result<(), String> {
-    ctx.stats
-        .prompt_sent(job.received.elapsed(), job.new_session);
+    let waited = job.received.elapsed();
+    ctx.stats.prompt_sent(waited, job.new_session);
+    if waited > SLOW_PROMPT {
+        info!(
+            routing_ms = (job.handed - job.received).as_millis() as u64,
+            in_session_task_ms = job.handed.elapsed().as_millis() as u64,
+            "a prompt waited before it was sent"
+        );
+    }
     match ctx.opencode().prompt_async(session_id, &job.prompt).await {
         Ok(()) => {
             ctx.set_claim_state(&job.post_id, ClaimState::Prompted)

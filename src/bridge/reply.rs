@@ -85,6 +85,8 @@ pub(crate) struct PromptJob {
     pub received: std::time::Instant,
     /// The post started the session (its latency includes creating it).
     pub new_session: bool,
+    /// When routing handed it to the session task.
+    pub handed: std::time::Instant,
 }
 
 /// What a queued turn says while it waits.
@@ -137,11 +139,14 @@ async fn session_loop(
                 None => std::future::pending().await,
             }
         };
+        let mut branch = "message";
+        let began = Instant::now();
         tokio::select! {
             msg = rx.recv() => {
                 let Some(msg) = msg else { return };
                 match msg {
                     SessionMsg::Start(run, job) => {
+                        branch = "start";
                         let mut run = *run;
                         tui.ours(run.turn.user_message_id());
                         if let Some(job) = job {
@@ -184,6 +189,7 @@ async fn session_loop(
                 }
             }
             () = sleep => {
+                branch = "edits";
                 let now = Instant::now();
                 for run in runs.iter_mut() {
                     if run.throttle.due().is_some_and(|at| at <= now) {
@@ -208,11 +214,13 @@ async fn session_loop(
                 }
             }
             _ = typing.tick(), if runs.iter().any(holds_session) => {
+                branch = "typing";
                 if let Some(run) = runs.iter().find(|r| holds_session(r)) {
                     ctx.typing(&run.reply.channel_id, &run.reply.root_post_id).await;
                 }
             }
             _ = check.tick(), if !runs.is_empty() => {
+                branch = "check";
                 let now = Instant::now();
                 for run in runs.iter_mut() {
                     // Elapsed time in the status line moves on.
@@ -224,6 +232,8 @@ async fn session_loop(
                 }
             }
         }
+        let took = began.elapsed();
+        let finishing = Instant::now();
         // Finished runs get their final text and leave.
         let mut i = 0;
         while i < runs.len() {
@@ -233,6 +243,16 @@ async fn session_loop(
             } else {
                 i += 1;
             }
+        }
+        let finished_in = finishing.elapsed();
+        if took + finished_in > Duration::from_millis(200) {
+            // Anything that holds the task holds this session's queued prompts.
+            debug!(
+                branch,
+                took_ms = took.as_millis() as u64,
+                finishing_ms = finished_in.as_millis() as u64,
+                "session task was busy"
+            );
         }
         // The session is free: the oldest queued prompt goes.
         if !runs.iter().any(holds_session)

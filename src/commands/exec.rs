@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use tracing::{info, warn};
 
-use super::{Command, CommandError, parse};
+use super::{Command, parse};
 use crate::bridge::{Ctx, NewThread, ThreadSpot, new_session, open_thread, say};
 use crate::mattermost::connection::{Connection, describe_link};
 use crate::mattermost::types::Post;
@@ -60,9 +60,7 @@ pub(crate) async fn handle(ctx: &Arc<Ctx>, conn: &Connection, here: &Here<'_>, t
                 Ok(text) | Err(text) => text,
             }
         }
-        Err(e @ CommandError::Unknown { .. }) | Err(e @ CommandError::BadArgs { .. }) => {
-            format!(":grey_question: {}", capitalise(&e.to_string()))
-        }
+        Err(e) => format!(":grey_question: {}", capitalise(&e.to_string())),
     };
     if !reply.is_empty() {
         say(conn, here.post, &reply).await;
