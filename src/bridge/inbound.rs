@@ -455,6 +455,7 @@ pub(super) async fn start_turn(
         received: started.at,
         new_session: started.new_session,
         handed: std::time::Instant::now(),
+        queued: false,
     };
     let _ = ctx
         .session(&binding.session_id)
@@ -469,8 +470,8 @@ pub(super) async fn send_prompt(
     job: &reply::PromptJob,
 ) -> Result<(), String> {
     let waited = job.received.elapsed();
-    ctx.stats.prompt_sent(waited, job.new_session);
-    if waited > SLOW_PROMPT {
+    ctx.stats.prompt_sent(waited, job.new_session, job.queued);
+    if waited > SLOW_PROMPT && !job.queued {
         info!(
             routing_ms = (job.handed - job.received).as_millis() as u64,
             in_session_task_ms = job.handed.elapsed().as_millis() as u64,

@@ -99,6 +99,8 @@ pub struct BridgeStats {
     pub sessions_created: AtomicU64,
     /// Chat prompts waiting for their session's running turn.
     pub queued: AtomicU64,
+    /// Prompts that waited for a running turn, in all.
+    pub queued_total: AtomicU64,
     /// Post received → `prompt_async` sent, for posts in an existing
     /// session: the bridge's own overhead.
     pub follow_up_latency: Samples,
@@ -115,9 +117,13 @@ impl BridgeStats {
         self.reply_posts.fetch_add(1, Ordering::Relaxed);
     }
 
-    fn prompt_sent(&self, latency: Duration, new_session: bool) {
+    /// A prompt went to OpenCode. Prompts that were queued behind a running
+    /// turn are counted but not timed.
+    fn prompt_sent(&self, latency: Duration, new_session: bool, queued: bool) {
         self.prompts.fetch_add(1, Ordering::Relaxed);
-        if new_session {
+        if queued {
+            self.queued_total.fetch_add(1, Ordering::Relaxed);
+        } else if new_session {
             self.new_session_latency.record(latency);
         } else {
             self.follow_up_latency.record(latency);
@@ -127,8 +133,8 @@ impl BridgeStats {
     /// The counters in one line, for status answers.
     pub fn summary(&self) -> String {
         format!(
-            "{} posts seen, {} sessions started, {} prompts{}{}, {} queued, {} reply posts, \
-             {} edits",
+            "{} posts seen, {} sessions started, {} prompts{}{}, {} queued now ({} in all), {} \
+             reply posts, {} edits",
             self.posts_seen.load(Ordering::Relaxed),
             self.sessions_created.load(Ordering::Relaxed),
             self.prompts.load(Ordering::Relaxed),
@@ -137,6 +143,7 @@ impl BridgeStats {
             self.new_session_latency
                 .describe("post → prompt with a new session"),
             self.queued.load(Ordering::Relaxed),
+            self.queued_total.load(Ordering::Relaxed),
             self.reply_posts.load(Ordering::Relaxed),
             self.edits.load(Ordering::Relaxed),
         )

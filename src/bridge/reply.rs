@@ -87,6 +87,9 @@ pub(crate) struct PromptJob {
     pub new_session: bool,
     /// When routing handed it to the session task.
     pub handed: std::time::Instant,
+    /// It waited for the session's running turn: its latency is the user's
+    /// choice of timing, not the bridge's overhead.
+    pub queued: bool,
 }
 
 /// What a queued turn says while it waits.
@@ -153,7 +156,9 @@ async fn session_loop(
                             if runs.iter().any(holds_session) {
                                 run.queued = true;
                                 run.turn.set_waiting(Some(QUEUED.to_owned()));
-                                queue.push_back(*job);
+                                let mut job = *job;
+                                job.queued = true;
+                                queue.push_back(job);
                                 ctx.stats.queued.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                             } else {
                                 run.launched = true;
