@@ -518,17 +518,6 @@ pub(super) async fn resume_replies(ctx: &Arc<Ctx>) {
         }
     };
     for reply_row in replies {
-        let already = {
-            let sessions = ctx
-                .sessions
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
-            sessions.contains_key(&reply_row.session_id)
-        };
-        if already {
-            // Recovery after a reconnect of a live agent: the task has it.
-            continue;
-        }
         info!(session = %reply_row.session_id, "finishing a reply interrupted by a restart");
         let mut turn = Turn::new(
             reply_row.session_id.clone(),

@@ -151,6 +151,11 @@ async fn session_loop(
                     SessionMsg::Start(run, job) => {
                         branch = "start";
                         let mut run = *run;
+                        // A reply resumed after a reconnect that this task
+                        // already streams.
+                        if job.is_none() && runs.iter().any(|r| r.turn.user_message_id() == run.turn.user_message_id()) {
+                            continue;
+                        }
                         tui.ours(run.turn.user_message_id());
                         if let Some(job) = job {
                             if runs.iter().any(holds_session) {
