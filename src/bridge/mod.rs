@@ -214,6 +214,20 @@ impl Ctx {
         tx
     }
 
+    /// A session's active threads owned by this instance, oldest first.
+    pub(crate) async fn live_threads(
+        &self,
+        session_id: &str,
+    ) -> Result<Vec<crate::store::ThreadBinding>, StoreError> {
+        Ok(self
+            .store
+            .threads_of_session(session_id)
+            .await?
+            .into_iter()
+            .filter(|t| t.instance_id == self.instance.id && t.status == ThreadStatus::Active)
+            .collect())
+    }
+
     /// Remember that a session has a thread here, so its events are
     /// followed even when no chat turn started its task.
     pub(crate) fn bound(&self, session_id: &str) {

@@ -19,7 +19,7 @@ use crate::opencode::events::Event;
 use crate::opencode::message::MessageWithParts;
 use crate::opencode::{Activity, OpenCodeError, Prompt};
 use crate::render::{Outcome, Throttle, Turn};
-use crate::store::{ClaimState, Reply, ReplyState, ThreadStatus, now_millis};
+use crate::store::{ClaimState, Reply, ReplyState, now_millis};
 
 /// How often the typing indicator is renewed (Mattermost shows it ~5 s).
 const TYPING_EVERY: Duration = Duration::from_secs(4);
@@ -315,14 +315,7 @@ fn launch(
 /// Where a session's TUI prompts go when no turn is running: the thread a
 /// DM is attached to (`!use`), else the session's oldest live thread here.
 async fn home_thread(ctx: &Ctx, session_id: &str) -> Option<(String, String)> {
-    let threads: Vec<_> = ctx
-        .store
-        .threads_of_session(session_id)
-        .await
-        .ok()?
-        .into_iter()
-        .filter(|b| b.instance_id == ctx.instance.id && b.status == ThreadStatus::Active)
-        .collect();
+    let threads = ctx.live_threads(session_id).await.ok()?;
     for b in &threads {
         if let Ok(Some(root)) = ctx.store.selection(&b.channel_id).await
             && root == b.root_post_id

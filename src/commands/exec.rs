@@ -172,11 +172,7 @@ async fn thread_of_session(
     session_id: &str,
     channel: Option<&str>,
 ) -> Option<ThreadBinding> {
-    let threads = ctx.store.threads_of_session(session_id).await.ok()?;
-    let mine = threads
-        .into_iter()
-        .filter(|t| t.instance_id == ctx.instance.id && t.status == ThreadStatus::Active);
-    let mine: Vec<ThreadBinding> = mine.collect();
+    let mine = ctx.live_threads(session_id).await.ok()?;
     channel
         .and_then(|ch| mine.iter().find(|t| t.channel_id == ch).cloned())
         .or_else(|| mine.into_iter().next())
@@ -272,14 +268,15 @@ async fn use_session(
     }
     let session = resolve_session(ctx, wanted).await?;
     if !post.root_id.is_empty() {
-        // In a thread: the thread now talks to that session.
-        match ctx.store.thread(&post.root_id).await {
-            Ok(Some(_)) => {
+        // In a thread: the thread now talks to that session. Routing
+        // already looked its binding up.
+        match here.binding {
+            Some(_) => {
                 ctx.store
                     .set_thread_session(&post.root_id, &session.id)
                     .await
             }
-            Ok(None) => {
+            None => {
                 ctx.store
                     .bind_thread(&ThreadBinding {
                         root_post_id: post.root_id.clone(),
@@ -293,7 +290,6 @@ async fn use_session(
                     })
                     .await
             }
-            Err(e) => Err(e),
         }
         .map_err(|e| format!(":x: Could not attach this thread: {e}"))?;
         ctx.bound(&session.id);
