@@ -8,6 +8,7 @@
 
 pub mod access;
 pub mod agent;
+pub mod asks;
 pub mod bridge;
 pub(crate) mod commands;
 pub mod config;

@@ -185,6 +185,12 @@ async fn route(ctx: &Arc<Ctx>, mut inbound: InboundPost) {
             return;
         }
     };
+    // While the session waits for a person, a reply may be the answer.
+    if super::asks::answer_text(ctx, &conn, &binding.session_id, post, &sender, &prompt_text).await
+    {
+        ctx.set_claim_state(&post.id, ClaimState::Done).await;
+        return;
+    }
     start_turn(
         ctx,
         &binding,
@@ -200,13 +206,13 @@ async fn route(ctx: &Arc<Ctx>, mut inbound: InboundPost) {
 /// When a prompt's post reached the bridge, and whether its session had to
 /// be created first: the two latencies are reported apart.
 #[derive(Debug, Clone, Copy)]
-pub(super) struct Started {
+pub(crate) struct Started {
     pub at: std::time::Instant,
     pub new_session: bool,
 }
 
 impl Started {
-    pub(super) fn follow_up(at: std::time::Instant) -> Started {
+    pub(crate) fn follow_up(at: std::time::Instant) -> Started {
         Started {
             at,
             new_session: false,
@@ -380,7 +386,7 @@ pub(crate) async fn open_thread(
 /// Post the turn's first reply post, hand the turn to its session task and
 /// send the prompt. `message_id` is set when a prompt is re-sent after a
 /// restart, so OpenCode sees the same message.
-pub(super) async fn start_turn(
+pub(crate) async fn start_turn(
     ctx: &Arc<Ctx>,
     binding: &ThreadBinding,
     post: &Post,
@@ -390,6 +396,15 @@ pub(super) async fn start_turn(
     started: Started,
 ) {
     let message_id = message_id.unwrap_or_else(|| new_message_id(now_millis().max(0) as u64));
+    super::actions::remember(
+        ctx,
+        &binding.root_post_id,
+        super::actions::LastPrompt {
+            post: post.clone(),
+            sender: sender.to_owned(),
+            text: prompt_text.to_owned(),
+        },
+    );
     let claim = Claim {
         post_id: post.id.clone(),
         instance_id: ctx.instance.id.clone(),

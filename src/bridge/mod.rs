@@ -7,6 +7,8 @@
 //! missed while the agent was down, re-sends prompts whose delivery was
 //! interrupted, and finishes replies that were streaming when it died.
 
+mod actions;
+mod asks;
 mod inbound;
 mod reply;
 pub mod text;
@@ -166,6 +168,10 @@ pub(crate) struct Ctx {
     bound: Mutex<HashSet<String>>,
     /// `!models` lists waiting for a number, by channel, thread and user.
     pub(crate) choices: Mutex<HashMap<String, crate::commands::exec::Choice>>,
+    /// Permission requests and questions waiting for an answer in chat.
+    asks: Mutex<asks::Book>,
+    /// Each thread's last prompt, for the 🔁 reaction.
+    last_prompts: Mutex<HashMap<String, actions::LastPrompt>>,
 }
 
 impl Ctx {
@@ -257,6 +263,9 @@ impl Ctx {
                     .unwrap_or_else(|poisoned| poisoned.into_inner())
                     .contains(id);
                 if !bound {
+                    if asks::is_ask(&event) {
+                        tokio::spawn(asks::unbound(self.clone(), event).in_current_span());
+                    }
                     return;
                 }
                 self.session(id)
@@ -413,6 +422,8 @@ pub async fn run(agent: Arc<Agent>, store: Arc<dyn Store>) -> Result<(), BridgeE
         notified: Mutex::new(HashSet::new()),
         bound: Mutex::new(HashSet::new()),
         choices: Mutex::new(HashMap::new()),
+        asks: Mutex::new(asks::Book::default()),
+        last_prompts: Mutex::new(HashMap::new()),
     });
     match ctx.store.threads_of_instance(&ctx.instance.id).await {
         Ok(threads) => {
@@ -435,6 +446,7 @@ pub async fn run(agent: Arc<Agent>, store: Arc<dyn Store>) -> Result<(), BridgeE
                 while let Some(work) = work_rx.recv().await {
                     match work {
                         Work::Post(post) => inbound::handle(&ctx, *post).await,
+                        Work::Reaction(reaction) => asks::reacted(&ctx, reaction).await,
                         Work::Recover => recover(&ctx).await,
                     }
                 }
@@ -463,9 +475,15 @@ pub async fn run(agent: Arc<Agent>, store: Arc<dyn Store>) -> Result<(), BridgeE
         tokio::select! {
             event = inbound_rx.recv() => {
                 let Some(event) = event else { break };
-                if let Inbound::Posted { post, channel_type, sender_name, mentions, caught_up } = event {
-                    ctx.stats.posts_seen.fetch_add(1, Ordering::Relaxed);
-                    let _ = work_tx.send(Work::Post(Box::new(InboundPost { post, channel_type, sender_name, mentions, caught_up, received: std::time::Instant::now() })));
+                match event {
+                    Inbound::Posted { post, channel_type, sender_name, mentions, caught_up } => {
+                        ctx.stats.posts_seen.fetch_add(1, Ordering::Relaxed);
+                        let _ = work_tx.send(Work::Post(Box::new(InboundPost { post, channel_type, sender_name, mentions, caught_up, received: std::time::Instant::now() })));
+                    }
+                    Inbound::ReactionAdded(reaction) => {
+                        let _ = work_tx.send(Work::Reaction(reaction));
+                    }
+                    _ => {}
                 }
             }
             event = events_rx.recv() => {
@@ -483,7 +501,15 @@ pub async fn run(agent: Arc<Agent>, store: Arc<dyn Store>) -> Result<(), BridgeE
 
 enum Work {
     Post(Box<InboundPost>),
+    Reaction(crate::mattermost::types::Reaction),
     Recover,
+}
+
+/// `!reject` in a thread: decline the session's open question, or deny its
+/// open permission request. The answer for the person (empty: the request's
+/// post shows it).
+pub(crate) async fn reject_request(ctx: &Ctx, session_id: &str, by: &str) -> String {
+    asks::reject(ctx, session_id, by).await
 }
 
 /// After a fresh connection: serve the channels we answer in, finish replies
@@ -521,6 +547,7 @@ async fn recover(ctx: &Arc<Ctx>) {
     }
     inbound::resume_replies(ctx).await;
     inbound::resume_claims(ctx).await;
+    asks::resync(ctx).await;
     for (channel, at) in cursors {
         match conn.rest.posts_since(&channel, at).await {
             Ok(posts) => {

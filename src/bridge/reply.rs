@@ -185,6 +185,7 @@ async fn session_loop(
                     }
                     SessionMsg::Event(event) => {
                         let event = *event;
+                        asks_event(&ctx, &session_id, &mut runs, &event).await;
                         if let Some((message_id, text)) = tui.observe(&event)
                             && let Some(run) = tui_turn(&ctx, &session_id, &runs, &message_id, &text).await
                         {
@@ -249,6 +250,9 @@ async fn session_loop(
         while i < runs.len() {
             if runs[i].turn.outcome().is_some() {
                 let mut run = runs.remove(i);
+                if run.turn.outcome() == Some(&Outcome::Aborted) {
+                    super::asks::drop_session(&ctx, &session_id).await;
+                }
                 finish(&ctx, &mut run).await;
             } else {
                 i += 1;
@@ -310,6 +314,75 @@ fn launch(
         }
         .in_current_span(),
     );
+}
+
+/// What a running turn's status line says while OpenCode waits for a person.
+const WAIT_PERMISSION: &str = "your answer to the permission request below";
+const WAIT_QUESTION: &str = "your answer to the question below";
+
+/// Permission requests and questions: posted in the session's thread,
+/// settled posts updated, and the running turn shown as waiting.
+async fn asks_event(ctx: &Arc<Ctx>, session_id: &str, runs: &mut [Run], event: &Event) {
+    let waiting = match event {
+        Event::PermissionAsked(p) => {
+            if let Some(spot) = thread_for(ctx, session_id, Some(runs)).await {
+                super::asks::permission_asked(ctx, spot, p.clone()).await;
+            }
+            Some(WAIT_PERMISSION)
+        }
+        Event::QuestionAsked(q) => {
+            if let Some(spot) = thread_for(ctx, session_id, Some(runs)).await {
+                super::asks::question_asked(ctx, spot, q.clone()).await;
+            }
+            Some(WAIT_QUESTION)
+        }
+        Event::PermissionReplied(r) => {
+            super::asks::permission_replied(ctx, r).await;
+            None
+        }
+        Event::QuestionReplied(r) => {
+            super::asks::question_settled(ctx, &r.request_id, Some(&r.answers)).await;
+            None
+        }
+        Event::QuestionRejected(r) => {
+            super::asks::question_settled(ctx, &r.request_id, None).await;
+            None
+        }
+        _ => return,
+    };
+    if !ctx.agent.config.notify_status
+        || (waiting.is_none() && super::asks::waiting(ctx, session_id))
+    {
+        return;
+    }
+    let now = Instant::now();
+    for run in runs.iter_mut().filter(|r| holds_session(r) && !r.queued) {
+        run.turn.set_waiting(waiting.map(str::to_owned));
+        run.throttle.changed(now, 0, true);
+    }
+}
+
+/// The thread a session's requests and TUI prompts go to: the running
+/// turn's, else the one a DM is attached to, else its oldest live thread.
+pub(super) async fn thread_for(
+    ctx: &Ctx,
+    session_id: &str,
+    runs: Option<&[Run]>,
+) -> Option<super::asks::Spot> {
+    let run = runs.and_then(|runs| {
+        runs.iter()
+            .rev()
+            .find(|r| holds_session(r))
+            .or_else(|| runs.last())
+    });
+    let (channel_id, root_id) = match run {
+        Some(run) => (run.reply.channel_id.clone(), run.reply.root_post_id.clone()),
+        None => home_thread(ctx, session_id).await?,
+    };
+    Some(super::asks::Spot {
+        channel_id,
+        root_id,
+    })
 }
 
 /// Where a session's TUI prompts go when no turn is running: the thread a
@@ -535,10 +608,51 @@ async fn finish(ctx: &Ctx, run: &mut Run) {
     if let Err(e) = ctx.store.save_reply(&run.reply).await {
         warn!(error = %e, "could not record the finished reply");
     }
+    notify_end(ctx, run).await;
     if let Some(post_id) = &run.claim {
         ctx.set_claim_state(post_id, ClaimState::Done).await;
     }
 }
+
+/// Edits do not notify anyone; a short new post in the thread does, so
+/// people learn that a turn ended (`OPENCODE_MM_NOTIFY_COMPLETION`,
+/// `OPENCODE_MM_NOTIFY_ERROR`). A stopped turn was someone's own doing.
+async fn notify_end(ctx: &Ctx, run: &Run) {
+    let config = &ctx.agent.config;
+    let took = crate::render::format::duration((now_millis() - run.reply.started_at).max(0) as f64);
+    let message = match run.turn.outcome() {
+        Some(Outcome::Completed) if config.notify_completion => {
+            format!("{NOTICE} :white_check_mark: **Done** after {took}.")
+        }
+        Some(Outcome::Failed(why)) if config.notify_error => format!(
+            "{NOTICE} :x: **Failed** after {took}: {}",
+            crate::asks::defuse(&crate::render::format::one_line(why, 300))
+        ),
+        _ => return,
+    };
+    let Some(conn) = ctx.connection().await else {
+        return;
+    };
+    let sent = conn
+        .rest
+        .create_post(
+            &conn.info.bot.id,
+            &NewPost {
+                channel_id: run.reply.channel_id.clone(),
+                message,
+                root_id: run.reply.root_post_id.clone(),
+                ..NewPost::default()
+            },
+            Priority::Normal,
+        )
+        .await;
+    if let Err(e) = sent {
+        debug!(error = %e, "cannot post the end-of-turn notice");
+    }
+}
+
+/// How end-of-turn notices begin.
+pub(crate) const NOTICE: &str = ":bell:";
 
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum FlushError {

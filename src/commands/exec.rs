@@ -93,6 +93,7 @@ async fn run(
         Command::Current => current(ctx, conn, here).await,
         Command::New(title) => new(ctx, conn, here, title).await,
         Command::Stop => stop(ctx, here).await,
+        Command::Reject => reject(ctx, here).await,
         Command::Models => models(ctx, here).await,
         Command::Model(choice) => model(ctx, here, choice).await,
         Command::Costs => costs(ctx, here).await,
@@ -463,22 +464,34 @@ async fn new(
 /// `!stop`.
 async fn stop(ctx: &Ctx, here: &Here<'_>) -> Result<String, String> {
     let b = session_here(ctx, here)?;
+    stop_session(ctx, &b.session_id).await
+}
+
+/// Abort a session's running turn (`!stop`, the 🛑 reaction). An empty
+/// answer means it stopped: the turn's own post shows that.
+pub(crate) async fn stop_session(ctx: &Ctx, session_id: &str) -> Result<String, String> {
     let busy = ctx
         .opencode()
         .activity()
         .await
         .map_err(|e| format!(":x: Could not ask OpenCode: {e}"))?
         .iter()
-        .any(|(id, a)| *id == b.session_id && !matches!(a, Activity::Idle));
+        .any(|(id, a)| id == session_id && !matches!(a, Activity::Idle));
     if !busy {
         return Ok("Nothing is running in this session.".into());
     }
     ctx.opencode()
-        .abort(&b.session_id)
+        .abort(session_id)
         .await
         .map_err(|e| format!(":x: Could not stop the turn: {e}"))?;
-    // The turn's own post shows that it stopped.
     Ok(String::new())
+}
+
+/// `!reject`: decline the thread's open question (or deny its permission
+/// request) so the agent goes on.
+async fn reject(ctx: &Ctx, here: &Here<'_>) -> Result<String, String> {
+    let b = session_here(ctx, here)?;
+    Ok(crate::bridge::reject_request(ctx, &b.session_id, here.sender).await)
 }
 
 /// Every model OpenCode can use, as `provider/model`, in a stable order.

@@ -16,6 +16,8 @@ pub enum Command {
     Current,
     New(Option<String>),
     Stop,
+    /// Decline the open question, or deny the open permission request.
+    Reject,
     Models,
     /// `provider/model`, or `None` to show the current choice. `default`
     /// returns to OpenCode's default.
@@ -74,6 +76,11 @@ pub const COMMANDS: &[(&str, &str, &str)] = &[
         "start a new session with its own thread",
     ),
     ("stop", "stop", "abort the running turn"),
+    (
+        "reject",
+        "reject",
+        "decline the agent's open question (or deny its permission request)",
+    ),
     (
         "models",
         "models",
@@ -152,6 +159,8 @@ pub fn parse(text: &str, prefix: &str) -> Option<Result<Command, CommandError>> 
         "sessions" => no_args(Command::Sessions),
         "current" => no_args(Command::Current),
         "stop" => no_args(Command::Stop),
+        // `cancel` is what the plugin this replaces called it.
+        "reject" | "cancel" => no_args(Command::Reject),
         "models" => no_args(Command::Models),
         "costs" => no_args(Command::Costs),
         "status" => no_args(Command::Status),

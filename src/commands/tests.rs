@@ -23,6 +23,8 @@ fn every_command_parses() {
         Command::New(Some("Fix the login bug".into()))
     );
     assert_eq!(ok("!stop"), Command::Stop);
+    assert_eq!(ok("!reject"), Command::Reject);
+    assert_eq!(ok("!cancel"), Command::Reject);
     assert_eq!(ok("!models"), Command::Models);
     assert_eq!(ok("!model"), Command::Model(None));
     assert_eq!(

@@ -179,6 +179,10 @@ pub struct Config {
     /// (after the agent was down or the machine asleep); older ones are
     /// recorded as missed.
     pub schedule_grace: Duration,
+    /// `OPENCODE_MM_QUESTION_TIMEOUT`: how long a question from the agent
+    /// waits for an answer in chat before it is declined, so the agent is
+    /// never stuck on an unattended thread.
+    pub question_timeout: Duration,
     /// The config file that was read, if any.
     pub file: Option<PathBuf>,
     /// Every known setting with its effective, redacted value.
@@ -300,6 +304,11 @@ impl Config {
             10_000..=86_400_000,
         );
         let schedule_grace = r.millis("OPENCODE_MM_SCHEDULE_GRACE", 600_000, 60_000..=86_400_000);
+        let question_timeout = r.millis(
+            "OPENCODE_MM_QUESTION_TIMEOUT",
+            1_800_000,
+            1_000..=604_800_000,
+        );
 
         r.unknown_file_keys();
         let Reader {
@@ -375,6 +384,7 @@ impl Config {
             rate_burst,
             timezone,
             schedule_timeout,
+            question_timeout,
             schedule_grace,
             file: file_path,
             entries,

@@ -251,3 +251,21 @@ fn schedule_settings_default_and_validate() {
     assert!(problem(&c, "OPENCODE_MM_SCHEDULE_GRACE").is_some_and(|m| m.contains("whole number")));
     assert_eq!(c.schedule_timeout, Duration::from_secs(30 * 60));
 }
+
+#[test]
+fn question_timeout_defaults_to_half_an_hour() {
+    assert_eq!(
+        load(&[], None).question_timeout,
+        Duration::from_secs(30 * 60)
+    );
+    let c = load(&[("OPENCODE_MM_QUESTION_TIMEOUT", "2000")], None);
+    assert_eq!(c.question_timeout, Duration::from_secs(2));
+    for bad in ["0", "-5", "ten", "999999999999"] {
+        let c = load(&[("OPENCODE_MM_QUESTION_TIMEOUT", bad)], None);
+        assert!(
+            problem(&c, "OPENCODE_MM_QUESTION_TIMEOUT").is_some(),
+            "{bad}"
+        );
+        assert_eq!(c.question_timeout, Duration::from_secs(30 * 60));
+    }
+}

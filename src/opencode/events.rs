@@ -25,7 +25,10 @@ pub enum Event {
     MessagePartUpdated(PartUpdated),
     TodoUpdated(TodoUpdated),
     PermissionAsked(PermissionAsked),
+    PermissionReplied(PermissionReplied),
     QuestionAsked(QuestionAsked),
+    QuestionReplied(QuestionReplied),
+    QuestionRejected(QuestionRejected),
     /// Any other type, or a known type that did not decode (see `problem`).
     Other {
         kind: String,
@@ -110,13 +113,73 @@ pub struct PermissionAsked {
     pub metadata: Value,
 }
 
+/// `permission.replied`: someone (us, the TUI, another client) answered.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct PermissionReplied {
+    #[serde(rename = "sessionID")]
+    pub session_id: String,
+    #[serde(rename = "requestID")]
+    pub request_id: String,
+    /// `once`, `always` or `reject`.
+    pub reply: String,
+}
+
+/// `question.asked`: the agent's `question` tool waits for answers, one per
+/// question, in order.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(default)]
 pub struct QuestionAsked {
     pub id: String,
     #[serde(rename = "sessionID")]
     pub session_id: String,
-    pub questions: Vec<Value>,
+    pub questions: Vec<QuestionInfo>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct QuestionInfo {
+    pub question: String,
+    /// A very short label.
+    pub header: String,
+    pub options: Vec<QuestionOption>,
+    /// Several options may be picked.
+    pub multiple: bool,
+    /// A typed answer is allowed. OpenCode treats a missing flag as yes.
+    pub custom: Option<bool>,
+}
+
+impl QuestionInfo {
+    pub fn allows_custom(&self) -> bool {
+        self.custom.unwrap_or(true)
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct QuestionOption {
+    pub label: String,
+    pub description: String,
+}
+
+/// `question.replied`: the answers, each a list of labels or typed text.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct QuestionReplied {
+    #[serde(rename = "sessionID")]
+    pub session_id: String,
+    #[serde(rename = "requestID")]
+    pub request_id: String,
+    pub answers: Vec<Vec<String>>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct QuestionRejected {
+    #[serde(rename = "sessionID")]
+    pub session_id: String,
+    #[serde(rename = "requestID")]
+    pub request_id: String,
 }
 
 impl Event {
@@ -150,7 +213,10 @@ impl Event {
             "message.part.updated" => typed(kind, props, Event::MessagePartUpdated),
             "todo.updated" => typed(kind, props, Event::TodoUpdated),
             "permission.asked" => typed(kind, props, Event::PermissionAsked),
+            "permission.replied" => typed(kind, props, Event::PermissionReplied),
             "question.asked" => typed(kind, props, Event::QuestionAsked),
+            "question.replied" => typed(kind, props, Event::QuestionReplied),
+            "question.rejected" => typed(kind, props, Event::QuestionRejected),
             other => Event::Other {
                 kind: other.to_owned(),
                 problem: None,
@@ -172,7 +238,10 @@ impl Event {
             Event::MessagePartUpdated(_) => "message.part.updated",
             Event::TodoUpdated(_) => "todo.updated",
             Event::PermissionAsked(_) => "permission.asked",
+            Event::PermissionReplied(_) => "permission.replied",
             Event::QuestionAsked(_) => "question.asked",
+            Event::QuestionReplied(_) => "question.replied",
+            Event::QuestionRejected(_) => "question.rejected",
             Event::Other { kind, .. } => kind,
         }
     }
@@ -191,7 +260,10 @@ impl Event {
             Event::MessagePartUpdated(p) => &p.part.base().session_id,
             Event::TodoUpdated(t) => &t.session_id,
             Event::PermissionAsked(p) => &p.session_id,
+            Event::PermissionReplied(p) => &p.session_id,
             Event::QuestionAsked(q) => &q.session_id,
+            Event::QuestionReplied(q) => &q.session_id,
+            Event::QuestionRejected(q) => &q.session_id,
             Event::Other { .. } => return None,
         };
         (!id.is_empty()).then_some(id.as_str())
@@ -240,6 +312,53 @@ mod tests {
         }
         let e =
             Event::from_value(&json!({"type": "session.idle", "properties": {"sessionID": 42}}));
+        assert!(matches!(
+            e,
+            Event::Other {
+                problem: Some(_),
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn permission_and_question_events_decode() {
+        let e = Event::from_value(&json!({"type": "permission.asked", "properties": {
+            "id": "per_1", "sessionID": "ses_1", "permission": "bash",
+            "patterns": ["echo hi"], "always": ["echo *"], "metadata": {"command": "echo hi"},
+            "tool": {"messageID": "msg_1", "callID": "c1"}}}));
+        match &e {
+            Event::PermissionAsked(p) => {
+                assert_eq!((p.id.as_str(), p.permission.as_str()), ("per_1", "bash"));
+                assert_eq!(p.always, ["echo *"]);
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        let e = Event::from_value(&json!({"type": "permission.replied", "properties": {
+            "sessionID": "ses_1", "requestID": "per_1", "reply": "always"}}));
+        assert_eq!(e.session_id(), Some("ses_1"));
+        let e = Event::from_value(&json!({"type": "question.asked", "properties": {
+            "id": "que_1", "sessionID": "ses_2", "questions": [
+                {"question": "Pick", "header": "P", "options": [{"label": "A", "description": "a"}],
+                 "multiple": true},
+                {"question": "Free", "header": "F", "options": [], "custom": false}]}}));
+        match &e {
+            Event::QuestionAsked(q) => {
+                assert!(q.questions[0].multiple && q.questions[0].allows_custom());
+                assert!(!q.questions[1].allows_custom());
+                assert_eq!(q.questions[0].options[0].label, "A");
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        let e = Event::from_value(&json!({"type": "question.replied", "properties": {
+            "sessionID": "ses_2", "requestID": "que_1", "answers": [["A"], ["x", "y"]]}}));
+        assert!(matches!(&e, Event::QuestionReplied(r) if r.answers[1] == ["x", "y"]));
+        let e = Event::from_value(&json!({"type": "question.rejected", "properties": {
+            "sessionID": "ses_2", "requestID": "que_1"}}));
+        assert_eq!(e.kind(), "question.rejected");
+        // A question whose options are not objects is kept as Other, not an error.
+        let e = Event::from_value(&json!({"type": "question.asked", "properties": {
+            "id": "que_1", "sessionID": "ses_2", "questions": [{"options": "nope"}]}}));
         assert!(matches!(
             e,
             Event::Other {

@@ -16,6 +16,7 @@ use std::collections::BTreeMap;
 use async_trait::async_trait;
 use serde::de::DeserializeOwned;
 
+use events::{PermissionAsked, QuestionAsked};
 pub use shim::ShimFetch;
 pub use types::{Health, Provider, ProviderModel, Providers, Session, SessionTime};
 
@@ -163,6 +164,54 @@ pub trait OpenCode: Send + Sync {
     async fn abort(&self, session_id: &str) -> Result<bool, OpenCodeError>;
     /// The configured providers and their models.
     async fn providers(&self) -> Result<Providers, OpenCodeError>;
+    /// Answer a permission request; `NotFound` when it is no longer pending.
+    async fn reply_permission(
+        &self,
+        request_id: &str,
+        reply: PermissionReply,
+    ) -> Result<(), OpenCodeError>;
+    /// Answer a question request: one list of labels (or typed text) per
+    /// question, in order.
+    async fn reply_question(
+        &self,
+        request_id: &str,
+        answers: &[Vec<String>],
+    ) -> Result<(), OpenCodeError>;
+    /// Decline a question request so the agent goes on without an answer.
+    async fn reject_question(&self, request_id: &str) -> Result<(), OpenCodeError>;
+    /// Permission requests waiting for an answer, in all sessions.
+    async fn pending_permissions(&self) -> Result<Vec<PermissionAsked>, OpenCodeError>;
+    /// Question requests waiting for an answer, in all sessions.
+    async fn pending_questions(&self) -> Result<Vec<QuestionAsked>, OpenCodeError>;
+}
+
+/// How a permission request is answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PermissionReply {
+    Once,
+    /// Allow this and what the request's `always` patterns cover, for the
+    /// rest of OpenCode's run.
+    Always,
+    Reject,
+}
+
+impl PermissionReply {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PermissionReply::Once => "once",
+            PermissionReply::Always => "always",
+            PermissionReply::Reject => "reject",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<PermissionReply> {
+        match text {
+            "once" => Some(PermissionReply::Once),
+            "always" => Some(PermissionReply::Always),
+            "reject" => Some(PermissionReply::Reject),
+            _ => None,
+        }
+    }
 }
 
 /// OpenCode message ids sort by creation time (`msg_` + 12 hex digits of
@@ -379,6 +428,52 @@ impl<F: Fetch> OpenCode for Client<F> {
     async fn providers(&self) -> Result<Providers, OpenCodeError> {
         self.get_json(HttpRequest::get("/config/providers"), None)
             .await
+    }
+
+    async fn reply_permission(
+        &self,
+        request_id: &str,
+        reply: PermissionReply,
+    ) -> Result<(), OpenCodeError> {
+        check_id("permission request id", request_id)?;
+        let request = HttpRequest::post_json(
+            format!("/permission/{request_id}/reply"),
+            &serde_json::json!({ "reply": reply.as_str() }),
+        );
+        self.expect_ok(request, Some(("permission request", request_id)))
+            .await
+    }
+
+    async fn reply_question(
+        &self,
+        request_id: &str,
+        answers: &[Vec<String>],
+    ) -> Result<(), OpenCodeError> {
+        check_id("question request id", request_id)?;
+        let request = HttpRequest::post_json(
+            format!("/question/{request_id}/reply"),
+            &serde_json::json!({ "answers": answers }),
+        );
+        self.expect_ok(request, Some(("question request", request_id)))
+            .await
+    }
+
+    async fn reject_question(&self, request_id: &str) -> Result<(), OpenCodeError> {
+        check_id("question request id", request_id)?;
+        let request = HttpRequest::post_json(
+            format!("/question/{request_id}/reject"),
+            &serde_json::json!({}),
+        );
+        self.expect_ok(request, Some(("question request", request_id)))
+            .await
+    }
+
+    async fn pending_permissions(&self) -> Result<Vec<PermissionAsked>, OpenCodeError> {
+        self.get_json(HttpRequest::get("/permission"), None).await
+    }
+
+    async fn pending_questions(&self) -> Result<Vec<QuestionAsked>, OpenCodeError> {
+        self.get_json(HttpRequest::get("/question"), None).await
     }
 }
 

@@ -131,3 +131,71 @@ async fn prompt_async_sends_file_parts_after_the_text() {
     );
     assert!(body.get("model").is_none());
 }
+
+#[tokio::test]
+async fn permission_and_question_answers_use_the_documented_bodies() {
+    let s = Scripted::new(vec![
+        ok(200, "true"),
+        ok(200, "true"),
+        ok(200, "true"),
+        ok(
+            404,
+            r#"{"name":"PermissionNotFoundError","data":{"message":"gone"}}"#,
+        ),
+        ok(
+            200,
+            r#"[{"id":"per_1","sessionID":"ses_1","permission":"bash","patterns":["ls"],"always":["ls *"],"metadata":{}}]"#,
+        ),
+        ok(
+            200,
+            r#"[{"id":"que_1","sessionID":"ses_1","questions":[{"question":"Q","header":"H","options":[]}]}]"#,
+        ),
+    ]);
+    let client = Client::new(&s);
+    client
+        .reply_permission("per_1", PermissionReply::Always)
+        .await
+        .unwrap();
+    client
+        .reply_question("que_1", &[vec!["A".into()], vec!["x".into(), "y".into()]])
+        .await
+        .unwrap();
+    client.reject_question("que_2").await.unwrap();
+    let gone = client
+        .reply_permission("per_9", PermissionReply::Once)
+        .await
+        .unwrap_err();
+    assert!(matches!(gone, OpenCodeError::NotFound { .. }), "{gone}");
+    assert_eq!(
+        client.pending_permissions().await.unwrap()[0].always,
+        ["ls *"]
+    );
+    assert_eq!(
+        client.pending_questions().await.unwrap()[0].questions[0].header,
+        "H"
+    );
+    let seen = s.seen.lock().unwrap();
+    assert_eq!(seen[0].path, "/permission/per_1/reply");
+    assert_eq!(seen[0].body.as_deref(), Some(r#"{"reply":"always"}"#));
+    assert_eq!(seen[1].path, "/question/que_1/reply");
+    assert_eq!(
+        seen[1].body.as_deref(),
+        Some(r#"{"answers":[["A"],["x","y"]]}"#)
+    );
+    assert_eq!(seen[2].path, "/question/que_2/reject");
+}
+
+#[tokio::test]
+async fn request_ids_cannot_steer_the_path() {
+    let s = Scripted::new(Vec::new());
+    let client = Client::new(&s);
+    for bad in ["", "../session", "per_1/../../x", "per 1", "per_1?x=1"] {
+        assert!(matches!(
+            client.reply_permission(bad, PermissionReply::Once).await,
+            Err(OpenCodeError::InvalidInput { .. })
+        ));
+        assert!(client.reject_question(bad).await.is_err());
+        assert!(client.reply_question(bad, &[]).await.is_err());
+    }
+    assert!(s.seen.lock().unwrap().is_empty());
+}

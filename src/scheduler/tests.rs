@@ -1275,6 +1275,33 @@ impl OpenCode for FakeOpenCode {
     async fn providers(&self) -> Result<crate::opencode::Providers, OpenCodeError> {
         Ok(crate::opencode::Providers::default())
     }
+    async fn reply_permission(
+        &self,
+        _request_id: &str,
+        _reply: crate::opencode::PermissionReply,
+    ) -> Result<(), OpenCodeError> {
+        Ok(())
+    }
+    async fn reply_question(
+        &self,
+        _request_id: &str,
+        _answers: &[Vec<String>],
+    ) -> Result<(), OpenCodeError> {
+        Ok(())
+    }
+    async fn reject_question(&self, _request_id: &str) -> Result<(), OpenCodeError> {
+        Ok(())
+    }
+    async fn pending_permissions(
+        &self,
+    ) -> Result<Vec<crate::opencode::events::PermissionAsked>, OpenCodeError> {
+        Ok(Vec::new())
+    }
+    async fn pending_questions(
+        &self,
+    ) -> Result<Vec<crate::opencode::events::QuestionAsked>, OpenCodeError> {
+        Ok(Vec::new())
+    }
 }
 
 fn text_part(id: &str, text: &str) -> serde_json::Value {

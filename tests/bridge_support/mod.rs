@@ -45,6 +45,13 @@ impl Rig {
             ("MATTERMOST_URL".to_owned(), self.sim.base_url()),
             ("MATTERMOST_TOKEN".to_owned(), self.bot.token.clone()),
             ("MATTERMOST_AUTO_CONNECT".to_owned(), "true".to_owned()),
+            // End-of-turn notices are extra posts; the tests that want them
+            // turn them on.
+            (
+                "OPENCODE_MM_NOTIFY_COMPLETION".to_owned(),
+                "false".to_owned(),
+            ),
+            ("OPENCODE_MM_NOTIFY_ERROR".to_owned(), "false".to_owned()),
         ];
         for (k, v) in extra {
             env.retain(|(key, _)| key != k);
@@ -129,6 +136,7 @@ impl Rig {
             // not turns.
             if p.message.starts_with(":rocket:")
                 || p.message.starts_with(TUI_ECHO)
+                || is_side_post(&p.message)
                 || self.not_turns.lock().unwrap().contains(&p.id)
             {
                 continue;
@@ -160,6 +168,19 @@ impl Rig {
         .await;
         out
     }
+}
+
+/// Posts beside a turn's reply: permission requests, questions, notices.
+pub fn is_side_post(text: &str) -> bool {
+    [
+        "#### :lock:",
+        "#### :question:",
+        ":bell: :white_check_mark: **Done**",
+        ":bell: :x: **Failed**",
+        ":hourglass: Nobody answered",
+    ]
+    .iter()
+    .any(|p| text.starts_with(p))
 }
 
 /// How a prompt typed at the TUI shows in its thread.

@@ -1,0 +1,670 @@
+//! Permission requests and questions answered from chat.
+//!
+//! A session's task posts each request in the session's thread and records
+//! it in the [`Book`]; answers come from reactions and thread replies (only
+//! from permitted users) and go to OpenCode's reply endpoints. The post is
+//! then edited to say who answered what. An answer given in the TUI arrives
+//! as a `*.replied` event and updates the post too. A question nobody
+//! answers is declined after `OPENCODE_MM_QUESTION_TIMEOUT`, so the agent
+//! is never stuck on an unattended thread.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use tracing::{Instrument, debug, info, info_span, warn};
+
+use super::Ctx;
+use crate::asks::{self, Asked, PermissionOutcome, QuestionOutcome};
+use crate::mattermost::budget::Priority;
+use crate::mattermost::connection::Connection;
+use crate::mattermost::rest::NewPost;
+use crate::mattermost::types::Post;
+use crate::opencode::events::{Event, PermissionAsked, PermissionReplied, QuestionAsked};
+use crate::opencode::{OpenCodeError, PermissionReply};
+
+/// Where a request is posted: a thread of its session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Spot {
+    pub channel_id: String,
+    pub root_id: String,
+}
+
+/// Requests waiting for an answer in chat, by request id.
+#[derive(Default)]
+pub(crate) struct Book {
+    permissions: HashMap<String, Permission>,
+    questions: HashMap<String, Question>,
+}
+
+struct Permission {
+    req: PermissionAsked,
+    post_id: String,
+    /// An answer from chat is on its way to OpenCode; the `replied` event
+    /// it causes must not be mistaken for an answer from elsewhere.
+    answering: bool,
+}
+
+struct Question {
+    req: QuestionAsked,
+    spot: Spot,
+    /// One post per question asked so far; the last one is open.
+    post_ids: Vec<String>,
+    /// Answers collected so far, one per answered question.
+    answers: Vec<Vec<String>>,
+    answering: bool,
+}
+
+impl Question {
+    fn asked(&self) -> Asked {
+        Asked {
+            index: self.answers.len(),
+            total: self.req.questions.len(),
+        }
+    }
+}
+
+fn book(ctx: &Ctx) -> std::sync::MutexGuard<'_, Book> {
+    ctx.asks
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Whether the session has a question or permission request open in chat.
+pub(crate) fn waiting(ctx: &Ctx, session_id: &str) -> bool {
+    let b = book(ctx);
+    b.permissions
+        .values()
+        .any(|p| p.req.session_id == session_id)
+        || b.questions.values().any(|q| q.req.session_id == session_id)
+}
+
+async fn post_in(conn: &Connection, spot: &Spot, message: String) -> Option<String> {
+    let created = conn
+        .rest
+        .create_post(
+            &conn.info.bot.id,
+            &NewPost {
+                channel_id: spot.channel_id.clone(),
+                message,
+                root_id: spot.root_id.clone(),
+                ..NewPost::default()
+            },
+            Priority::Urgent,
+        )
+        .await;
+    match created {
+        Ok(p) => Some(p.id),
+        Err(e) => {
+            warn!(error = %e, "cannot post a request for an answer");
+            None
+        }
+    }
+}
+
+async fn edit(ctx: &Ctx, post_id: &str, message: &str) {
+    let Some(conn) = ctx.connection().await else {
+        return;
+    };
+    let span = info_span!("post", id = %post_id);
+    if let Err(e) = conn
+        .rest
+        .patch_post(post_id, message, None, Priority::Urgent)
+        .instrument(span)
+        .await
+    {
+        warn!(error = %e, "cannot update a request post");
+    }
+}
+
+/// Post a permission request in the session's thread.
+pub(super) async fn permission_asked(ctx: &Ctx, spot: Spot, req: PermissionAsked) {
+    if req.id.is_empty() || book(ctx).permissions.contains_key(&req.id) {
+        return;
+    }
+    let Some(conn) = ctx.connection().await else {
+        debug!("not connected; the permission request waits for the TUI");
+        return;
+    };
+    let Some(post_id) = post_in(
+        &conn,
+        &spot,
+        asks::permission_post(&req, &PermissionOutcome::Pending),
+    )
+    .await
+    else {
+        return;
+    };
+    info!(request = %req.id, permission = %req.permission, post = %post_id, "permission asked in chat");
+    // One click to answer: the bot's own reactions offer the two choices.
+    for emoji in ["white_check_mark", "x"] {
+        if let Err(e) = conn
+            .rest
+            .add_reaction(&conn.info.bot.id, &post_id, emoji)
+            .await
+        {
+            debug!(error = %e, "cannot add an answer reaction");
+        }
+    }
+    book(ctx).permissions.insert(
+        req.id.clone(),
+        Permission {
+            req,
+            post_id,
+            answering: false,
+        },
+    );
+}
+
+/// OpenCode says a permission request was answered: by us (nothing to do)
+/// or elsewhere (the post says so).
+pub(super) async fn permission_replied(ctx: &Ctx, replied: &PermissionReplied) {
+    let entry = {
+        let mut b = book(ctx);
+        match b.permissions.get(&replied.request_id) {
+            Some(p) if p.answering => return,
+            Some(_) => b.permissions.remove(&replied.request_id),
+            None => return,
+        }
+    };
+    let Some(p) = entry else { return };
+    let outcome = match PermissionReply::parse(&replied.reply) {
+        Some(reply) => PermissionOutcome::Elsewhere(reply),
+        None => PermissionOutcome::Gone,
+    };
+    edit(ctx, &p.post_id, &asks::permission_post(&p.req, &outcome)).await;
+}
+
+/// Answer a permission request from chat. `request` names it; `None`
+/// means the session's oldest open one. Returns what to tell the person
+/// when the answer could not be delivered.
+async fn answer_permission(
+    ctx: &Ctx,
+    request: Option<&str>,
+    session_id: &str,
+    reply: PermissionReply,
+    by: &str,
+) -> Option<Result<(), String>> {
+    let (id, req, post_id) = {
+        let mut b = book(ctx);
+        let id = match request {
+            Some(id) => id.to_owned(),
+            None => b
+                .permissions
+                .iter()
+                .filter(|(_, p)| p.req.session_id == session_id && !p.answering)
+                .map(|(id, _)| id.clone())
+                .min()?,
+        };
+        let p = b.permissions.get_mut(&id).filter(|p| !p.answering)?;
+        p.answering = true;
+        (id, p.req.clone(), p.post_id.clone())
+    };
+    info!(request = %id, reply = reply.as_str(), by, "permission answered from chat");
+    let result = ctx.opencode().reply_permission(&id, reply).await;
+    let (outcome, told) = match result {
+        Ok(()) => (
+            PermissionOutcome::Answered {
+                reply,
+                by: by.to_owned(),
+            },
+            Ok(()),
+        ),
+        Err(OpenCodeError::NotFound { .. }) => (PermissionOutcome::Gone, Ok(())),
+        Err(e) => {
+            // Still pending in OpenCode: keep it open for another try.
+            if let Some(p) = book(ctx).permissions.get_mut(&id) {
+                p.answering = false;
+            }
+            return Some(Err(format!(
+                ":x: Could not answer the permission request: {e}"
+            )));
+        }
+    };
+    book(ctx).permissions.remove(&id);
+    edit(ctx, &post_id, &asks::permission_post(&req, &outcome)).await;
+    Some(told)
+}
+
+/// Post the first question of a question request.
+pub(super) async fn question_asked(ctx: &Arc<Ctx>, spot: Spot, req: QuestionAsked) {
+    if req.id.is_empty() || req.questions.is_empty() || book(ctx).questions.contains_key(&req.id) {
+        return;
+    }
+    let Some(conn) = ctx.connection().await else {
+        debug!("not connected; the question waits for the TUI");
+        return;
+    };
+    let prefix = ctx.agent.config.command_prefix.clone();
+    let first = asks::question_post(
+        &req.questions[0],
+        Asked {
+            index: 0,
+            total: req.questions.len(),
+        },
+        &QuestionOutcome::Pending,
+        &prefix,
+    );
+    let Some(post_id) = post_in(&conn, &spot, first).await else {
+        return;
+    };
+    info!(request = %req.id, questions = req.questions.len(), post = %post_id, "question asked in chat");
+    let id = req.id.clone();
+    book(ctx).questions.insert(
+        id.clone(),
+        Question {
+            req,
+            spot,
+            post_ids: vec![post_id],
+            answers: Vec::new(),
+            answering: false,
+        },
+    );
+    let ctx = ctx.clone();
+    let timeout = ctx.agent.config.question_timeout;
+    tokio::spawn(
+        async move {
+            tokio::time::sleep(timeout).await;
+            expire(&ctx, &id, timeout).await;
+        }
+        .in_current_span(),
+    );
+}
+
+/// Nobody answered in time: decline the request so the agent goes on.
+async fn expire(ctx: &Ctx, request_id: &str, after: std::time::Duration) {
+    let Some(q) = take_question(ctx, request_id, None) else {
+        return;
+    };
+    info!(request = %request_id, "question expired; declining it");
+    let outcome = match ctx.opencode().reject_question(request_id).await {
+        Ok(()) => QuestionOutcome::Expired {
+            after_minutes: after.as_secs().div_ceil(60),
+        },
+        Err(OpenCodeError::NotFound { .. }) => QuestionOutcome::Gone,
+        Err(e) => {
+            warn!(error = %e, "cannot decline an expired question");
+            QuestionOutcome::Gone
+        }
+    };
+    show_open_question(ctx, &q, &outcome).await;
+    if let (QuestionOutcome::Expired { after_minutes }, Some(conn)) =
+        (&outcome, ctx.connection().await)
+    {
+        post_in(
+            &conn,
+            &q.spot,
+            format!(
+                ":hourglass: Nobody answered the question within {after_minutes} min, so it \
+                 was declined and the agent goes on without it."
+            ),
+        )
+        .await;
+    }
+}
+
+/// Take a question out of the book: by id, or the session's oldest open one.
+fn take_question(ctx: &Ctx, request_id: &str, session_id: Option<&str>) -> Option<Question> {
+    let mut b = book(ctx);
+    let id = if request_id.is_empty() {
+        let session_id = session_id?;
+        b.questions
+            .iter()
+            .filter(|(_, q)| q.req.session_id == session_id && !q.answering)
+            .map(|(id, _)| id.clone())
+            .min()?
+    } else {
+        request_id.to_owned()
+    };
+    if b.questions.get(&id).is_some_and(|q| q.answering) {
+        return None;
+    }
+    b.questions.remove(&id)
+}
+
+/// Edit the open question's post to its outcome.
+async fn show_open_question(ctx: &Ctx, q: &Question, outcome: &QuestionOutcome) {
+    let asked = q.asked();
+    let (Some(info), Some(post_id)) = (q.req.questions.get(asked.index), q.post_ids.last()) else {
+        return;
+    };
+    let prefix = &ctx.agent.config.command_prefix;
+    edit(
+        ctx,
+        post_id,
+        &asks::question_post(info, asked, outcome, prefix),
+    )
+    .await;
+}
+
+/// OpenCode says a question request was answered or declined. When that
+/// happened elsewhere, the open post says so.
+pub(super) async fn question_settled(ctx: &Ctx, request_id: &str, answers: Option<&[Vec<String>]>) {
+    let Some(q) = take_question(ctx, request_id, None) else {
+        return;
+    };
+    let index = q.answers.len();
+    let outcome = match answers {
+        Some(all) => QuestionOutcome::Elsewhere {
+            answer: all.get(index).cloned(),
+        },
+        None => QuestionOutcome::Gone,
+    };
+    show_open_question(ctx, &q, &outcome).await;
+}
+
+/// A reply in a thread whose session waits for an answer. Returns true when
+/// the post was an answer (it is then not a prompt).
+pub(super) async fn answer_text(
+    ctx: &Arc<Ctx>,
+    conn: &Connection,
+    session_id: &str,
+    post: &Post,
+    sender: &str,
+    text: &str,
+) -> bool {
+    // A permission word goes to the permission request; anything else to an
+    // open question.
+    if let Some(reply) = asks::parse_permission(text)
+        && let Some(result) = answer_permission(ctx, None, session_id, reply, sender).await
+    {
+        if let Err(message) = result {
+            super::say(conn, post, &message).await;
+        }
+        return true;
+    }
+    let (id, info, asked) = {
+        let mut b = book(ctx);
+        let Some((id, q)) = b
+            .questions
+            .iter_mut()
+            .filter(|(_, q)| q.req.session_id == session_id && !q.answering)
+            .min_by(|a, b| a.0.cmp(b.0))
+        else {
+            return false;
+        };
+        let asked = q.asked();
+        let Some(info) = q.req.questions.get(asked.index).cloned() else {
+            return false;
+        };
+        q.answering = true;
+        (id.clone(), info, asked)
+    };
+    let release = |ctx: &Ctx| {
+        if let Some(q) = book(ctx).questions.get_mut(&id) {
+            q.answering = false;
+        }
+    };
+    let answer = match asks::parse_question(text, &info) {
+        Ok(a) => a,
+        Err(why) => {
+            release(ctx);
+            super::say(conn, post, &format!(":warning: {why}")).await;
+            return true;
+        }
+    };
+    let prefix = ctx.agent.config.command_prefix.clone();
+    let answered = QuestionOutcome::Answered {
+        answer: answer.clone(),
+        by: sender.to_owned(),
+    };
+    let (open_post, spot, more) = {
+        let mut b = book(ctx);
+        let Some(q) = b.questions.get_mut(&id) else {
+            return true;
+        };
+        q.answers.push(answer);
+        let more = q.req.questions.get(q.answers.len()).cloned().map(|next| {
+            (
+                next,
+                Asked {
+                    index: q.answers.len(),
+                    total: q.req.questions.len(),
+                },
+            )
+        });
+        (q.post_ids.last().cloned(), q.spot.clone(), more)
+    };
+    if let Some(post_id) = &open_post {
+        edit(
+            ctx,
+            post_id,
+            &asks::question_post(&info, asked, &answered, &prefix),
+        )
+        .await;
+    }
+    if let Some((next, next_asked)) = more {
+        // Several questions are asked one after another.
+        let text = asks::question_post(&next, next_asked, &QuestionOutcome::Pending, &prefix);
+        let next_post = post_in(conn, &spot, text).await;
+        let mut b = book(ctx);
+        if let Some(q) = b.questions.get_mut(&id) {
+            q.post_ids.extend(next_post);
+            q.answering = false;
+        }
+        return true;
+    }
+    let Some(q) = book(ctx).questions.remove(&id) else {
+        return true;
+    };
+    info!(request = %id, by = sender, "question answered from chat");
+    match ctx.opencode().reply_question(&id, &q.answers).await {
+        Ok(()) => {}
+        Err(OpenCodeError::NotFound { .. }) => {
+            super::say(
+                conn,
+                post,
+                ":warning: This question was answered elsewhere or has expired; OpenCode no \
+                 longer waits for it.",
+            )
+            .await;
+        }
+        Err(e) => {
+            super::say(
+                conn,
+                post,
+                &format!(":x: Could not send the answer to OpenCode: {e}"),
+            )
+            .await;
+        }
+    }
+    true
+}
+
+/// `!reject`: decline the session's open question, or else deny its open
+/// permission request. The answer for the person.
+pub(crate) async fn reject(ctx: &Ctx, session_id: &str, by: &str) -> String {
+    if let Some(q) = take_question(ctx, "", Some(session_id)) {
+        info!(request = %q.req.id, by, "question declined from chat");
+        return match ctx.opencode().reject_question(&q.req.id).await {
+            Ok(()) => {
+                show_open_question(ctx, &q, &QuestionOutcome::Rejected { by: by.to_owned() }).await;
+                String::new()
+            }
+            Err(OpenCodeError::NotFound { .. }) => {
+                show_open_question(ctx, &q, &QuestionOutcome::Gone).await;
+                ":warning: OpenCode no longer waits for that question.".to_owned()
+            }
+            Err(e) => {
+                book(ctx).questions.insert(q.req.id.clone(), q);
+                format!(":x: Could not decline the question: {e}")
+            }
+        };
+    }
+    match answer_permission(ctx, None, session_id, PermissionReply::Reject, by).await {
+        Some(Ok(())) => String::new(),
+        Some(Err(message)) => message,
+        None => "Nothing in this session is waiting for an answer.".to_owned(),
+    }
+}
+
+/// A reaction on a post. Only permitted users count; the bot's own
+/// reactions (the answer buttons it adds) are ignored.
+pub(super) async fn reacted(ctx: &Arc<Ctx>, reaction: crate::mattermost::types::Reaction) {
+    let Some(conn) = ctx.connection().await else {
+        return;
+    };
+    if reaction.user_id == conn.info.bot.id {
+        return;
+    }
+    let Some(wanted) = asks::reaction(&reaction.emoji_name) else {
+        return;
+    };
+    if ctx.access.may_prompt(&reaction.user_id) != crate::access::Verdict::Allowed {
+        info!(user = %reaction.user_id, emoji = %reaction.emoji_name, "reaction from a user who may not answer; ignored");
+        return;
+    }
+    let by = conn
+        .rest
+        .user(&reaction.user_id)
+        .await
+        .map(|u| u.username)
+        .unwrap_or_else(|_| reaction.user_id.clone());
+    let on_permission = {
+        let b = book(ctx);
+        b.permissions
+            .iter()
+            .find(|(_, p)| p.post_id == reaction.post_id)
+            .map(|(id, p)| (id.clone(), p.req.session_id.clone()))
+    };
+    match (wanted, on_permission) {
+        (asks::Reaction::Allow | asks::Reaction::Deny, Some((id, session_id))) => {
+            let reply = if wanted == asks::Reaction::Allow {
+                PermissionReply::Once
+            } else {
+                PermissionReply::Reject
+            };
+            if let Some(Err(message)) =
+                answer_permission(ctx, Some(&id), &session_id, reply, &by).await
+                && let Ok(p) = conn.rest.post(&reaction.post_id).await
+            {
+                super::say(&conn, &p, &message).await;
+            }
+        }
+        (asks::Reaction::Allow | asks::Reaction::Deny, None) => {}
+        (action, _) => {
+            super::actions::on_bot_post(ctx, &conn, &reaction.post_id, action, &by).await
+        }
+    }
+}
+
+/// After a (re)connect: requests OpenCode still waits on whose session has
+/// a thread here but no post in this agent's life (it restarted) are
+/// posted again.
+pub(super) async fn resync(ctx: &Arc<Ctx>) {
+    let permissions = ctx.opencode().pending_permissions().await;
+    let questions = ctx.opencode().pending_questions().await;
+    let (permissions, questions) = match (permissions, questions) {
+        (Ok(p), Ok(q)) => (p, q),
+        (Err(e), _) | (_, Err(e)) => {
+            debug!(error = %e, "cannot list pending requests");
+            return;
+        }
+    };
+    for req in permissions {
+        if let Some(spot) = super::reply::thread_for(ctx, &req.session_id, None).await {
+            permission_asked(ctx, spot, req).await;
+        }
+    }
+    for req in questions {
+        if let Some(spot) = super::reply::thread_for(ctx, &req.session_id, None).await {
+            question_asked(ctx, spot, req).await;
+        }
+    }
+}
+
+/// Requests of a session with no thread here, such as a subagent's: they
+/// go to the thread of the session that started it, so a subagent waiting
+/// for a person never wedges its parent unseen.
+pub(super) async fn unbound(ctx: Arc<Ctx>, event: Event) {
+    match &event {
+        Event::PermissionAsked(p) => {
+            if let Some(spot) = parent_thread(&ctx, &p.session_id).await {
+                permission_asked(&ctx, spot, p.clone()).await;
+            }
+        }
+        Event::QuestionAsked(q) => {
+            if let Some(spot) = parent_thread(&ctx, &q.session_id).await {
+                question_asked(&ctx, spot, q.clone()).await;
+            }
+        }
+        Event::PermissionReplied(r) => permission_replied(&ctx, r).await,
+        Event::QuestionReplied(r) => question_settled(&ctx, &r.request_id, Some(&r.answers)).await,
+        Event::QuestionRejected(r) => question_settled(&ctx, &r.request_id, None).await,
+        _ => {}
+    }
+}
+
+/// Whether an event is about a permission request or a question.
+pub(super) fn is_ask(event: &Event) -> bool {
+    matches!(
+        event,
+        Event::PermissionAsked(_)
+            | Event::QuestionAsked(_)
+            | Event::PermissionReplied(_)
+            | Event::QuestionReplied(_)
+            | Event::QuestionRejected(_)
+    )
+}
+
+async fn parent_thread(ctx: &Ctx, session_id: &str) -> Option<Spot> {
+    let mut id = session_id.to_owned();
+    // Subagents can start subagents; a few levels up is plenty.
+    for _ in 0..4 {
+        let parent = ctx.opencode().get_session(&id).await.ok()?.parent_id?;
+        if let Some(spot) = super::reply::thread_for(ctx, &parent, None).await {
+            return Some(spot);
+        }
+        id = parent;
+    }
+    None
+}
+
+/// A turn of the session was aborted. OpenCode keeps its requests listed
+/// after an abort, and a late "allow" could still run the aborted command,
+/// so they are declined here and their posts say they are no longer asked.
+pub(super) async fn drop_session(ctx: &Ctx, session_id: &str) {
+    let (permissions, questions) = {
+        let mut b = book(ctx);
+        let p: Vec<String> = b
+            .permissions
+            .iter()
+            .filter(|(_, p)| p.req.session_id == session_id && !p.answering)
+            .map(|(id, _)| id.clone())
+            .collect();
+        let q: Vec<String> = b
+            .questions
+            .iter()
+            .filter(|(_, q)| q.req.session_id == session_id && !q.answering)
+            .map(|(id, _)| id.clone())
+            .collect();
+        (
+            p.iter()
+                .filter_map(|id| b.permissions.remove(id))
+                .collect::<Vec<_>>(),
+            q.iter()
+                .filter_map(|id| b.questions.remove(id))
+                .collect::<Vec<_>>(),
+        )
+    };
+    for p in permissions {
+        if let Err(e) = ctx
+            .opencode()
+            .reply_permission(&p.req.id, PermissionReply::Reject)
+            .await
+        {
+            debug!(error = %e, "cannot decline a stale permission request");
+        }
+        edit(
+            ctx,
+            &p.post_id,
+            &asks::permission_post(&p.req, &PermissionOutcome::Gone),
+        )
+        .await;
+    }
+    for q in questions {
+        if let Err(e) = ctx.opencode().reject_question(&q.req.id).await {
+            debug!(error = %e, "cannot decline a stale question");
+        }
+        show_open_question(ctx, &q, &QuestionOutcome::Gone).await;
+    }
+}
