@@ -78,6 +78,25 @@ pub(crate) fn waiting(ctx: &Ctx, session_id: &str) -> bool {
         || b.questions.values().any(|q| q.req.session_id == session_id)
 }
 
+/// With `OPENCODE_MM_NOTIFY_PERMISSION`, a new request mentions the person
+/// who started the thread, so it notifies them even where thread replies
+/// do not (a followed channel thread, a muted channel).
+async fn with_mention(ctx: &Ctx, conn: &Connection, spot: &Spot, text: String) -> String {
+    if !ctx.agent.config.notify_permission {
+        return text;
+    }
+    let Ok(Some(binding)) = ctx.store.thread(&spot.root_id).await else {
+        return text;
+    };
+    if binding.created_by.is_empty() || binding.created_by == conn.info.bot.id {
+        return text;
+    }
+    match conn.rest.user(&binding.created_by).await {
+        Ok(user) if !user.username.is_empty() => format!("{text}\n\n@{}", user.username),
+        _ => text,
+    }
+}
+
 async fn post_in(conn: &Connection, spot: &Spot, message: String) -> Option<String> {
     let created = conn
         .rest
@@ -125,12 +144,9 @@ pub(super) async fn permission_asked(ctx: &Ctx, spot: Spot, req: PermissionAsked
         debug!("not connected; the permission request waits for the TUI");
         return;
     };
-    let Some(post_id) = post_in(
-        &conn,
-        &spot,
-        asks::permission_post(&req, &PermissionOutcome::Pending),
-    )
-    .await
+    let text = asks::permission_post(&req, &PermissionOutcome::Pending);
+    let text = with_mention(ctx, &conn, &spot, text).await;
+    let Some(post_id) = post_in(&conn, &spot, text).await
     else {
         return;
     };
@@ -244,6 +260,7 @@ pub(super) async fn question_asked(ctx: &Arc<Ctx>, spot: Spot, req: QuestionAske
         &QuestionOutcome::Pending,
         &prefix,
     );
+    let first = with_mention(ctx, &conn, &spot, first).await;
     let Some(post_id) = post_in(&conn, &spot, first).await else {
         return;
     };
