@@ -166,6 +166,8 @@ pub(crate) struct Ctx {
     bound: Mutex<HashSet<String>>,
     /// `!models` lists waiting for a number, by channel, thread and user.
     pub(crate) choices: Mutex<HashMap<String, crate::commands::exec::Choice>>,
+    /// Attention alerts (`mattermost_monitor`); sees every OpenCode event.
+    pub(crate) monitor: crate::monitor::Monitor,
 }
 
 impl Ctx {
@@ -238,6 +240,7 @@ impl Ctx {
     }
 
     fn dispatch(self: &Arc<Self>, event: Event) {
+        self.monitor.observe(self, &event);
         if let Event::SessionCreated(created) = &event {
             self.maybe_default_thread(&created.info);
         }
@@ -413,6 +416,7 @@ pub async fn run(agent: Arc<Agent>, store: Arc<dyn Store>) -> Result<(), BridgeE
         notified: Mutex::new(HashSet::new()),
         bound: Mutex::new(HashSet::new()),
         choices: Mutex::new(HashMap::new()),
+        monitor: crate::monitor::Monitor::new(),
     });
     match ctx.store.threads_of_instance(&ctx.instance.id).await {
         Ok(threads) => {

@@ -215,7 +215,7 @@ pub enum RunClaim {
 
 /// Someone to DM when a session needs attention (`mattermost_monitor`).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Monitor {
+pub struct MonitorRow {
     /// Together with `target_user_id`, the key.
     pub session_id: String,
     /// The Mattermost user who gets the alerts.
@@ -507,7 +507,7 @@ pub trait Store: Send + Sync {
     /// Insert or replace by `(session_id, target_user_id)`. Adding a monitor
     /// again replaces `persistent` and `created_at` and clears `last_alert`,
     /// so the next state is alerted even if it was alerted before.
-    async fn add_monitor(&self, monitor: &Monitor) -> Result<(), StoreError>;
+    async fn add_monitor(&self, monitor: &MonitorRow) -> Result<(), StoreError>;
     /// Remove the session's monitor for `target`, or all of its monitors
     /// with `None`; returns how many went.
     async fn remove_monitors(
@@ -516,9 +516,9 @@ pub trait Store: Send + Sync {
         target: Option<&str>,
     ) -> Result<usize, StoreError>;
     /// The session's monitors, by target.
-    async fn monitors_of(&self, session_id: &str) -> Result<Vec<Monitor>, StoreError>;
+    async fn monitors_of(&self, session_id: &str) -> Result<Vec<MonitorRow>, StoreError>;
     /// Every monitor, by session then target.
-    async fn monitors(&self) -> Result<Vec<Monitor>, StoreError>;
+    async fn monitors(&self) -> Result<Vec<MonitorRow>, StoreError>;
     /// Record the key of the state `target` was just alerted about; NotFound
     /// when there is no such monitor (removed meanwhile).
     async fn set_monitor_alert(

@@ -18,7 +18,7 @@ use rusqlite::{Connection, OptionalExtension, Row, ToSql, TransactionBehavior};
 
 use super::migrations;
 use super::{
-    Claim, ClaimState, Instance, Millis, Monitor, Reply, ReplyState, RunClaim, RunState,
+    Claim, ClaimState, Instance, Millis, MonitorRow, Reply, ReplyState, RunClaim, RunState,
     RunTrigger, Schedule, ScheduleRun, Store, StoreError, ThreadBinding, ThreadStatus,
 };
 
@@ -313,8 +313,8 @@ fn run_row(row: &Row<'_>) -> rusqlite::Result<ScheduleRun> {
 
 const MONITOR_COLUMNS: &str = "session_id, target_user_id, persistent, created_at, last_alert";
 
-fn monitor_row(row: &Row<'_>) -> rusqlite::Result<Monitor> {
-    Ok(Monitor {
+fn monitor_row(row: &Row<'_>) -> rusqlite::Result<MonitorRow> {
+    Ok(MonitorRow {
         session_id: row.get(0)?,
         target_user_id: row.get(1)?,
         persistent: row.get(2)?,
@@ -1017,7 +1017,7 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn add_monitor(&self, monitor: &Monitor) -> Result<(), StoreError> {
+    async fn add_monitor(&self, monitor: &MonitorRow) -> Result<(), StoreError> {
         let m = monitor.clone();
         self.call(move |conn| {
             conn.prepare_cached(&format!(
@@ -1061,7 +1061,7 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn monitors_of(&self, session_id: &str) -> Result<Vec<Monitor>, StoreError> {
+    async fn monitors_of(&self, session_id: &str) -> Result<Vec<MonitorRow>, StoreError> {
         let session = session_id.to_owned();
         self.call(move |conn| {
             query_all(
@@ -1077,7 +1077,7 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn monitors(&self) -> Result<Vec<Monitor>, StoreError> {
+    async fn monitors(&self) -> Result<Vec<MonitorRow>, StoreError> {
         self.call(|conn| {
             query_all(
                 conn,

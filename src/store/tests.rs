@@ -1046,8 +1046,8 @@ async fn channel_selection_set_replace_and_clear() {
 
 // ---- monitors -------------------------------------------------------------
 
-fn monitor(session: &str, target: &str, persistent: bool, created_at: Millis) -> Monitor {
-    Monitor {
+fn monitor(session: &str, target: &str, persistent: bool, created_at: Millis) -> MonitorRow {
+    MonitorRow {
         session_id: session.into(),
         target_user_id: target.into(),
         persistent,
