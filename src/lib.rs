@@ -15,6 +15,7 @@ pub mod config;
 pub mod files;
 pub mod logging;
 pub mod mattermost;
+pub(crate) mod monitor;
 pub mod opencode;
 pub mod render;
 pub mod rpc;

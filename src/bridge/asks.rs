@@ -146,8 +146,7 @@ pub(super) async fn permission_asked(ctx: &Ctx, spot: Spot, req: PermissionAsked
     };
     let text = asks::permission_post(&req, &PermissionOutcome::Pending);
     let text = with_mention(ctx, &conn, &spot, text).await;
-    let Some(post_id) = post_in(&conn, &spot, text).await
-    else {
+    let Some(post_id) = post_in(&conn, &spot, text).await else {
         return;
     };
     info!(request = %req.id, permission = %req.permission, post = %post_id, "permission asked in chat");

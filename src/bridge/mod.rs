@@ -172,6 +172,8 @@ pub(crate) struct Ctx {
     asks: Mutex<asks::Book>,
     /// Each thread's last prompt, for the 🔁 reaction.
     last_prompts: Mutex<HashMap<String, actions::LastPrompt>>,
+    /// Attention alerts (`mattermost_monitor`); sees every OpenCode event.
+    pub(crate) monitor: crate::monitor::Monitor,
 }
 
 impl Ctx {
@@ -244,6 +246,7 @@ impl Ctx {
     }
 
     fn dispatch(self: &Arc<Self>, event: Event) {
+        self.monitor.observe(self, &event);
         if let Event::SessionCreated(created) = &event {
             self.maybe_default_thread(&created.info);
         }
@@ -424,6 +427,7 @@ pub async fn run(agent: Arc<Agent>, store: Arc<dyn Store>) -> Result<(), BridgeE
         choices: Mutex::new(HashMap::new()),
         asks: Mutex::new(asks::Book::default()),
         last_prompts: Mutex::new(HashMap::new()),
+        monitor: crate::monitor::Monitor::new(),
     });
     match ctx.store.threads_of_instance(&ctx.instance.id).await {
         Ok(threads) => {

@@ -149,6 +149,24 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         );
     ",
     },
+    Migration {
+        version: 4,
+        name: "monitors",
+        sql: "
+        -- Attention alerts: who is told when a session needs someone. One
+        -- row per (session, person); `last_alert` is the key of the last
+        -- state that person was told about, so an alert is not repeated,
+        -- not even after a restart.
+        CREATE TABLE monitors (
+            session_id     TEXT    NOT NULL,
+            target_user_id TEXT    NOT NULL,
+            persistent     INTEGER NOT NULL,
+            created_at     INTEGER NOT NULL,
+            last_alert     TEXT,
+            PRIMARY KEY (session_id, target_user_id)
+        );
+    ",
+    },
 ];
 
 /// The newest schema version this build knows.

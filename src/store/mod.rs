@@ -213,6 +213,21 @@ pub enum RunClaim {
     Inactive,
 }
 
+/// Someone to DM when a session needs attention (`mattermost_monitor`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MonitorRow {
+    /// Together with `target_user_id`, the key.
+    pub session_id: String,
+    /// The Mattermost user who gets the alerts.
+    pub target_user_id: String,
+    /// False: removed after its first alert.
+    pub persistent: bool,
+    pub created_at: Millis,
+    /// The key of the last state this target was alerted about; an alert
+    /// for the same key is not sent again.
+    pub last_alert: Option<String>,
+}
+
 /// Why a store operation failed, worded so the user knows what to do.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum StoreError {
@@ -488,4 +503,28 @@ pub trait Store: Send + Sync {
         at: Millis,
         detail: &str,
     ) -> Result<usize, StoreError>;
+
+    /// Insert or replace by `(session_id, target_user_id)`. Adding a monitor
+    /// again replaces `persistent` and `created_at` and clears `last_alert`,
+    /// so the next state is alerted even if it was alerted before.
+    async fn add_monitor(&self, monitor: &MonitorRow) -> Result<(), StoreError>;
+    /// Remove the session's monitor for `target`, or all of its monitors
+    /// with `None`; returns how many went.
+    async fn remove_monitors(
+        &self,
+        session_id: &str,
+        target: Option<&str>,
+    ) -> Result<usize, StoreError>;
+    /// The session's monitors, by target.
+    async fn monitors_of(&self, session_id: &str) -> Result<Vec<MonitorRow>, StoreError>;
+    /// Every monitor, by session then target.
+    async fn monitors(&self) -> Result<Vec<MonitorRow>, StoreError>;
+    /// Record the key of the state `target` was just alerted about; NotFound
+    /// when there is no such monitor (removed meanwhile).
+    async fn set_monitor_alert(
+        &self,
+        session_id: &str,
+        target: &str,
+        key: &str,
+    ) -> Result<(), StoreError>;
 }

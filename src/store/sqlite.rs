@@ -18,8 +18,8 @@ use rusqlite::{Connection, OptionalExtension, Row, ToSql, TransactionBehavior};
 
 use super::migrations;
 use super::{
-    Claim, ClaimState, Instance, Millis, Reply, ReplyState, RunClaim, RunState, RunTrigger,
-    Schedule, ScheduleRun, Store, StoreError, ThreadBinding, ThreadStatus,
+    Claim, ClaimState, Instance, Millis, MonitorRow, Reply, ReplyState, RunClaim, RunState,
+    RunTrigger, Schedule, ScheduleRun, Store, StoreError, ThreadBinding, ThreadStatus,
 };
 
 /// How long a writer waits for another connection's write to finish.
@@ -308,6 +308,18 @@ fn run_row(row: &Row<'_>) -> rusqlite::Result<ScheduleRun> {
         finished_at: row.get(8)?,
         detail: row.get(9)?,
         post_id: row.get(10)?,
+    })
+}
+
+const MONITOR_COLUMNS: &str = "session_id, target_user_id, persistent, created_at, last_alert";
+
+fn monitor_row(row: &Row<'_>) -> rusqlite::Result<MonitorRow> {
+    Ok(MonitorRow {
+        session_id: row.get(0)?,
+        target_user_id: row.get(1)?,
+        persistent: row.get(2)?,
+        created_at: row.get(3)?,
+        last_alert: row.get(4)?,
     })
 }
 
@@ -1001,6 +1013,103 @@ impl Store for SqliteStore {
                      WHERE instance_id = ?1 AND state = ?5",
                 )?
                 .execute((&instance, RunState::Failed, at, &detail, RunState::Running))?)
+        })
+        .await
+    }
+
+    async fn add_monitor(&self, monitor: &MonitorRow) -> Result<(), StoreError> {
+        let m = monitor.clone();
+        self.call(move |conn| {
+            conn.prepare_cached(&format!(
+                "INSERT INTO monitors ({MONITOR_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (session_id, target_user_id) DO UPDATE SET
+                     persistent = excluded.persistent,
+                     created_at = excluded.created_at,
+                     last_alert = excluded.last_alert"
+            ))?
+            .execute((
+                &m.session_id,
+                &m.target_user_id,
+                m.persistent,
+                m.created_at,
+                &m.last_alert,
+            ))?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn remove_monitors(
+        &self,
+        session_id: &str,
+        target: Option<&str>,
+    ) -> Result<usize, StoreError> {
+        let session = session_id.to_owned();
+        let target = target.map(str::to_owned);
+        self.call(move |conn| {
+            Ok(match target {
+                Some(target) => conn
+                    .prepare_cached(
+                        "DELETE FROM monitors WHERE session_id = ?1 AND target_user_id = ?2",
+                    )?
+                    .execute((&session, &target))?,
+                None => conn
+                    .prepare_cached("DELETE FROM monitors WHERE session_id = ?1")?
+                    .execute([&session])?,
+            })
+        })
+        .await
+    }
+
+    async fn monitors_of(&self, session_id: &str) -> Result<Vec<MonitorRow>, StoreError> {
+        let session = session_id.to_owned();
+        self.call(move |conn| {
+            query_all(
+                conn,
+                &format!(
+                    "SELECT {MONITOR_COLUMNS} FROM monitors WHERE session_id = ?1
+                     ORDER BY target_user_id"
+                ),
+                [&session],
+                monitor_row,
+            )
+        })
+        .await
+    }
+
+    async fn monitors(&self) -> Result<Vec<MonitorRow>, StoreError> {
+        self.call(|conn| {
+            query_all(
+                conn,
+                &format!(
+                    "SELECT {MONITOR_COLUMNS} FROM monitors ORDER BY session_id, target_user_id"
+                ),
+                [],
+                monitor_row,
+            )
+        })
+        .await
+    }
+
+    async fn set_monitor_alert(
+        &self,
+        session_id: &str,
+        target: &str,
+        key: &str,
+    ) -> Result<(), StoreError> {
+        let session = session_id.to_owned();
+        let target = target.to_owned();
+        let key = key.to_owned();
+        self.call(move |conn| {
+            let changed = conn
+                .prepare_cached(
+                    "UPDATE monitors SET last_alert = ?3
+                     WHERE session_id = ?1 AND target_user_id = ?2",
+                )?
+                .execute((&session, &target, &key))?;
+            require_row(changed, || {
+                format!("session {session} is not monitored for {target}")
+            })
         })
         .await
     }

@@ -5,6 +5,7 @@
 
 mod connect;
 pub mod export;
+mod monitor;
 mod schedule;
 mod send_file;
 mod sessions;
@@ -64,6 +65,8 @@ pub fn catalog() -> Vec<Box<dyn Tool>> {
         Box::new(sessions::ListSessionsTool),
         Box::new(sessions::SelectSessionTool),
         Box::new(sessions::CurrentSessionTool),
+        Box::new(monitor::MonitorTool),
+        Box::new(monitor::UnmonitorTool),
         Box::new(send_file::SendFileTool),
         Box::new(schedule::ScheduleAddTool),
         Box::new(schedule::ScheduleListTool),

@@ -79,6 +79,25 @@ impl Rig {
         oc
     }
 
+    /// Start OpenCode with the plugin and load it, without waiting for a
+    /// WebSocket: for agents that do not connect (`MATTERMOST_AUTO_CONNECT=false`).
+    pub async fn opencode_unconnected(
+        &self,
+        model: &ScriptedModel,
+        env: Vec<(String, String)>,
+    ) -> OpenCode {
+        let oc = OpenCode::serve(Options {
+            model,
+            agent_bin: PathBuf::from(env!("CARGO_BIN_EXE_opencode-mattermost")),
+            env,
+        })
+        .await
+        .unwrap();
+        // The plugin loads with the project's first request.
+        oc.get("/session").await.unwrap();
+        oc
+    }
+
     pub fn bot_sockets(&self) -> usize {
         self.sim
             .connections()
