@@ -17,6 +17,8 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use crate::agent::Agent;
+use crate::bridge::Ctx;
+use crate::config::is_mattermost_id;
 use crate::rpc::protocol::{CallContext, ToolSpec};
 
 /// What a tool returns to the model.
@@ -111,4 +113,56 @@ pub fn parse_args<A: DeserializeOwned>(tool: &'static str, args: Value) -> Resul
         tool,
         reason: e.to_string(),
     })
+}
+
+/// A user named by id or `@username`: the id and how to call them. Names
+/// are looked up over REST, which needs no WebSocket.
+pub(crate) async fn user_id(ctx: &Ctx, user: &str) -> Result<(String, String), ToolError> {
+    let name = user.trim().trim_start_matches('@');
+    if is_mattermost_id(name) && !user.trim().starts_with('@') {
+        return Ok((name.to_owned(), format!("user {name}")));
+    }
+    if name.is_empty() {
+        return Err(ToolError::Failed(
+            "`user` is empty: give a user id or @username".into(),
+        ));
+    }
+    let link = ctx
+        .monitor
+        .rest(ctx)
+        .await
+        .map_err(|e| ToolError::Failed(format!("cannot look up @{name}: {e}")))?;
+    let found = link
+        .rest
+        .user_by_username(name)
+        .await
+        .map_err(|e| ToolError::Failed(format!("no Mattermost user @{name}: {e}")))?;
+    Ok((found.id, format!("@{}", found.username)))
+}
+
+/// The person a tool acts for: a user id or `@username`, the owner by
+/// default, who must be the owner or an allowed user (`role` says for what).
+pub(crate) async fn permitted_user(
+    ctx: &Ctx,
+    user: Option<&str>,
+    role: &str,
+) -> Result<(String, String), ToolError> {
+    let (id, label) = match user.map(str::trim).filter(|u| !u.is_empty()) {
+        None => {
+            let owner = ctx.access.owner().ok_or_else(|| {
+                ToolError::Failed(
+                    "no owner is configured: pass `user`, or set MATTERMOST_OWNER_USER_ID".into(),
+                )
+            })?;
+            (owner.to_owned(), format!("the owner ({owner})"))
+        }
+        Some(user) => user_id(ctx, user).await?,
+    };
+    if !ctx.access.permitted_users().contains(&id) {
+        return Err(ToolError::Failed(format!(
+            "{label} may not {role}; only the owner (MATTERMOST_OWNER_USER_ID) and \
+             OPENCODE_MM_ALLOWED_USERS may"
+        )));
+    }
+    Ok((id, label))
 }

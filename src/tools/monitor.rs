@@ -14,7 +14,6 @@ use super::{Tool, ToolError, ToolOutput, parse_args, schema_of};
 use crate::agent::{Agent, calling_session};
 use crate::bridge::Ctx;
 use crate::commands::exec;
-use crate::config::is_mattermost_id;
 use crate::opencode::Session;
 use crate::rpc::protocol::CallContext;
 
@@ -86,55 +85,6 @@ fn wanted_session(
     }
 }
 
-/// A user named by id or `@username`: the id and how to call them. Names
-/// are looked up over REST, which needs no WebSocket.
-async fn user_id(ctx: &Ctx, user: &str) -> Result<(String, String), ToolError> {
-    let name = user.trim().trim_start_matches('@');
-    if is_mattermost_id(name) && !user.trim().starts_with('@') {
-        return Ok((name.to_owned(), format!("user {name}")));
-    }
-    if name.is_empty() {
-        return Err(ToolError::Failed(
-            "`user` is empty: give a user id or @username".into(),
-        ));
-    }
-    let link = ctx
-        .monitor
-        .rest(ctx)
-        .await
-        .map_err(|e| ToolError::Failed(format!("cannot look up @{name}: {e}")))?;
-    let found = link
-        .rest
-        .user_by_username(name)
-        .await
-        .map_err(|e| ToolError::Failed(format!("no Mattermost user @{name}: {e}")))?;
-    Ok((found.id, format!("@{}", found.username)))
-}
-
-/// The target of new alerts: a permitted user, the owner by default.
-async fn permitted_target(ctx: &Ctx, user: Option<&str>) -> Result<(String, String), ToolError> {
-    let (id, label) = match user.map(str::trim).filter(|u| !u.is_empty()) {
-        None => {
-            let owner = ctx.access.owner().ok_or_else(|| {
-                ToolError::Failed(
-                    "no owner is configured to alert: pass `user`, or set \
-                     MATTERMOST_OWNER_USER_ID"
-                        .into(),
-                )
-            })?;
-            (owner.to_owned(), format!("the owner ({owner})"))
-        }
-        Some(user) => user_id(ctx, user).await?,
-    };
-    if !ctx.access.permitted_users().contains(&id) {
-        return Err(ToolError::Failed(format!(
-            "{label} may not receive alerts; only the owner (MATTERMOST_OWNER_USER_ID) and \
-             OPENCODE_MM_ALLOWED_USERS may"
-        )));
-    }
-    Ok((id, label))
-}
-
 fn describe(session: &Session) -> String {
     let title = crate::render::format::one_line(&session.title, 80);
     if title.is_empty() {
@@ -175,7 +125,8 @@ impl Tool for MonitorTool {
         let session = exec::resolve_session(&ctx, &wanted)
             .await
             .map_err(ToolError::Failed)?;
-        let (target, label) = permitted_target(&ctx, args.user.as_deref()).await?;
+        let (target, label) =
+            super::permitted_user(&ctx, args.user.as_deref(), "receive alerts").await?;
         let persistent = args.persistent.unwrap_or(true);
         let own_turn = calling_session(call) == Some(session.id.as_str());
         ctx.monitor
@@ -252,7 +203,7 @@ impl Tool for UnmonitorTool {
             .map(str::trim)
             .filter(|u| !u.is_empty())
         {
-            Some(user) => Some(user_id(&ctx, user).await?),
+            Some(user) => Some(super::user_id(&ctx, user).await?),
             None => None,
         };
         let removed = ctx

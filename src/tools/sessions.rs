@@ -70,34 +70,6 @@ fn text(text: String) -> ToolOutput {
     }
 }
 
-/// A permitted user named by id or `@username`; the owner by default.
-async fn permitted_user(
-    ctx: &Ctx,
-    conn: &Connection,
-    user: Option<&str>,
-) -> Result<String, ToolError> {
-    let id = match user.map(str::trim).filter(|u| !u.is_empty()) {
-        None => ctx.access.owner().map(str::to_owned).ok_or_else(|| {
-            ToolError::Failed(
-                "no owner is configured: pass `user`, or set MATTERMOST_OWNER_USER_ID".into(),
-            )
-        })?,
-        Some(name) if name.starts_with('@') => conn
-            .rest
-            .user_by_username(name.trim_start_matches('@'))
-            .await
-            .map(|u| u.id)
-            .map_err(|e| ToolError::Failed(format!("no Mattermost user {name}: {e}")))?,
-        Some(id) => id.to_owned(),
-    };
-    if !ctx.access.permitted_users().contains(&id) {
-        return Err(ToolError::Failed(format!(
-            "user {id} may not drive this agent; only the owner and OPENCODE_MM_ALLOWED_USERS may"
-        )));
-    }
-    Ok(id)
-}
-
 #[async_trait]
 impl Tool for ListSessionsTool {
     fn name(&self) -> &'static str {
@@ -172,7 +144,8 @@ impl Tool for SelectSessionTool {
         let session = exec::resolve_session(&ctx, &wanted)
             .await
             .map_err(ToolError::Failed)?;
-        let user = permitted_user(&ctx, &conn, args.user.as_deref()).await?;
+        let (user, _) =
+            super::permitted_user(&ctx, args.user.as_deref(), "drive this agent").await?;
         let dm = exec::dm_with(&conn, &user)
             .await
             .map_err(ToolError::Failed)?;
@@ -215,7 +188,8 @@ impl Tool for CurrentSessionTool {
         let args: CurrentArgs = parse_args(self.name(), args)?;
         let ctx = bridge(agent)?;
         let conn = connection(agent).await?;
-        let user = permitted_user(&ctx, &conn, args.user.as_deref()).await?;
+        let (user, _) =
+            super::permitted_user(&ctx, args.user.as_deref(), "drive this agent").await?;
         let dm = exec::dm_with(&conn, &user)
             .await
             .map_err(ToolError::Failed)?;
