@@ -253,3 +253,57 @@ async fn monitored_session(ctx: &Ctx, wanted: &str) -> Result<Option<String>, To
         _ => Ok(None),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn hostile_arguments_are_clear_errors() {
+        for bad in [
+            json!({"session": 5}),
+            json!({"persistent": "yes"}),
+            json!({"sesion": "ses_1"}),
+            json!({"user": ["@alice"]}),
+            json!([1, 2]),
+            json!("ses_1"),
+            json!(7),
+        ] {
+            let err = parse_args::<MonitorArgs>("mattermost_monitor", bad.clone())
+                .expect_err("must be refused");
+            assert!(
+                matches!(
+                    err,
+                    ToolError::InvalidArgs {
+                        tool: "mattermost_monitor",
+                        ..
+                    }
+                ),
+                "{bad} gave {err}"
+            );
+            assert!(parse_args::<UnmonitorArgs>("mattermost_unmonitor", bad).is_err());
+        }
+        let none = parse_args::<MonitorArgs>("mattermost_monitor", Value::Null).unwrap();
+        assert!(none.session.is_none() && none.user.is_none() && none.persistent.is_none());
+        let unknown =
+            parse_args::<UnmonitorArgs>("mattermost_unmonitor", json!({"persistent": true}))
+                .unwrap_err();
+        assert!(unknown.to_string().contains("persistent"), "{unknown}");
+    }
+
+    #[test]
+    fn without_a_calling_session_the_session_must_be_named() {
+        let call = CallContext::default();
+        assert!(matches!(
+            wanted_session("mattermost_monitor", None, &call),
+            Err(ToolError::InvalidArgs { .. })
+        ));
+        assert!(wanted_session("mattermost_monitor", Some("   "), &call).is_err());
+        assert_eq!(
+            wanted_session("mattermost_monitor", Some(" ses_1 "), &call).unwrap(),
+            "ses_1"
+        );
+    }
+}
