@@ -17,7 +17,6 @@ use super::Ctx;
 use crate::asks::{self, Asked, PermissionOutcome, QuestionOutcome};
 use crate::mattermost::budget::Priority;
 use crate::mattermost::connection::Connection;
-use crate::mattermost::rest::NewPost;
 use crate::mattermost::types::Post;
 use crate::opencode::events::{Event, PermissionAsked, PermissionReplied, QuestionAsked};
 use crate::opencode::{OpenCodeError, PermissionReply};
@@ -98,20 +97,15 @@ async fn with_mention(ctx: &Ctx, conn: &Connection, spot: &Spot, text: String) -
 }
 
 async fn post_in(conn: &Connection, spot: &Spot, message: String) -> Option<String> {
-    let created = conn
-        .rest
-        .create_post(
-            &conn.info.bot.id,
-            &NewPost {
-                channel_id: spot.channel_id.clone(),
-                message,
-                root_id: spot.root_id.clone(),
-                ..NewPost::default()
-            },
-            Priority::Urgent,
-        )
-        .await;
-    match created {
+    match super::reply_in(
+        conn,
+        &spot.channel_id,
+        &spot.root_id,
+        message,
+        Priority::Urgent,
+    )
+    .await
+    {
         Ok(p) => Some(p.id),
         Err(e) => {
             warn!(error = %e, "cannot post a request for an answer");
@@ -588,26 +582,41 @@ pub(super) async fn resync(ctx: &Arc<Ctx>) {
     }
 }
 
+/// A permission or question event: a new request is posted at `spot` (no
+/// spot: nowhere to ask, the TUI answers it), a settled one updates its post.
+pub(super) async fn on_event(ctx: &Arc<Ctx>, event: &Event, spot: Option<Spot>) {
+    match event {
+        Event::PermissionAsked(p) => {
+            if let Some(spot) = spot {
+                permission_asked(ctx, spot, p.clone()).await;
+            }
+        }
+        Event::QuestionAsked(q) => {
+            if let Some(spot) = spot {
+                question_asked(ctx, spot, q.clone()).await;
+            }
+        }
+        Event::PermissionReplied(r) => permission_replied(ctx, r).await,
+        Event::QuestionReplied(r) => question_settled(ctx, &r.request_id, Some(&r.answers)).await,
+        Event::QuestionRejected(r) => question_settled(ctx, &r.request_id, None).await,
+        _ => {}
+    }
+}
+
+/// Whether an event asks a person something (rather than settling it).
+pub(super) fn is_new_request(event: &Event) -> bool {
+    matches!(event, Event::PermissionAsked(_) | Event::QuestionAsked(_))
+}
+
 /// Requests of a session with no thread here, such as a subagent's: they
 /// go to the thread of the session that started it, so a subagent waiting
 /// for a person never wedges its parent unseen.
 pub(super) async fn unbound(ctx: Arc<Ctx>, event: Event) {
-    match &event {
-        Event::PermissionAsked(p) => {
-            if let Some(spot) = parent_thread(&ctx, &p.session_id).await {
-                permission_asked(&ctx, spot, p.clone()).await;
-            }
-        }
-        Event::QuestionAsked(q) => {
-            if let Some(spot) = parent_thread(&ctx, &q.session_id).await {
-                question_asked(&ctx, spot, q.clone()).await;
-            }
-        }
-        Event::PermissionReplied(r) => permission_replied(&ctx, r).await,
-        Event::QuestionReplied(r) => question_settled(&ctx, &r.request_id, Some(&r.answers)).await,
-        Event::QuestionRejected(r) => question_settled(&ctx, &r.request_id, None).await,
-        _ => {}
-    }
+    let spot = match event.session_id() {
+        Some(session_id) if is_new_request(&event) => parent_thread(&ctx, session_id).await,
+        _ => None,
+    };
+    on_event(&ctx, &event, spot).await;
 }
 
 /// Whether an event is about a permission request or a question.

@@ -714,20 +714,38 @@ fn first_time(ctx: &Ctx, key: &str) -> bool {
 
 /// Answer a post in its thread.
 pub(crate) async fn say(conn: &Connection, post: &Post, message: &str) {
-    let result = conn
-        .rest
-        .create_post(
-            &conn.info.bot.id,
-            &NewPost {
-                channel_id: post.channel_id.clone(),
-                message: message.to_owned(),
-                root_id: post.thread_root().to_owned(),
-                ..NewPost::default()
-            },
-            Priority::Urgent,
-        )
-        .await;
+    let result = reply_in(
+        conn,
+        &post.channel_id,
+        post.thread_root(),
+        message.to_owned(),
+        Priority::Urgent,
+    )
+    .await;
     if let Err(e) = result {
         warn!(error = %e, "cannot answer the post");
     }
+}
+
+/// A bot post in a thread (`root_id`), or at the top of the channel when
+/// `root_id` is empty.
+pub(crate) async fn reply_in(
+    conn: &Connection,
+    channel_id: &str,
+    root_id: &str,
+    message: String,
+    priority: Priority,
+) -> Result<Post, crate::mattermost::MattermostError> {
+    conn.rest
+        .create_post(
+            &conn.info.bot.id,
+            &NewPost {
+                channel_id: channel_id.to_owned(),
+                message,
+                root_id: root_id.to_owned(),
+                ..NewPost::default()
+            },
+            priority,
+        )
+        .await
 }

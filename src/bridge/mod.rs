@@ -31,8 +31,9 @@ use crate::opencode::events::Event;
 use crate::render::{Limits, Pace, Throttle};
 use crate::store::{ClaimState, Instance, Store, StoreError, ThreadStatus, now_millis};
 
+pub(crate) use asks::reject as reject_request;
 pub use inbound::InboundPost;
-pub(crate) use inbound::{NewThread, ThreadSpot, new_session, open_thread, say};
+pub(crate) use inbound::{NewThread, ThreadSpot, new_session, open_thread, reply_in, say};
 use reply::SessionMsg;
 pub(crate) use reply::outcome_of;
 
@@ -507,13 +508,6 @@ enum Work {
     Post(Box<InboundPost>),
     Reaction(crate::mattermost::types::Reaction),
     Recover,
-}
-
-/// `!reject` in a thread: decline the session's open question, or deny its
-/// open permission request. The answer for the person (empty: the request's
-/// post shows it).
-pub(crate) async fn reject_request(ctx: &Ctx, session_id: &str, by: &str) -> String {
-    asks::reject(ctx, session_id, by).await
 }
 
 /// After a fresh connection: serve the channels we answer in, finish replies

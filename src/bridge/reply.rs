@@ -324,32 +324,19 @@ const WAIT_QUESTION: &str = "your answer to the question below";
 /// settled posts updated, and the running turn shown as waiting.
 async fn asks_event(ctx: &Arc<Ctx>, session_id: &str, runs: &mut [Run], event: &Event) {
     let waiting = match event {
-        Event::PermissionAsked(p) => {
-            if let Some(spot) = thread_for(ctx, session_id, Some(runs)).await {
-                super::asks::permission_asked(ctx, spot, p.clone()).await;
-            }
-            Some(WAIT_PERMISSION)
-        }
-        Event::QuestionAsked(q) => {
-            if let Some(spot) = thread_for(ctx, session_id, Some(runs)).await {
-                super::asks::question_asked(ctx, spot, q.clone()).await;
-            }
-            Some(WAIT_QUESTION)
-        }
-        Event::PermissionReplied(r) => {
-            super::asks::permission_replied(ctx, r).await;
-            None
-        }
-        Event::QuestionReplied(r) => {
-            super::asks::question_settled(ctx, &r.request_id, Some(&r.answers)).await;
-            None
-        }
-        Event::QuestionRejected(r) => {
-            super::asks::question_settled(ctx, &r.request_id, None).await;
+        Event::PermissionAsked(_) => Some(WAIT_PERMISSION),
+        Event::QuestionAsked(_) => Some(WAIT_QUESTION),
+        Event::PermissionReplied(_) | Event::QuestionReplied(_) | Event::QuestionRejected(_) => {
             None
         }
         _ => return,
     };
+    let spot = if waiting.is_some() {
+        thread_for(ctx, session_id, Some(runs)).await
+    } else {
+        None
+    };
+    super::asks::on_event(ctx, event, spot).await;
     if !ctx.agent.config.notify_status
         || (waiting.is_none() && super::asks::waiting(ctx, session_id))
     {
@@ -420,22 +407,11 @@ async fn tui_turn(
         None => home_thread(ctx, session_id).await?,
     };
     let conn = ctx.connection().await?;
-    let echoed = conn
-        .rest
-        .create_post(
-            &conn.info.bot.id,
-            &NewPost {
-                channel_id: channel_id.clone(),
-                message: super::tui::echo(&crate::render::layout::cap(
-                    text,
-                    ctx.limits(&conn).post_chars - 40,
-                )),
-                root_id: root_post_id.clone(),
-                ..NewPost::default()
-            },
-            Priority::Urgent,
-        )
-        .await;
+    let echo = super::tui::echo(&crate::render::layout::cap(
+        text,
+        ctx.limits(&conn).post_chars - 40,
+    ));
+    let echoed = super::reply_in(&conn, &channel_id, &root_post_id, echo, Priority::Urgent).await;
     if let Err(e) = echoed {
         warn!(error = %e, "cannot echo a TUI prompt");
     }
@@ -633,19 +609,14 @@ async fn notify_end(ctx: &Ctx, run: &Run) {
     let Some(conn) = ctx.connection().await else {
         return;
     };
-    let sent = conn
-        .rest
-        .create_post(
-            &conn.info.bot.id,
-            &NewPost {
-                channel_id: run.reply.channel_id.clone(),
-                message,
-                root_id: run.reply.root_post_id.clone(),
-                ..NewPost::default()
-            },
-            Priority::Normal,
-        )
-        .await;
+    let sent = super::reply_in(
+        &conn,
+        &run.reply.channel_id,
+        &run.reply.root_post_id,
+        message,
+        Priority::Normal,
+    )
+    .await;
     if let Err(e) = sent {
         debug!(error = %e, "cannot post the end-of-turn notice");
     }
