@@ -1,25 +1,22 @@
-//! The agent's shared state and its JSON-RPC surface: the handshake, the tool
-//! catalog and tool calls, and OpenCode events forwarded by the shim.
+//! The agent process's state: what exists from start-up, before and beside
+//! the bridge: configuration, the shim's handshake, the Mattermost link, the
+//! OpenCode client, counters of the events the shim forwards, and the
+//! running bridge (or why it is not running). Tools act through it; the
+//! JSON-RPC surface ([`crate::server`]) fills it.
 
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
 
-use jsonrpsee::RpcModule;
-use jsonrpsee_types::{ErrorObjectOwned, Params};
-use serde_json::Value;
-use tracing::{Instrument, debug, info, info_span, warn};
+use tracing::debug;
 
 use crate::config::Config;
 use crate::mattermost::connection::{Connector, INBOUND_QUEUE};
 use crate::mattermost::ws::Inbound;
 use crate::opencode::events::Event;
 use crate::opencode::{Client, OpenCode, ShimFetch};
-use crate::rpc::protocol::{
-    CallContext, InitializeParams, InitializeResponse, OpencodeEventParams, PROTOCOL_VERSION,
-    ToolsCallParams, ToolsCallResponse, ToolsListResponse, code, method,
-};
-use crate::rpc::{NotificationSink, Peer};
-use crate::tools::{Tool, ToolError, catalog};
+use crate::router::Router;
+use crate::rpc::Peer;
+use crate::rpc::protocol::{CallContext, InitializeParams};
 
 pub const AGENT_VERSION: &str = env!("CARGO_PKG_VERSION");
 
@@ -40,7 +37,7 @@ pub struct Agent {
     /// Where logs go, or why they cannot be written to a file.
     pub log_target: Result<std::path::PathBuf, String>,
     /// The Mattermost connection, if any.
-    pub connector: Connector,
+    pub connector: Arc<Connector>,
     /// Inbound Mattermost events, until the consumer takes them.
     inbound: Mutex<Option<tokio::sync::mpsc::Receiver<Inbound>>>,
     /// Decoded OpenCode events go to the bridge. Unbounded on purpose: the
@@ -51,9 +48,8 @@ pub struct Agent {
     initialized: tokio::sync::watch::Sender<bool>,
     init: RwLock<Option<InitializeParams>>,
     /// Set once the bridge runs; else why it does not.
-    bridge: RwLock<Result<Arc<crate::bridge::Ctx>, String>>,
+    bridge: RwLock<Result<Arc<Router>, String>>,
     events: Mutex<EventStats>,
-    tools: Vec<Box<dyn Tool>>,
 }
 
 impl Agent {
@@ -84,7 +80,7 @@ impl Agent {
             peer,
             opencode,
             log_target,
-            connector: Connector::new(inbound_tx),
+            connector: Arc::new(Connector::new(inbound_tx)),
             inbound: Mutex::new(Some(inbound_rx)),
             events_tx,
             events_rx: Mutex::new(Some(events_rx)),
@@ -92,7 +88,6 @@ impl Agent {
             init: RwLock::new(None),
             bridge: RwLock::new(Err("starting".into())),
             events: Mutex::new(EventStats::default()),
-            tools: catalog(),
         })
     }
 
@@ -104,6 +99,15 @@ impl Agent {
             .clone()
     }
 
+    /// Record a successful handshake.
+    pub(crate) fn set_initialized(&self, params: InitializeParams) {
+        *self
+            .init
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(params);
+        self.initialized.send_replace(true);
+    }
+
     /// Take the inbound Mattermost event stream (once).
     pub fn take_inbound(&self) -> Option<tokio::sync::mpsc::Receiver<Inbound>> {
         self.inbound
@@ -113,7 +117,7 @@ impl Agent {
     }
 
     /// Record the bridge's state for `mattermost_status`.
-    pub(crate) fn set_bridge(&self, state: Result<Arc<crate::bridge::Ctx>, String>) {
+    pub(crate) fn set_bridge(&self, state: Result<Arc<Router>, String>) {
         *self
             .bridge
             .write()
@@ -122,7 +126,7 @@ impl Agent {
 
     /// The running bridge, for tools that act on sessions and threads; else
     /// why it is not running.
-    pub(crate) fn bridge(&self) -> Result<Arc<crate::bridge::Ctx>, String> {
+    pub(crate) fn bridge(&self) -> Result<Arc<Router>, String> {
         self.bridge
             .read()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -131,13 +135,13 @@ impl Agent {
 
     /// One line on the remote-control loop.
     pub fn bridge_summary(&self) -> String {
-        let state = self
+        match &*self
             .bridge
             .read()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        match &*state {
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        {
             Err(why) => format!("not running ({why})"),
-            Ok(ctx) => format!("instance {}; {}", ctx.instance.id, ctx.stats.summary()),
+            Ok(router) => router.summary(),
         }
     }
 
@@ -171,134 +175,8 @@ impl Agent {
             .clone()
     }
 
-    fn require_init(&self) -> Result<InitializeParams, ErrorObjectOwned> {
-        self.init_info().ok_or_else(|| {
-            ErrorObjectOwned::owned::<()>(
-                code::NOT_INITIALIZED,
-                "not initialized: send `initialize` first",
-                None,
-            )
-        })
-    }
-
-    /// The JSON-RPC methods the shim may call.
-    pub fn rpc_module(self: &Arc<Self>) -> RpcModule<Agent> {
-        let mut module = RpcModule::from_arc(self.clone());
-        // Registration only fails on duplicate names, which are constants here.
-        let results = [
-            module
-                .register_method(method::INITIALIZE, |params, agent, _| {
-                    agent.initialize(params)
-                })
-                .map(|_| ()),
-            module
-                .register_method(method::TOOLS_LIST, |_, agent, _| {
-                    agent.require_init()?;
-                    Ok::<_, ErrorObjectOwned>(ToolsListResponse {
-                        tools: agent.tools.iter().map(|t| t.spec()).collect(),
-                    })
-                })
-                .map(|_| ()),
-            module
-                .register_async_method(method::TOOLS_CALL, |params, agent, _| async move {
-                    agent.tools_call(params).await
-                })
-                .map(|_| ()),
-        ];
-        for r in results {
-            if let Err(e) = r {
-                warn!(error = %e, "method registration failed");
-            }
-        }
-        module
-    }
-
-    fn initialize(&self, params: Params<'_>) -> Result<InitializeResponse, ErrorObjectOwned> {
-        let p: InitializeParams = params.parse()?;
-        if let Some(v) = p.protocol_version
-            && v != PROTOCOL_VERSION
-        {
-            return Err(ErrorObjectOwned::owned::<()>(
-                code::INVALID_PARAMS,
-                format!(
-                    "shim speaks protocol {v}, this agent speaks {PROTOCOL_VERSION}: \
-                     install matching versions of the plugin and the agent"
-                ),
-                None,
-            ));
-        }
-        info!(
-            directory = %p.directory,
-            opencode = p.opencode_version.as_deref().unwrap_or("?"),
-            shim = p.shim_version.as_deref().unwrap_or("?"),
-            "initialized by the shim"
-        );
-        *self
-            .init
-            .write()
-            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(p);
-        self.initialized.send_replace(true);
-        Ok(InitializeResponse {
-            agent_version: AGENT_VERSION.to_owned(),
-            protocol_version: PROTOCOL_VERSION,
-            tools: self.tools.iter().map(|t| t.spec()).collect(),
-        })
-    }
-
-    async fn tools_call(
-        self: Arc<Self>,
-        params: Params<'static>,
-    ) -> Result<ToolsCallResponse, ErrorObjectOwned> {
-        self.require_init()?;
-        let p: ToolsCallParams = params.parse()?;
-        let Some(tool) = self.tools.iter().find(|t| t.name() == p.name) else {
-            let known: Vec<&str> = self.tools.iter().map(|t| t.name()).collect();
-            return Err(ErrorObjectOwned::owned::<()>(
-                code::UNKNOWN_TOOL,
-                format!(
-                    "unknown tool `{}`; this agent has: {}",
-                    p.name.escape_debug(),
-                    known.join(", ")
-                ),
-                None,
-            ));
-        };
-        let span = info_span!(
-            "tool",
-            name = tool.name(),
-            session = p.context.session_id.as_deref().unwrap_or("-")
-        );
-        let result = tool
-            .call(&self, p.arguments, &p.context)
-            .instrument(span)
-            .await;
-        match result {
-            Ok(out) => Ok(ToolsCallResponse {
-                output: out.text,
-                title: out.title,
-                metadata: out.metadata,
-            }),
-            Err(e @ ToolError::InvalidArgs { .. }) => Err(ErrorObjectOwned::owned::<()>(
-                code::INVALID_PARAMS,
-                e.to_string(),
-                None,
-            )),
-            Err(e) => Err(ErrorObjectOwned::owned::<()>(
-                code::TOOL_FAILED,
-                e.to_string(),
-                None,
-            )),
-        }
-    }
-
-    fn on_event(&self, params: Value) {
-        let event = match serde_json::from_value::<OpencodeEventParams>(params) {
-            Ok(p) => Event::from_value(&p.event),
-            Err(e) => {
-                debug!(error = %e, "opencode/event without an `event` object; ignored");
-                return;
-            }
-        };
+    /// Count a decoded OpenCode event and hand it to the bridge.
+    pub(crate) fn event(&self, event: Event) {
         {
             let mut stats = self
                 .events
@@ -318,16 +196,6 @@ impl Agent {
         if !matches!(event, Event::Other { .. }) {
             // Fails only when the bridge is gone (shutdown).
             let _ = self.events_tx.send(event);
-        }
-    }
-}
-
-impl NotificationSink for Agent {
-    fn notification(&self, name: &str, params: Value) {
-        match name {
-            method::OPENCODE_EVENT => self.on_event(params),
-            method::INITIALIZED => debug!("shim confirmed initialization"),
-            other => debug!(method = other, "unknown notification ignored"),
         }
     }
 }

@@ -1,27 +1,39 @@
 //! opencode-mattermost: the Rust agent behind the OpenCode plugin shim.
 //!
 //! The shim (`opencode-plugin/`) spawns this process and speaks JSON-RPC 2.0
-//! over its stdin/stdout ([`rpc`]). The agent serves the tool catalog
-//! ([`tools`]), reaches OpenCode's API through the shim ([`opencode`]) and is
-//! configured from the environment and an optional file ([`config`]). What must
-//! survive restarts and be shared with other agents lives in [`store`].
+//! over its stdin/stdout ([`rpc`], [`server`]). The modules form layers, each
+//! using only the layers below it (`tests/architecture.rs` checks this):
+//!
+//! | layer | modules |
+//! |---|---|
+//! | ground | [`rpc`], [`config`], [`store`], [`mattermost`], [`opencode`], [`access`], [`render`], [`logging`] |
+//! | services | [`app`] |
+//! | engine | [`sessions`] |
+//! | features, side by side | [`commands`], [`asks`], [`files`], [`monitor`], [`scheduler`], [`tui`] |
+//! | router | [`router`] |
+//! | agent state | [`agent`] |
+//! | front ends | [`tools`], then [`server`] |
 
 pub mod access;
 pub mod agent;
+pub mod app;
 pub mod asks;
-pub mod bridge;
-pub(crate) mod commands;
+pub mod commands;
 pub mod config;
 pub mod files;
 pub mod logging;
 pub mod mattermost;
-pub(crate) mod monitor;
+pub mod monitor;
 pub mod opencode;
 pub mod render;
+pub mod router;
 pub mod rpc;
 pub mod scheduler;
+pub mod server;
+pub mod sessions;
 pub mod store;
 pub mod tools;
+pub mod tui;
 
 use std::sync::Arc;
 
@@ -52,39 +64,54 @@ where
             }
         });
     }
-    let module = agent.rpc_module();
-    let sink: Arc<dyn rpc::NotificationSink> = agent.clone();
+    let server = server::Server::new(agent.clone());
+    let module = server.rpc_module();
+    let sink: Arc<dyn rpc::NotificationSink> = server;
     let reason = rpc::serve(input, output, module, peer, out_rx, sink).await;
     agent.connector.disconnect().await;
     reason
 }
 
-/// Open the state store and run the bridge. Without a store the agent still
-/// serves its tools, but prompts from Mattermost are not taken (they are
-/// drained so the link never stalls) and the log and status say why.
+/// Open the state store and run the bridge once the shim has initialized
+/// the agent. Without a store the agent still serves its tools, but prompts
+/// from Mattermost are not taken (they are drained so the link never
+/// stalls) and the log and status say why.
 async fn start_bridge(agent: Arc<Agent>) {
     let config = agent.config.clone();
-    let opened = tokio::task::spawn_blocking(move || bridge::open_store(&config)).await;
+    let opened = tokio::task::spawn_blocking(move || app::open_store(&config)).await;
     let store = match opened {
         Ok(Ok(store)) => store,
-        Ok(Err(e)) => {
-            tracing::error!("prompts from Mattermost are off: {e}");
-            agent.set_bridge(Err(e.to_string()));
-            return drain_inbound(agent).await;
+        Ok(Err(e)) => return bridge_off(agent, e.to_string()).await,
+        Err(e) => return bridge_off(agent, format!("opening the store failed: {e}")).await,
+    };
+    let (Some(inbound_rx), Some(events_rx)) = (agent.take_inbound(), agent.take_events()) else {
+        agent.set_bridge(Err("the bridge is already running".into()));
+        return;
+    };
+    let init = agent.wait_initialized().await;
+    let parts = router::Parts {
+        config: agent.config.clone(),
+        opencode: agent.opencode.clone(),
+        link: agent.connector.clone(),
+        store,
+        directory: init.directory,
+    };
+    match router::Router::build(parts).await {
+        Ok(router) => {
+            agent.set_bridge(Ok(router.clone()));
+            router.run(inbound_rx, events_rx).await;
         }
         Err(e) => {
-            tracing::error!("prompts from Mattermost are off: opening the store failed: {e}");
-            agent.set_bridge(Err(format!("opening the store failed: {e}")));
-            return drain_inbound(agent).await;
+            let why = format!("the state database cannot be used: {e}");
+            tracing::error!("the bridge stopped: {why}");
+            agent.set_bridge(Err(why));
         }
-    };
-    if let Err(e) = bridge::run(agent.clone(), store).await {
-        tracing::error!("the bridge stopped: {e}");
-        agent.set_bridge(Err(e.to_string()));
     }
 }
 
-async fn drain_inbound(agent: Arc<Agent>) {
+async fn bridge_off(agent: Arc<Agent>, why: String) {
+    tracing::error!("prompts from Mattermost are off: {why}");
+    agent.set_bridge(Err(why));
     if let Some(mut inbound) = agent.take_inbound() {
         while inbound.recv().await.is_some() {}
     }

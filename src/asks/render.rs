@@ -4,6 +4,7 @@
 
 use crate::opencode::PermissionReply;
 use crate::opencode::events::{PermissionAsked, QuestionInfo};
+pub(crate) use crate::render::format::defuse;
 
 /// Where a permission request stands.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -230,29 +231,4 @@ fn one_line(text: &str, max: usize) -> String {
     } else {
         flat
     }
-}
-
-/// Keep `@all`, `@channel` and `@here` in agent text from notifying
-/// everyone: a zero-width space after the `@` leaves them readable.
-pub(crate) fn defuse(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for (i, c) in text.char_indices() {
-        out.push(c);
-        if c != '@' {
-            continue;
-        }
-        let rest = &text[i + 1..];
-        let broadcast = ["all", "channel", "here"].iter().any(|w| {
-            rest.get(..w.len())
-                .is_some_and(|s| s.eq_ignore_ascii_case(w))
-                && !rest[w.len()..]
-                    .chars()
-                    .next()
-                    .is_some_and(|c| c.is_alphanumeric() || c == '_' || c == '-' || c == '.')
-        });
-        if broadcast {
-            out.push('\u{200B}');
-        }
-    }
-    out
 }

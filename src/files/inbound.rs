@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use tracing::{debug, warn};
 
 use super::safety::{self, Refusal};
-use crate::bridge::Ctx;
+use crate::app::App;
 use crate::config::Config;
 use crate::mattermost::budget::Priority;
 use crate::mattermost::connection::Connection;
@@ -46,6 +46,14 @@ pub struct Attached {
 }
 
 impl Attached {
+    /// What the engine sends with the prompt.
+    pub fn into_attachments(self) -> crate::sessions::Attachments {
+        crate::sessions::Attachments {
+            note: self.prompt_text(String::new()),
+            parts: self.parts,
+        }
+    }
+
     /// The prompt text with a block naming every attachment: where it was
     /// saved, or why it was not received (so the model can tell the user).
     pub fn prompt_text(&self, text: String) -> String {
@@ -108,12 +116,12 @@ fn refusal_notice(reasons: &[&str]) -> String {
 /// Download a post's attachments for `binding`'s session; see the module
 /// docs. Never fails: what cannot be fetched is reported in the thread and
 /// in the prompt.
-pub(crate) async fn prepare(ctx: &Ctx, binding: &ThreadBinding, post: &Post) -> Attached {
+pub async fn prepare(ctx: &App, binding: &ThreadBinding, post: &Post) -> Attached {
     if post.file_ids.is_empty() {
         return Attached::default();
     }
-    let config = &ctx.agent.config;
-    let Some(conn) = ctx.agent.connector.current().await else {
+    let config = &ctx.config;
+    let Some(conn) = ctx.link.current().await else {
         return Attached {
             parts: Vec::new(),
             files: vec![Outcome::Refused {

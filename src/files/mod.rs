@@ -7,7 +7,8 @@
 //!   `mattermost_send_file` (after [`safety`] checks) or as a long reply
 //!   attached in place of many posts;
 //! - [`safety`]: the rules both directions share: names, extensions, sizes,
-//!   and which paths may leave the machine.
+//!   and which paths may leave the machine;
+//! - [`clear_session`]: the 🗑️ reaction deletes a session's temporary files.
 
 pub mod inbound;
 pub mod outbound;
@@ -30,4 +31,42 @@ pub fn temp_root(config: &crate::config::Config) -> PathBuf {
 /// never name a path outside the root.
 pub fn session_dir(root: &Path, session_id: &str) -> PathBuf {
     root.join(safety::sanitize_name(session_id))
+}
+
+/// Delete the session's temporary folder (files received from chat).
+pub async fn clear_session(config: &crate::config::Config, session_id: &str) -> String {
+    let dir = session_dir(&temp_root(config), session_id);
+    let result = tokio::task::spawn_blocking(move || -> std::io::Result<usize> {
+        if !dir.exists() {
+            return Ok(0);
+        }
+        let count = walk_count(&dir);
+        std::fs::remove_dir_all(&dir)?;
+        Ok(count)
+    })
+    .await;
+    match result {
+        Ok(Ok(0)) => ":wastebasket: This session has no temporary files.".to_owned(),
+        Ok(Ok(n)) => format!(
+            ":wastebasket: Deleted {n} temporary file{} of this session.",
+            if n == 1 { "" } else { "s" }
+        ),
+        Ok(Err(e)) => format!(":x: Could not delete the session's temporary files: {e}"),
+        Err(e) => format!(":x: Could not delete the session's temporary files: {e}"),
+    }
+}
+
+/// Regular files under a folder (symlinks are not followed).
+fn walk_count(dir: &std::path::Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|e| match e.file_type() {
+            Ok(t) if t.is_dir() => walk_count(&e.path()),
+            Ok(t) if t.is_file() => 1,
+            _ => 0,
+        })
+        .sum()
 }

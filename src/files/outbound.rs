@@ -8,8 +8,7 @@ use std::path::PathBuf;
 use tracing::{info, warn};
 
 use super::safety::{self, Refusal, Roots};
-use crate::agent::Agent;
-use crate::bridge::Ctx;
+use crate::app::App;
 use crate::mattermost::MattermostError;
 use crate::mattermost::budget::Priority;
 use crate::mattermost::connection::Connection;
@@ -73,20 +72,23 @@ pub struct Sent {
     pub root_post_id: String,
 }
 
+/// The OpenCode project the agent serves, as the shim's handshake named it.
+#[derive(Debug, Clone, Copy)]
+pub struct Project<'a> {
+    pub directory: &'a str,
+    pub worktree: &'a str,
+}
+
 /// Send one file into the calling session's thread. Nothing is uploaded
 /// unless every check passed.
 pub async fn send_file(
-    agent: &Agent,
+    app: &App,
+    project: &Project<'_>,
     session_id: &str,
     request: &SendRequest,
 ) -> Result<Sent, SendError> {
-    let bridge = agent.bridge().map_err(SendError::NoBridge)?;
-    let conn = agent
-        .connector
-        .current()
-        .await
-        .ok_or(SendError::NotConnected)?;
-    let binding = target_thread(&bridge, &conn, session_id, request.thread.as_deref()).await?;
+    let conn = app.connection().await.ok_or(SendError::NotConnected)?;
+    let binding = target_thread(app, &conn, session_id, request.thread.as_deref()).await?;
     let message = request
         .message
         .as_deref()
@@ -102,8 +104,8 @@ pub async fn send_file(
         }
     }
 
-    let (base, roots) = roots_of(agent, session_id).await;
-    let limit = agent.config.max_file_size;
+    let (base, roots) = roots_of(app, project, session_id).await;
+    let limit = app.config.max_file_size;
     let path = request.path.clone();
     let read = tokio::task::spawn_blocking(move || {
         let checked = safety::check_outbound(&path, &base, &roots, limit)?;
@@ -177,20 +179,19 @@ async fn upload_and_post(
 /// Where relative paths start and which directories files may come from:
 /// the session's directory, the project's worktree and the session's
 /// temporary directory (where its inbound files are).
-async fn roots_of(agent: &Agent, session_id: &str) -> (PathBuf, Roots) {
-    let init = agent.init_info().unwrap_or_default();
-    let session_dir = match agent.opencode.get_session(session_id).await {
+async fn roots_of(app: &App, project: &Project<'_>, session_id: &str) -> (PathBuf, Roots) {
+    let session_dir = match app.opencode.get_session(session_id).await {
         Ok(s) if !s.directory.is_empty() => s.directory,
-        Ok(_) => init.directory.clone(),
+        Ok(_) => project.directory.to_owned(),
         Err(e) => {
             warn!(error = %e, "cannot read the session's directory; using the project's");
-            init.directory.clone()
+            project.directory.to_owned()
         }
     };
-    let temp = super::session_dir(&super::temp_root(&agent.config), session_id);
+    let temp = super::session_dir(&super::temp_root(&app.config), session_id);
     let roots = Roots::new([
         PathBuf::from(&session_dir),
-        PathBuf::from(&init.worktree),
+        PathBuf::from(project.worktree),
         temp,
     ]);
     (PathBuf::from(session_dir), roots)
@@ -203,7 +204,7 @@ async fn roots_of(agent: &Agent, session_id: &str) -> (PathBuf, Roots) {
 /// posts (in a DM the person's first post is bound too, as an alias, but
 /// the thread hangs under the session card).
 async fn target_thread(
-    ctx: &Ctx,
+    ctx: &App,
     conn: &Connection,
     session_id: &str,
     named: Option<&str>,
@@ -262,8 +263,8 @@ async fn target_thread(
 /// head with a pointer to the file. The file post is made before the final
 /// edit, so the shortened posts never point at a file that is not there; if
 /// anything fails the reply is split across posts as usual.
-pub(crate) async fn attach_long_reply(ctx: &Ctx, turn: &mut Turn, reply: &Reply) {
-    let threshold = ctx.agent.config.attach_over;
+pub(crate) async fn attach_long_reply(ctx: &App, turn: &mut Turn, reply: &Reply) {
+    let threshold = ctx.config.attach_over;
     if threshold == 0 || turn.outcome().is_none() {
         return;
     }
@@ -272,7 +273,7 @@ pub(crate) async fn attach_long_reply(ctx: &Ctx, turn: &mut Turn, reply: &Reply)
     if (chars as u64) <= threshold {
         return;
     }
-    let Some(conn) = ctx.agent.connector.current().await else {
+    let Some(conn) = ctx.link.current().await else {
         return;
     };
     let name = reply_file_name(&reply.user_message_id);

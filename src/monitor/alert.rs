@@ -6,8 +6,8 @@
 //! the reader did not expect.
 
 use super::state::Attention;
-use crate::bridge::text::project_name;
 use crate::render::format::{one_line, plain};
+use crate::sessions::text::project_name;
 
 /// Longest title, question or error shown, in characters.
 const FIELD_MAX: usize = 200;

@@ -27,7 +27,7 @@ use async_trait::async_trait;
 use tokio::sync::mpsc;
 use tracing::{Instrument, debug, info, info_span, warn};
 
-use crate::bridge::Ctx;
+use crate::app::App;
 use crate::mattermost::rest::{NewPost, RestClient, RetryPolicy};
 use crate::mattermost::{MattermostError, Priority, RateBudget};
 use crate::opencode::events::Event;
@@ -84,7 +84,7 @@ impl AlertSink for RestLink {
 
 /// The monitor of one agent: the sessions' attention states and the task
 /// that delivers alerts.
-pub(crate) struct Monitor {
+pub struct Monitor {
     tracker: Mutex<Tracker>,
     /// The delivery task's queue; the task starts with the first alert.
     jobs: Mutex<Option<mpsc::UnboundedSender<Change>>>,
@@ -115,7 +115,7 @@ impl Monitor {
     /// Take one OpenCode event, in arrival order. Updates the state at once
     /// and queues an alert when the session entered a new attention state;
     /// never waits.
-    pub(crate) fn observe(&self, ctx: &Arc<Ctx>, event: &Event) {
+    pub(crate) fn observe(self: &Arc<Self>, ctx: &Arc<App>, event: &Event) {
         let Some(change) = self.tracker().observe(event) else {
             return;
         };
@@ -130,7 +130,10 @@ impl Monitor {
         let (tx, rx) = mpsc::unbounded_channel();
         let _ = tx.send(change);
         *jobs = Some(tx);
-        tokio::spawn(deliveries(Arc::downgrade(ctx), rx).instrument(info_span!("monitor")));
+        tokio::spawn(
+            deliveries(Arc::downgrade(ctx), Arc::downgrade(self), rx)
+                .instrument(info_span!("monitor")),
+        );
     }
 
     /// Monitor `session_id` for `target`; replaces an existing monitor of
@@ -173,7 +176,7 @@ impl Monitor {
 
     /// Mattermost's REST API: the live connection's client, else our own,
     /// made from the configuration on first use and kept.
-    pub(crate) async fn rest(&self, ctx: &Ctx) -> Result<RestLink, MonitorError> {
+    pub(crate) async fn rest(&self, ctx: &App) -> Result<RestLink, MonitorError> {
         if let Some(conn) = ctx.connection().await {
             return Ok(RestLink {
                 rest: conn.rest.clone(),
@@ -184,7 +187,7 @@ impl Monitor {
         if let Some(link) = own.as_ref() {
             return Ok(link.clone());
         }
-        let config = &ctx.agent.config;
+        let config = &ctx.config;
         let (Some(api_url), Some(token)) = (config.api_url(), config.token.clone()) else {
             return Err(MonitorError::NotConfigured);
         };
@@ -209,7 +212,7 @@ impl Monitor {
     }
 
     /// Send the alerts one change calls for.
-    async fn deliver(&self, ctx: &Ctx, change: Change) {
+    async fn deliver(&self, ctx: &App, change: Change) {
         let rows = match ctx.store.monitors_of(&change.session_id).await {
             Ok(rows) => rows,
             Err(e) => {
@@ -228,7 +231,7 @@ impl Monitor {
                 SessionFacts::from_id(&change.session_id)
             }
         };
-        let text = alert_text(&facts, &change.attention, &ctx.agent.config.command_prefix);
+        let text = alert_text(&facts, &change.attention, &ctx.config.command_prefix);
         let link = match self.rest(ctx).await {
             Ok(link) => link,
             Err(e) => {
@@ -242,11 +245,17 @@ impl Monitor {
 
 /// The delivery task: alerts in the order the states happened, one at a
 /// time, so one-shot monitors and `last_alert` are settled before the next.
-async fn deliveries(ctx: Weak<Ctx>, mut rx: mpsc::UnboundedReceiver<Change>) {
+async fn deliveries(
+    ctx: Weak<App>,
+    monitor: Weak<Monitor>,
+    mut rx: mpsc::UnboundedReceiver<Change>,
+) {
     while let Some(change) = rx.recv().await {
-        let Some(ctx) = ctx.upgrade() else { return };
+        let (Some(ctx), Some(monitor)) = (ctx.upgrade(), monitor.upgrade()) else {
+            return;
+        };
         let span = info_span!("alert", session = %change.session_id, key = %change.key);
-        ctx.monitor.deliver(&ctx, change).instrument(span).await;
+        monitor.deliver(&ctx, change).instrument(span).await;
     }
 }
 

@@ -94,6 +94,31 @@ pub fn plain(text: &str) -> String {
     out
 }
 
+/// Keep `@all`, `@channel` and `@here` in agent text from notifying
+/// everyone: a zero-width space after the `@` leaves them readable.
+pub fn defuse(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for (i, c) in text.char_indices() {
+        out.push(c);
+        if c != '@' {
+            continue;
+        }
+        let rest = &text[i + 1..];
+        let broadcast = ["all", "channel", "here"].iter().any(|w| {
+            rest.get(..w.len())
+                .is_some_and(|s| s.eq_ignore_ascii_case(w))
+                && !rest[w.len()..]
+                    .chars()
+                    .next()
+                    .is_some_and(|c| c.is_alphanumeric() || c == '_' || c == '-' || c == '.')
+        });
+        if broadcast {
+            out.push('\u{200B}');
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

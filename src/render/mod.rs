@@ -1,4 +1,4 @@
-//! OpenCode events → Mattermost post texts. Pure logic, no I/O: the bridge
+//! OpenCode events → Mattermost post texts. Pure logic, no I/O: the sessions engine
 //! feeds a [`Turn`] with events, asks it for post texts, and uses a
 //! [`Throttle`] per post to decide when to write them.
 //!
@@ -17,4 +17,4 @@ mod tests;
 
 pub use layout::{Limits, MetaKind};
 pub use throttle::{Pace, Throttle};
-pub use turn::{Outcome, Summary, Turn};
+pub use turn::{Outcome, Summary, Turn, outcome_of};

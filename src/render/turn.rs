@@ -709,3 +709,33 @@ fn todo_line(todo: &Todo) -> String {
         _ => format!("❔ {text}"),
     }
 }
+
+/// How a turn ended, from the last assistant message answering it.
+pub fn outcome_of(messages: &[MessageWithParts], user_message_id: &str) -> Outcome {
+    let last = messages.iter().rev().find(|m| {
+        m.info.role == "assistant" && m.info.parent_id.as_deref() == Some(user_message_id)
+    });
+    let Some(error) = last.and_then(|m| m.info.error.as_ref()) else {
+        return Outcome::Completed;
+    };
+    let name = error
+        .get("name")
+        .and_then(|n| n.as_str())
+        .unwrap_or_default();
+    if name == "MessageAbortedError" {
+        return Outcome::Aborted;
+    }
+    let message = error
+        .pointer("/data/message")
+        .and_then(|m| m.as_str())
+        .filter(|m| !m.is_empty())
+        .map(str::to_owned)
+        .unwrap_or_else(|| {
+            if name.is_empty() {
+                "unknown error".to_owned()
+            } else {
+                name.to_owned()
+            }
+        });
+    Outcome::Failed(message)
+}

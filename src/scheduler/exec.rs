@@ -12,12 +12,13 @@ use std::time::Duration;
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use super::{Due, Scheduler, cron, from_millis, millis};
-use crate::bridge::{Ctx, outcome_of};
+use crate::app::App;
 use crate::mattermost::budget::Priority;
 use crate::mattermost::connection::Connection;
 use crate::mattermost::rest::NewPost;
 use crate::opencode::{Activity, ModelRef, OpenCode, Prompt, Session, new_message_id};
 use crate::render::layout::{self, MetaKind};
+use crate::render::outcome_of;
 use crate::render::{Outcome, Turn, format};
 use crate::store::{RunState, Schedule, ScheduleRun, Store, ThreadBinding, ThreadStatus};
 
@@ -49,14 +50,14 @@ pub(crate) struct Produced {
 }
 
 /// Run one won claim to the end and record how it went.
-pub(super) async fn execute(ctx: Arc<Ctx>, scheduler: Arc<Scheduler>, due: Due) {
+pub(super) async fn execute(ctx: Arc<App>, scheduler: Arc<Scheduler>, due: Due) {
     let span = info_span!("scheduled_run", schedule = %due.schedule.name);
     async move {
         let Due { schedule, mut run } = due;
         let timeout = scheduler.policy().timeout;
         let when = run_label(&schedule, &run);
         let produced = produce(
-            ctx.agent.opencode.as_ref(),
+            ctx.opencode.as_ref(),
             ctx.store.as_ref(),
             &schedule,
             &mut run,
@@ -118,7 +119,7 @@ fn ms(d: Duration) -> f64 {
 
 /// Titles of the sessions scheduled runs start. Their thread is the result
 /// DM, so they get none in the default channel.
-pub(crate) const SESSION_TITLE_PREFIX: &str = "Scheduled: ";
+pub(crate) use crate::sessions::text::SCHEDULED_TITLE_PREFIX as SESSION_TITLE_PREFIX;
 
 /// What OpenCode receives: which schedule this is and where the answer goes,
 /// then the prompt.
@@ -309,7 +310,7 @@ pub(crate) fn result_footer(schedule: &Schedule, produced: &Produced) -> String 
 
 /// DM the result to the schedule's target; the first post is the thread's
 /// root, bound to the run's session. Returns the root post's id.
-async fn deliver(ctx: &Ctx, schedule: &Schedule, produced: &Produced) -> Result<String, String> {
+async fn deliver(ctx: &App, schedule: &Schedule, produced: &Produced) -> Result<String, String> {
     let conn = connection(ctx).await.ok_or("not connected to Mattermost")?;
     let bot = &conn.info.bot.id;
     let channel = conn
@@ -348,7 +349,7 @@ async fn deliver(ctx: &Ctx, schedule: &Schedule, produced: &Produced) -> Result<
 }
 
 /// Replies in the result's thread continue the run's session.
-async fn bind(ctx: &Ctx, schedule: &Schedule, produced: &Produced, root: &str, channel: &str) {
+async fn bind(ctx: &App, schedule: &Schedule, produced: &Produced, root: &str, channel: &str) {
     let Some(session) = &produced.session else {
         return;
     };
@@ -369,10 +370,10 @@ async fn bind(ctx: &Ctx, schedule: &Schedule, produced: &Produced, root: &str, c
 
 /// The live connection, waiting a while for one (a run can end during a
 /// reconnect).
-async fn connection(ctx: &Ctx) -> Option<Arc<Connection>> {
+async fn connection(ctx: &App) -> Option<Arc<Connection>> {
     let deadline = tokio::time::Instant::now() + DELIVERY_WAIT;
     loop {
-        if let Some(conn) = ctx.agent.connector.current().await {
+        if let Some(conn) = ctx.link.current().await {
             return Some(conn);
         }
         if tokio::time::Instant::now() >= deadline {

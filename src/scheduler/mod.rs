@@ -35,14 +35,14 @@ pub mod syntax;
 #[cfg(test)]
 mod tests;
 
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use tokio::sync::Notify;
 use tracing::{Instrument, debug, info, info_span, warn};
 
-use crate::bridge::Ctx;
+use crate::app::App;
 use crate::store::{
     Millis, RunClaim, RunState, RunTrigger, Schedule, ScheduleRun, Store, StoreError,
 };
@@ -56,20 +56,7 @@ const DELIVERY_MARGIN: Duration = Duration::from_secs(120);
 /// At most this many missed times are counted one by one.
 const MAX_COUNTED: usize = 10_000;
 
-/// Where the time comes from: the system clock, or a hand-set one in tests.
-pub trait Clock: Send + Sync {
-    fn now(&self) -> DateTime<Utc>;
-}
-
-/// The wall clock.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct SystemClock;
-
-impl Clock for SystemClock {
-    fn now(&self) -> DateTime<Utc> {
-        Utc::now()
-    }
-}
+pub use crate::app::{Clock, SystemClock};
 
 /// Why a schedule operation was refused or failed; each message says how to
 /// fix it.
@@ -450,72 +437,72 @@ pub(crate) fn from_millis(ms: Millis) -> DateTime<Utc> {
     })
 }
 
-/// The schedulers of the running bridges, one per bridge context. Kept here
-/// rather than in the bridge's context so the bridge needs no more than the
-/// line that starts [`run`].
-static SCHEDULERS: Mutex<Vec<(Weak<Ctx>, Arc<Scheduler>)>> = Mutex::new(Vec::new());
-
-/// The scheduler of a bridge, made on first use.
-pub(crate) fn scheduler_of(ctx: &Arc<Ctx>) -> Arc<Scheduler> {
-    let mut all = SCHEDULERS
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
-    all.retain(|(c, _)| c.strong_count() > 0);
-    if let Some((_, s)) = all
-        .iter()
-        .find(|(c, _)| c.upgrade().is_some_and(|c| Arc::ptr_eq(&c, ctx)))
-    {
-        return s.clone();
-    }
-    let config = &ctx.agent.config;
-    let scheduler = Arc::new(Scheduler::new(
-        ctx.store.clone(),
-        Arc::new(SystemClock),
-        ctx.instance.id.clone(),
-        ctx.instance.directory.clone(),
-        Policy {
-            grace: config.schedule_grace,
-            timeout: config.schedule_timeout,
-        },
-    ));
-    all.push((Arc::downgrade(ctx), scheduler.clone()));
-    scheduler
+/// The scheduler feature of a running bridge: the schedule loop's state and
+/// the services its runs use. Built once by the router.
+pub struct Schedules {
+    pub(crate) app: Arc<App>,
+    pub(crate) scheduler: Arc<Scheduler>,
 }
 
-/// The scheduler loop of a bridge; runs until the process ends.
-pub(crate) async fn run(ctx: Arc<Ctx>) {
-    let scheduler = scheduler_of(&ctx);
-    async move {
-        match scheduler.recover().await {
-            Ok(0) => {}
-            Ok(n) => info!(
-                runs = n,
-                "scheduled runs interrupted by a restart marked failed"
-            ),
-            Err(e) => warn!(error = %e, "cannot clean up interrupted scheduled runs"),
-        }
-        loop {
-            let next = match scheduler.pass().await {
-                Ok(pass) => {
-                    for due in pass.due {
-                        tokio::spawn(exec::execute(ctx.clone(), scheduler.clone(), due));
+impl Schedules {
+    pub fn new(app: Arc<App>) -> Arc<Schedules> {
+        let config = &app.config;
+        let scheduler = Arc::new(Scheduler::new(
+            app.store.clone(),
+            app.clock.clone(),
+            app.instance.id.clone(),
+            app.instance.directory.clone(),
+            Policy {
+                grace: config.schedule_grace,
+                timeout: config.schedule_timeout,
+            },
+        ));
+        Arc::new(Schedules { app, scheduler })
+    }
+
+    /// The scheduler loop; runs until the process ends.
+    pub async fn run(self: Arc<Self>) {
+        let scheduler = self.scheduler.clone();
+        async move {
+            match scheduler.recover().await {
+                Ok(0) => {}
+                Ok(n) => info!(
+                    runs = n,
+                    "scheduled runs interrupted by a restart marked failed"
+                ),
+                Err(e) => warn!(error = %e, "cannot clean up interrupted scheduled runs"),
+            }
+            loop {
+                let next = match scheduler.pass().await {
+                    Ok(pass) => {
+                        for due in pass.due {
+                            tokio::spawn(exec::execute(self.app.clone(), scheduler.clone(), due));
+                        }
+                        pass.next
                     }
-                    pass.next
+                    Err(e) => {
+                        warn!(error = %e, "cannot read the schedules");
+                        None
+                    }
+                };
+                let wait = sleep_for(next, scheduler.now());
+                tokio::select! {
+                    () = tokio::time::sleep(wait) => {}
+                    () = scheduler.wake.notified() => {}
                 }
-                Err(e) => {
-                    warn!(error = %e, "cannot read the schedules");
-                    None
-                }
-            };
-            let wait = sleep_for(next, scheduler.now());
-            tokio::select! {
-                () = tokio::time::sleep(wait) => {}
-                () = scheduler.wake.notified() => {}
             }
         }
+        .instrument(info_span!("scheduler"))
+        .await
     }
-    .instrument(info_span!("scheduler"))
-    .await
+
+    /// The `!schedule` chat command: `args` is the text after `!schedule `
+    /// (syntax in [`syntax`] and [`syntax::USAGE`]). Answers with the
+    /// markdown to post; refusals say how to fix the input. Checks that
+    /// `user_id` may prompt this agent.
+    pub async fn command(&self, user_id: &str, args: &str) -> String {
+        syntax::command(self, user_id, args).await
+    }
 }
 
 /// How long to sleep before the next pass: until the next scheduled time,
@@ -526,12 +513,4 @@ pub fn sleep_for(next: Option<DateTime<Utc>>, now: DateTime<Utc>) -> Duration {
         .and_then(|n| (n - now).to_std().ok())
         .map_or(MAX_SLEEP, |d| d + Duration::from_millis(5));
     until.min(MAX_SLEEP)
-}
-
-/// The `!schedule` chat command: `args` is the text after `!schedule `
-/// (syntax in [`syntax`] and [`syntax::USAGE`]). Answers with the markdown
-/// to post; refusals say how to fix the input. Checks that `user_id` may
-/// prompt this agent.
-pub(crate) async fn command(ctx: &Arc<Ctx>, user_id: &str, args: &str) -> String {
-    syntax::command(ctx, user_id, args).await
 }

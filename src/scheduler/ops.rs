@@ -264,7 +264,7 @@ impl Ops<'_> {
             writeln!(
                 out,
                 "- Prompt: {}",
-                crate::bridge::text::preview(&s.prompt, 200)
+                crate::sessions::text::preview(&s.prompt, 200)
             )
             .ok();
         }
@@ -521,34 +521,29 @@ fn new_id(now: i64) -> String {
     id
 }
 
-/// The operations for a running bridge.
-pub(crate) async fn with_ctx<T>(
-    ctx: &Arc<crate::bridge::Ctx>,
-    f: impl AsyncFnOnce(&Ops<'_>) -> T,
-) -> T {
-    let scheduler = super::scheduler_of(ctx);
-    let people = Connected(ctx.agent.connector.current().await);
-    let ops = Ops {
-        store: ctx.store.as_ref(),
-        scheduler: &scheduler,
-        people: &people,
-        owner: ctx.agent.config.owner_user_id.as_deref(),
-        default_zone: ctx.agent.config.timezone,
-    };
-    f(&ops).await
-}
+impl super::Schedules {
+    /// The operations, for a running bridge.
+    pub(crate) async fn with_ops<T>(&self, f: impl AsyncFnOnce(&Ops<'_>) -> T) -> T {
+        let people = Connected(self.app.connection().await);
+        let ops = Ops {
+            store: self.app.store.as_ref(),
+            scheduler: &self.scheduler,
+            people: &people,
+            owner: self.app.config.owner_user_id.as_deref(),
+            default_zone: self.app.config.timezone,
+        };
+        f(&ops).await
+    }
 
-/// Run a schedule now, for a running bridge: claim, start, say so.
-pub(crate) async fn run_now(
-    ctx: &Arc<crate::bridge::Ctx>,
-    name: &str,
-) -> Result<String, ScheduleError> {
-    let claimed = with_ctx(ctx, async |ops| ops.claim_now(name).await).await;
-    let (due, text) = claimed?;
-    tokio::spawn(super::exec::execute(
-        ctx.clone(),
-        super::scheduler_of(ctx),
-        due,
-    ));
-    Ok(text)
+    /// Run a schedule now: claim, start, say so.
+    pub(crate) async fn run_now(&self, name: &str) -> Result<String, ScheduleError> {
+        let claimed = self.with_ops(async |ops| ops.claim_now(name).await).await;
+        let (due, text) = claimed?;
+        tokio::spawn(super::exec::execute(
+            self.app.clone(),
+            self.scheduler.clone(),
+            due,
+        ));
+        Ok(text)
+    }
 }

@@ -13,11 +13,9 @@
 //! after it, in any order; everything after the last option is the prompt,
 //! newlines included.
 
-use std::sync::Arc;
-
-use super::ops::{self, AddRequest, Caller};
+use super::Schedules;
+use super::ops::{AddRequest, Caller};
 use crate::access::Verdict;
-use crate::bridge::Ctx;
 
 /// What `!schedule help` (and every usage error) shows.
 pub const USAGE: &str = "**Scheduled prompts**\n\
@@ -176,8 +174,8 @@ fn parse_add(text: &str) -> Result<AddRequest, String> {
 }
 
 /// Run one `!schedule` command for `user_id`; the reply to post.
-pub(super) async fn command(ctx: &Arc<Ctx>, user_id: &str, args: &str) -> String {
-    if ctx.access.may_prompt(user_id) != Verdict::Allowed {
+pub(super) async fn command(ctx: &Schedules, user_id: &str, args: &str) -> String {
+    if ctx.app.access.may_prompt(user_id) != Verdict::Allowed {
         return format!(
             ":no_entry: Only the owner and allowed users may manage schedules ({}).",
             crate::access::HOW_TO_CONFIGURE
@@ -190,12 +188,12 @@ pub(super) async fn command(ctx: &Arc<Ctx>, user_id: &str, args: &str) -> String
     let caller = Caller::Chat { user_id };
     let result = match parsed {
         Command::Help => Ok(USAGE.to_owned()),
-        Command::List => ops::with_ctx(ctx, async |o| o.list().await).await,
-        Command::Add(req) => ops::with_ctx(ctx, async |o| o.add(req, caller).await).await,
-        Command::Remove(n) => ops::with_ctx(ctx, async |o| o.remove(&n).await).await,
-        Command::Enable(n) => ops::with_ctx(ctx, async |o| o.set_enabled(&n, true).await).await,
-        Command::Disable(n) => ops::with_ctx(ctx, async |o| o.set_enabled(&n, false).await).await,
-        Command::Run(n) => ops::run_now(ctx, &n).await,
+        Command::List => ctx.with_ops(async |o| o.list().await).await,
+        Command::Add(req) => ctx.with_ops(async |o| o.add(req, caller).await).await,
+        Command::Remove(n) => ctx.with_ops(async |o| o.remove(&n).await).await,
+        Command::Enable(n) => ctx.with_ops(async |o| o.set_enabled(&n, true).await).await,
+        Command::Disable(n) => ctx.with_ops(async |o| o.set_enabled(&n, false).await).await,
+        Command::Run(n) => ctx.run_now(&n).await,
     };
     match result {
         Ok(text) => text,

@@ -17,8 +17,8 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use crate::agent::Agent;
-use crate::bridge::Ctx;
 use crate::config::is_mattermost_id;
+use crate::router::Router;
 use crate::rpc::protocol::{CallContext, ToolSpec};
 
 /// What a tool returns to the model.
@@ -117,7 +117,7 @@ pub fn parse_args<A: DeserializeOwned>(tool: &'static str, args: Value) -> Resul
 
 /// A user named by id or `@username`: the id and how to call them. Names
 /// are looked up over REST, which needs no WebSocket.
-pub(crate) async fn user_id(ctx: &Ctx, user: &str) -> Result<(String, String), ToolError> {
+pub(crate) async fn user_id(ctx: &Router, user: &str) -> Result<(String, String), ToolError> {
     let name = user.trim().trim_start_matches('@');
     if is_mattermost_id(name) && !user.trim().starts_with('@') {
         return Ok((name.to_owned(), format!("user {name}")));
@@ -129,7 +129,7 @@ pub(crate) async fn user_id(ctx: &Ctx, user: &str) -> Result<(String, String), T
     }
     let link = ctx
         .monitor
-        .rest(ctx)
+        .rest(&ctx.engine.app)
         .await
         .map_err(|e| ToolError::Failed(format!("cannot look up @{name}: {e}")))?;
     let found = link
@@ -143,13 +143,13 @@ pub(crate) async fn user_id(ctx: &Ctx, user: &str) -> Result<(String, String), T
 /// The person a tool acts for: a user id or `@username`, the owner by
 /// default, who must be the owner or an allowed user (`role` says for what).
 pub(crate) async fn permitted_user(
-    ctx: &Ctx,
+    ctx: &Router,
     user: Option<&str>,
     role: &str,
 ) -> Result<(String, String), ToolError> {
     let (id, label) = match user.map(str::trim).filter(|u| !u.is_empty()) {
         None => {
-            let owner = ctx.access.owner().ok_or_else(|| {
+            let owner = ctx.engine.app.access.owner().ok_or_else(|| {
                 ToolError::Failed(
                     "no owner is configured: pass `user`, or set MATTERMOST_OWNER_USER_ID".into(),
                 )
@@ -158,7 +158,7 @@ pub(crate) async fn permitted_user(
         }
         Some(user) => user_id(ctx, user).await?,
     };
-    if !ctx.access.permitted_users().contains(&id) {
+    if !ctx.engine.app.access.permitted_users().contains(&id) {
         return Err(ToolError::Failed(format!(
             "{label} may not {role}; only the owner (MATTERMOST_OWNER_USER_ID) and \
              OPENCODE_MM_ALLOWED_USERS may"

@@ -12,9 +12,9 @@ use serde_json::Value;
 
 use super::{Tool, ToolError, ToolOutput, parse_args, schema_of};
 use crate::agent::{Agent, calling_session};
-use crate::bridge::Ctx;
-use crate::commands::exec;
+use crate::commands::ops as exec;
 use crate::opencode::Session;
+use crate::router::Router;
 use crate::rpc::protocol::CallContext;
 
 /// Arguments of `mattermost_monitor`.
@@ -52,7 +52,7 @@ pub struct UnmonitorArgs {
 pub struct MonitorTool;
 pub struct UnmonitorTool;
 
-fn bridge(agent: &Agent) -> Result<Arc<Ctx>, ToolError> {
+fn bridge(agent: &Agent) -> Result<Arc<Router>, ToolError> {
     agent.bridge().map_err(|why| {
         ToolError::Failed(format!(
             "monitors live in the state database, which is not available: {why}"
@@ -122,7 +122,7 @@ impl Tool for MonitorTool {
         let args: MonitorArgs = parse_args(self.name(), args)?;
         let ctx = bridge(agent)?;
         let wanted = wanted_session(self.name(), args.session.as_deref(), call)?;
-        let session = exec::resolve_session(&ctx, &wanted)
+        let session = exec::resolve_session(&ctx.engine, &wanted)
             .await
             .map_err(ToolError::Failed)?;
         let (target, label) =
@@ -131,7 +131,7 @@ impl Tool for MonitorTool {
         let own_turn = calling_session(call) == Some(session.id.as_str());
         ctx.monitor
             .add(
-                ctx.store.as_ref(),
+                ctx.engine.app.store.as_ref(),
                 &session.id,
                 &target,
                 persistent,
@@ -155,7 +155,7 @@ impl Tool for MonitorTool {
             );
         }
         // Say now, not at the first alert, if alerts cannot go out.
-        if let Err(e) = ctx.monitor.rest(&ctx).await {
+        if let Err(e) = ctx.monitor.rest(&ctx.engine.app).await {
             out.push_str(&format!(
                 "\nWarning: alerts cannot be delivered right now ({e}); the monitor is kept and \
                  each new state tries again."
@@ -189,7 +189,7 @@ impl Tool for UnmonitorTool {
         let args: UnmonitorArgs = parse_args(self.name(), args)?;
         let ctx = bridge(agent)?;
         let wanted = wanted_session(self.name(), args.session.as_deref(), call)?;
-        let (session_id, shown) = match exec::resolve_session(&ctx, &wanted).await {
+        let (session_id, shown) = match exec::resolve_session(&ctx.engine, &wanted).await {
             Ok(session) => (session.id.clone(), describe(&session)),
             // A session OpenCode no longer lists can still have monitors.
             Err(not_found) => match monitored_session(&ctx, &wanted).await? {
@@ -209,7 +209,7 @@ impl Tool for UnmonitorTool {
         let removed = ctx
             .monitor
             .remove(
-                ctx.store.as_ref(),
+                ctx.engine.app.store.as_ref(),
                 &session_id,
                 target.as_ref().map(|(id, _)| id.as_str()),
             )
@@ -234,8 +234,10 @@ impl Tool for UnmonitorTool {
 
 /// A monitored session id equal to `wanted` or, failing that, the only one
 /// starting with it.
-async fn monitored_session(ctx: &Ctx, wanted: &str) -> Result<Option<String>, ToolError> {
+async fn monitored_session(ctx: &Router, wanted: &str) -> Result<Option<String>, ToolError> {
     let mut ids: Vec<String> = ctx
+        .engine
+        .app
         .store
         .monitors()
         .await

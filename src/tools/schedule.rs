@@ -11,10 +11,10 @@ use serde_json::Value;
 
 use super::{Tool, ToolError, ToolOutput, parse_args, schema_of};
 use crate::agent::{Agent, calling_session};
-use crate::bridge::Ctx;
+use crate::router::Router;
 use crate::rpc::protocol::CallContext;
 use crate::scheduler::ScheduleError;
-use crate::scheduler::ops::{self, AddRequest, Caller};
+use crate::scheduler::ops::{AddRequest, Caller};
 
 /// Arguments of `mattermost_schedule_add`.
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -64,7 +64,7 @@ pub struct ScheduleNameArgs {
 }
 
 /// The running bridge (schedules live in its store).
-fn bridge(agent: &Agent) -> Result<Arc<Ctx>, ToolError> {
+fn bridge(agent: &Agent) -> Result<Arc<Router>, ToolError> {
     agent
         .bridge()
         .map_err(|why| ToolError::Failed(ScheduleError::Unavailable(why).to_string()))
@@ -126,7 +126,10 @@ impl Tool for ScheduleAddTool {
         let caller = Caller::OpenCode {
             session: calling_session(ctx),
         };
-        let result = ops::with_ctx(&bridge, async |o| o.add(req, caller).await).await;
+        let result = bridge
+            .schedules
+            .with_ops(async |o| o.add(req, caller).await)
+            .await;
         output(result, "Schedule added")
     }
 }
@@ -154,7 +157,7 @@ impl Tool for ScheduleListTool {
     ) -> Result<ToolOutput, ToolError> {
         let _: ScheduleListArgs = parse_args(self.name(), args)?;
         let bridge = bridge(agent)?;
-        let result = ops::with_ctx(&bridge, async |o| o.list().await).await;
+        let result = bridge.schedules.with_ops(async |o| o.list().await).await;
         output(result, "Schedules")
     }
 }
@@ -181,7 +184,10 @@ impl Tool for ScheduleRemoveTool {
     ) -> Result<ToolOutput, ToolError> {
         let args: ScheduleNameArgs = parse_args(self.name(), args)?;
         let bridge = bridge(agent)?;
-        let result = ops::with_ctx(&bridge, async |o| o.remove(&args.name).await).await;
+        let result = bridge
+            .schedules
+            .with_ops(async |o| o.remove(&args.name).await)
+            .await;
         output(result, "Schedule removed")
     }
 }
@@ -209,7 +215,10 @@ impl Tool for ScheduleEnableTool {
     ) -> Result<ToolOutput, ToolError> {
         let args: ScheduleNameArgs = parse_args(self.name(), args)?;
         let bridge = bridge(agent)?;
-        let result = ops::with_ctx(&bridge, async |o| o.set_enabled(&args.name, true).await).await;
+        let result = bridge
+            .schedules
+            .with_ops(async |o| o.set_enabled(&args.name, true).await)
+            .await;
         output(result, "Schedule enabled")
     }
 }
@@ -236,7 +245,10 @@ impl Tool for ScheduleDisableTool {
     ) -> Result<ToolOutput, ToolError> {
         let args: ScheduleNameArgs = parse_args(self.name(), args)?;
         let bridge = bridge(agent)?;
-        let result = ops::with_ctx(&bridge, async |o| o.set_enabled(&args.name, false).await).await;
+        let result = bridge
+            .schedules
+            .with_ops(async |o| o.set_enabled(&args.name, false).await)
+            .await;
         output(result, "Schedule disabled")
     }
 }
@@ -265,6 +277,9 @@ impl Tool for ScheduleRunTool {
     ) -> Result<ToolOutput, ToolError> {
         let args: ScheduleNameArgs = parse_args(self.name(), args)?;
         let bridge = bridge(agent)?;
-        output(ops::run_now(&bridge, &args.name).await, "Schedule started")
+        output(
+            bridge.schedules.run_now(&args.name).await,
+            "Schedule started",
+        )
     }
 }

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 
 use super::{Tool, ToolError, ToolOutput, parse_args, schema_of};
 use crate::agent::{Agent, calling_session};
-use crate::files::outbound::{SendError, SendRequest, send_file};
+use crate::files::outbound::{Project, SendError, SendRequest, send_file};
 use crate::files::safety::size_text;
 use crate::rpc::protocol::CallContext;
 
@@ -64,7 +64,17 @@ impl Tool for SendFileTool {
             message: args.message,
             thread: args.thread,
         };
-        let sent = send_file(agent, session, &request).await.map_err(failed)?;
+        let bridge = agent
+            .bridge()
+            .map_err(|why| failed(SendError::NoBridge(why)))?;
+        let init = agent.init_info().unwrap_or_default();
+        let project = Project {
+            directory: &init.directory,
+            worktree: &init.worktree,
+        };
+        let sent = send_file(&bridge.engine.app, &project, session, &request)
+            .await
+            .map_err(failed)?;
         Ok(ToolOutput {
             text: format!(
                 "Sent `{}` ({}) to the Mattermost thread {}.",

@@ -11,9 +11,9 @@ use serde_json::Value;
 
 use super::{Tool, ToolError, ToolOutput, parse_args, schema_of};
 use crate::agent::Agent;
-use crate::bridge::Ctx;
-use crate::commands::exec;
+use crate::commands::ops as exec;
 use crate::mattermost::connection::Connection;
+use crate::router::Router;
 use crate::rpc::protocol::CallContext;
 use crate::store::now_millis;
 
@@ -50,7 +50,7 @@ pub struct ListSessionsTool;
 pub struct SelectSessionTool;
 pub struct CurrentSessionTool;
 
-fn bridge(agent: &Agent) -> Result<Arc<Ctx>, ToolError> {
+fn bridge(agent: &Agent) -> Result<Arc<Router>, ToolError> {
     agent
         .bridge()
         .map_err(|why| ToolError::Failed(format!("the Mattermost bridge is not running: {why}")))
@@ -94,7 +94,7 @@ impl Tool for ListSessionsTool {
         let _: ListArgs = parse_args(self.name(), args)?;
         let ctx = bridge(agent)?;
         let conn = agent.connector.current().await;
-        exec::sessions_report(&ctx, conn.as_deref(), call.session_id.as_deref())
+        exec::sessions_report(&ctx.engine, conn.as_deref(), call.session_id.as_deref())
             .await
             .map(text)
             .map_err(ToolError::Failed)
@@ -141,7 +141,7 @@ impl Tool for SelectSessionTool {
                     reason: "no calling session; pass `session`".into(),
                 })?,
         };
-        let session = exec::resolve_session(&ctx, &wanted)
+        let session = exec::resolve_session(&ctx.engine, &wanted)
             .await
             .map_err(ToolError::Failed)?;
         let (user, _) =
@@ -149,10 +149,20 @@ impl Tool for SelectSessionTool {
         let dm = exec::dm_with(&conn, &user)
             .await
             .map_err(ToolError::Failed)?;
-        let thread = exec::attach(&ctx, &conn, &dm, &session, "the TUI", &user, false)
-            .await
-            .map_err(ToolError::Failed)?;
-        ctx.store
+        let thread = crate::sessions::threads::attach(
+            &ctx.engine,
+            &conn,
+            &dm,
+            &session,
+            "the TUI",
+            &user,
+            false,
+        )
+        .await
+        .map_err(ToolError::Failed)?;
+        ctx.engine
+            .app
+            .store
             .select_thread(&dm, Some(&thread.root_post_id), now_millis())
             .await
             .map_err(|e| ToolError::Failed(format!("could not attach the DM: {e}")))?;
@@ -194,15 +204,17 @@ impl Tool for CurrentSessionTool {
             .await
             .map_err(ToolError::Failed)?;
         let selected = ctx
+            .engine
+            .app
             .store
             .selection(&dm)
             .await
             .map_err(|e| ToolError::Failed(e.to_string()))?;
         let mut out = match selected {
-            Some(root) => match ctx.store.thread(&root).await {
+            Some(root) => match ctx.engine.app.store.thread(&root).await {
                 Ok(Some(b)) => format!(
                     "DM with {user}: {}",
-                    exec::describe_binding(&ctx, &conn, &b)
+                    exec::describe_binding(&ctx.engine, &conn, &b)
                         .await
                         .map_err(ToolError::Failed)?
                 ),
@@ -214,6 +226,8 @@ impl Tool for CurrentSessionTool {
         };
         if let Some(id) = &call.session_id {
             let threads = ctx
+                .engine
+                .app
                 .store
                 .threads_of_session(id)
                 .await
@@ -221,7 +235,7 @@ impl Tool for CurrentSessionTool {
             match threads.first() {
                 Some(b) => out.push_str(&format!(
                     "\nThis session's thread: {}",
-                    exec::describe_binding(&ctx, &conn, b)
+                    exec::describe_binding(&ctx.engine, &conn, b)
                         .await
                         .map_err(ToolError::Failed)?
                 )),

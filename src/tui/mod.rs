@@ -1,16 +1,26 @@
-//! Telling prompts typed at the TUI from the ones that came from chat.
+//! The TUI sync feature: prompts typed at OpenCode's TUI (or sent through
+//! its API) show in the session's thread, and with
+//! `OPENCODE_MM_DEFAULT_CHANNEL_ID` a session started there gets a thread at
+//! once.
 //!
-//! A session task sees every user message of its session. Its own turns
+//! Telling prompts typed at the TUI from the ones that came from chat: a
+//! session's task sees every user message of its session. Its own turns
 //! are known before OpenCode stores their prompt (the task holds the run
 //! first), and every chat prompt starts with the envelope marker, so what is
 //! left was typed somewhere else: it is echoed into the thread once, with
 //! its reply streamed after it.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
-use crate::bridge::text::ENVELOPE_PREFIX;
+use tracing::{Instrument, info_span, warn};
+
+use crate::opencode::Session;
 use crate::opencode::events::Event;
 use crate::opencode::message::Part;
+use crate::sessions::Engine;
+use crate::sessions::text::{ENVELOPE_PREFIX, SCHEDULED_TITLE_PREFIX};
 
 /// User messages older than the task by more than this are history, not
 /// new prompts (their `message.updated` is re-sent when OpenCode adds the
@@ -19,7 +29,7 @@ const HISTORY_SLACK_MS: f64 = 5_000.0;
 
 /// Per session: which user messages were already decided.
 #[derive(Debug)]
-pub(crate) struct TuiWatch {
+pub struct TuiWatch {
     started_ms: f64,
     /// Decided: ours, history, or already echoed.
     seen: HashSet<String>,
@@ -28,7 +38,7 @@ pub(crate) struct TuiWatch {
 }
 
 impl TuiWatch {
-    pub(crate) fn new(started_ms: f64) -> TuiWatch {
+    pub fn new(started_ms: f64) -> TuiWatch {
         TuiWatch {
             started_ms,
             seen: HashSet::new(),
@@ -37,14 +47,14 @@ impl TuiWatch {
     }
 
     /// A user message this task sent (or resumed): never echoed.
-    pub(crate) fn ours(&mut self, message_id: &str) {
+    pub fn ours(&mut self, message_id: &str) {
         self.candidates.remove(message_id);
         self.seen.insert(message_id.to_owned());
     }
 
     /// Feed one event. Returns the id and text of a prompt typed elsewhere
     /// once its text is known, exactly once per message.
-    pub(crate) fn observe(&mut self, event: &Event) -> Option<(String, String)> {
+    pub fn observe(&mut self, event: &Event) -> Option<(String, String)> {
         match event {
             Event::MessageUpdated(m) if m.info.role == "user" => {
                 let id = &m.info.id;
@@ -83,8 +93,79 @@ impl TuiWatch {
 }
 
 /// How a TUI prompt appears in the thread.
-pub(crate) fn echo(text: &str) -> String {
+pub fn echo(text: &str) -> String {
     format!(":keyboard: **[TUI]** {}", text.trim())
+}
+
+/// How long a new session is left to the code that created it before it
+/// gets a thread in the default channel.
+const DEFAULT_THREAD_GRACE: Duration = Duration::from_millis(1500);
+
+/// The TUI sync of a running bridge: one [`TuiWatch`] per followed session.
+#[derive(Default)]
+pub struct Tui {
+    watches: Mutex<HashMap<String, TuiWatch>>,
+}
+
+impl Tui {
+    fn with_watch<T>(&self, session_id: &str, f: impl FnOnce(&mut TuiWatch) -> T) -> T {
+        let mut watches = self
+            .watches
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let watch = watches
+            .entry(session_id.to_owned())
+            .or_insert_with(|| TuiWatch::new(crate::store::now_millis() as f64));
+        f(watch)
+    }
+
+    /// A user message the engine sent or resumed: never echoed.
+    pub fn ours(&self, session_id: &str, message_id: &str) {
+        self.with_watch(session_id, |w| w.ours(message_id));
+    }
+
+    /// The id and text of a prompt typed elsewhere, once per message.
+    pub fn observe(&self, session_id: &str, event: &Event) -> Option<(String, String)> {
+        self.with_watch(session_id, |w| w.observe(event))
+    }
+
+    /// With `OPENCODE_MM_DEFAULT_CHANNEL_ID` set, a session started at the
+    /// TUI gets its thread there at once. Sessions the bridge starts bind
+    /// their own thread within moments, so this waits a little and looks.
+    pub fn session_created(engine: &Arc<Engine>, session: &Session) {
+        let Some(channel) = engine.app.config.default_channel_id.clone() else {
+            return;
+        };
+        if session.parent_id.is_some()
+            || session.id.is_empty()
+            || session.title.starts_with(SCHEDULED_TITLE_PREFIX)
+        {
+            return;
+        }
+        let engine = engine.clone();
+        let session = session.clone();
+        let span = info_span!("default_thread", session = %session.id);
+        tokio::spawn(
+            async move {
+                tokio::time::sleep(DEFAULT_THREAD_GRACE).await;
+                match engine.app.store.threads_of_session(&session.id).await {
+                    Ok(threads) if threads.is_empty() => {}
+                    _ => return,
+                }
+                let Some(conn) = engine.app.connection().await else {
+                    return;
+                };
+                let attached = crate::sessions::threads::attach(
+                    &engine, &conn, &channel, &session, "the TUI", "", false,
+                )
+                .await;
+                if let Err(e) = attached {
+                    warn!(error = %e, "cannot open a thread for a new session");
+                }
+            }
+            .instrument(span),
+        );
+    }
 }
 
 #[cfg(test)]

@@ -1,7 +1,11 @@
-//! The words the bridge posts and the envelope it wraps prompts in. Pure, so
+//! The words the engine posts and the envelope it wraps prompts in. Pure, so
 //! every string a person sees is tested in one place.
 
 use crate::access::HOW_TO_CONFIGURE;
+
+/// How the sessions of scheduled runs are titled: their thread is the
+/// result DM, never a channel thread.
+pub const SCHEDULED_TITLE_PREFIX: &str = "Scheduled: ";
 
 /// First line of every prompt that came from Mattermost. The same marker lets
 /// the TUI sync tell chat prompts from prompts typed at the terminal.

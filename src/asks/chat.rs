@@ -13,24 +13,17 @@ use std::sync::Arc;
 
 use tracing::{Instrument, debug, info, info_span, warn};
 
-use super::Ctx;
-use crate::asks::{self, Asked, PermissionOutcome, QuestionOutcome};
+use super::{self as asks, Asked, PermissionOutcome, QuestionOutcome};
 use crate::mattermost::budget::Priority;
 use crate::mattermost::connection::Connection;
 use crate::mattermost::types::Post;
 use crate::opencode::events::{Event, PermissionAsked, PermissionReplied, QuestionAsked};
 use crate::opencode::{OpenCodeError, PermissionReply};
-
-/// Where a request is posted: a thread of its session.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Spot {
-    pub channel_id: String,
-    pub root_id: String,
-}
+use crate::sessions::{Engine, Spot, say, thread_for};
 
 /// Requests waiting for an answer in chat, by request id.
 #[derive(Default)]
-pub(crate) struct Book {
+pub struct Book {
     permissions: HashMap<String, Permission>,
     questions: HashMap<String, Question>,
 }
@@ -62,14 +55,29 @@ impl Question {
     }
 }
 
-fn book(ctx: &Ctx) -> std::sync::MutexGuard<'_, Book> {
-    ctx.asks
+/// The asks feature: its book of open requests, on top of the engine.
+pub struct Asks {
+    pub engine: Arc<Engine>,
+    book: std::sync::Mutex<Book>,
+}
+
+impl Asks {
+    pub fn new(engine: Arc<Engine>) -> Arc<Asks> {
+        Arc::new(Asks {
+            engine,
+            book: std::sync::Mutex::new(Book::default()),
+        })
+    }
+}
+
+fn book(ctx: &Asks) -> std::sync::MutexGuard<'_, Book> {
+    ctx.book
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// Whether the session has a question or permission request open in chat.
-pub(crate) fn waiting(ctx: &Ctx, session_id: &str) -> bool {
+pub fn waiting(ctx: &Asks, session_id: &str) -> bool {
     let b = book(ctx);
     b.permissions
         .values()
@@ -80,11 +88,11 @@ pub(crate) fn waiting(ctx: &Ctx, session_id: &str) -> bool {
 /// With `OPENCODE_MM_NOTIFY_PERMISSION`, a new request mentions the person
 /// who started the thread, so it notifies them even where thread replies
 /// do not (a followed channel thread, a muted channel).
-async fn with_mention(ctx: &Ctx, conn: &Connection, spot: &Spot, text: String) -> String {
-    if !ctx.agent.config.notify_permission {
+async fn with_mention(ctx: &Asks, conn: &Connection, spot: &Spot, text: String) -> String {
+    if !ctx.engine.app.config.notify_permission {
         return text;
     }
-    let Ok(Some(binding)) = ctx.store.thread(&spot.root_id).await else {
+    let Ok(Some(binding)) = ctx.engine.app.store.thread(&spot.root_id).await else {
         return text;
     };
     if binding.created_by.is_empty() || binding.created_by == conn.info.bot.id {
@@ -97,7 +105,7 @@ async fn with_mention(ctx: &Ctx, conn: &Connection, spot: &Spot, text: String) -
 }
 
 async fn post_in(conn: &Connection, spot: &Spot, message: String) -> Option<String> {
-    match super::reply_in(
+    match crate::sessions::reply_in(
         conn,
         &spot.channel_id,
         &spot.root_id,
@@ -114,8 +122,8 @@ async fn post_in(conn: &Connection, spot: &Spot, message: String) -> Option<Stri
     }
 }
 
-async fn edit(ctx: &Ctx, post_id: &str, message: &str) {
-    let Some(conn) = ctx.connection().await else {
+async fn edit(ctx: &Asks, post_id: &str, message: &str) {
+    let Some(conn) = ctx.engine.app.connection().await else {
         return;
     };
     let span = info_span!("post", id = %post_id);
@@ -130,11 +138,11 @@ async fn edit(ctx: &Ctx, post_id: &str, message: &str) {
 }
 
 /// Post a permission request in the session's thread.
-pub(super) async fn permission_asked(ctx: &Ctx, spot: Spot, req: PermissionAsked) {
+pub async fn permission_asked(ctx: &Asks, spot: Spot, req: PermissionAsked) {
     if req.id.is_empty() || book(ctx).permissions.contains_key(&req.id) {
         return;
     }
-    let Some(conn) = ctx.connection().await else {
+    let Some(conn) = ctx.engine.app.connection().await else {
         debug!("not connected; the permission request waits for the TUI");
         return;
     };
@@ -166,7 +174,7 @@ pub(super) async fn permission_asked(ctx: &Ctx, spot: Spot, req: PermissionAsked
 
 /// OpenCode says a permission request was answered: by us (nothing to do)
 /// or elsewhere (the post says so).
-pub(super) async fn permission_replied(ctx: &Ctx, replied: &PermissionReplied) {
+pub async fn permission_replied(ctx: &Asks, replied: &PermissionReplied) {
     let entry = {
         let mut b = book(ctx);
         match b.permissions.get(&replied.request_id) {
@@ -187,7 +195,7 @@ pub(super) async fn permission_replied(ctx: &Ctx, replied: &PermissionReplied) {
 /// means the session's oldest open one. Returns what to tell the person
 /// when the answer could not be delivered.
 async fn answer_permission(
-    ctx: &Ctx,
+    ctx: &Asks,
     request: Option<&str>,
     session_id: &str,
     reply: PermissionReply,
@@ -209,7 +217,7 @@ async fn answer_permission(
         (id, p.req.clone(), p.post_id.clone())
     };
     info!(request = %id, reply = reply.as_str(), by, "permission answered from chat");
-    let result = ctx.opencode().reply_permission(&id, reply).await;
+    let result = ctx.engine.app.opencode().reply_permission(&id, reply).await;
     let (outcome, told) = match result {
         Ok(()) => (
             PermissionOutcome::Answered {
@@ -235,15 +243,15 @@ async fn answer_permission(
 }
 
 /// Post the first question of a question request.
-pub(super) async fn question_asked(ctx: &Arc<Ctx>, spot: Spot, req: QuestionAsked) {
+pub async fn question_asked(ctx: &Arc<Asks>, spot: Spot, req: QuestionAsked) {
     if req.id.is_empty() || req.questions.is_empty() || book(ctx).questions.contains_key(&req.id) {
         return;
     }
-    let Some(conn) = ctx.connection().await else {
+    let Some(conn) = ctx.engine.app.connection().await else {
         debug!("not connected; the question waits for the TUI");
         return;
     };
-    let prefix = ctx.agent.config.command_prefix.clone();
+    let prefix = ctx.engine.app.config.command_prefix.clone();
     let first = asks::question_post(
         &req.questions[0],
         Asked {
@@ -270,7 +278,7 @@ pub(super) async fn question_asked(ctx: &Arc<Ctx>, spot: Spot, req: QuestionAske
         },
     );
     let ctx = ctx.clone();
-    let timeout = ctx.agent.config.question_timeout;
+    let timeout = ctx.engine.app.config.question_timeout;
     tokio::spawn(
         async move {
             tokio::time::sleep(timeout).await;
@@ -281,12 +289,12 @@ pub(super) async fn question_asked(ctx: &Arc<Ctx>, spot: Spot, req: QuestionAske
 }
 
 /// Nobody answered in time: decline the request so the agent goes on.
-async fn expire(ctx: &Ctx, request_id: &str, after: std::time::Duration) {
+async fn expire(ctx: &Asks, request_id: &str, after: std::time::Duration) {
     let Some(q) = take_question(ctx, request_id, None) else {
         return;
     };
     info!(request = %request_id, "question expired; declining it");
-    let outcome = match ctx.opencode().reject_question(request_id).await {
+    let outcome = match ctx.engine.app.opencode().reject_question(request_id).await {
         Ok(()) => QuestionOutcome::Expired {
             after_minutes: after.as_secs().div_ceil(60),
         },
@@ -298,7 +306,7 @@ async fn expire(ctx: &Ctx, request_id: &str, after: std::time::Duration) {
     };
     show_open_question(ctx, &q, &outcome).await;
     if let (QuestionOutcome::Expired { after_minutes }, Some(conn)) =
-        (&outcome, ctx.connection().await)
+        (&outcome, ctx.engine.app.connection().await)
     {
         post_in(
             &conn,
@@ -313,7 +321,7 @@ async fn expire(ctx: &Ctx, request_id: &str, after: std::time::Duration) {
 }
 
 /// Take a question out of the book: by id, or the session's oldest open one.
-fn take_question(ctx: &Ctx, request_id: &str, session_id: Option<&str>) -> Option<Question> {
+fn take_question(ctx: &Asks, request_id: &str, session_id: Option<&str>) -> Option<Question> {
     let mut b = book(ctx);
     let id = if request_id.is_empty() {
         let session_id = session_id?;
@@ -332,12 +340,12 @@ fn take_question(ctx: &Ctx, request_id: &str, session_id: Option<&str>) -> Optio
 }
 
 /// Edit the open question's post to its outcome.
-async fn show_open_question(ctx: &Ctx, q: &Question, outcome: &QuestionOutcome) {
+async fn show_open_question(ctx: &Asks, q: &Question, outcome: &QuestionOutcome) {
     let asked = q.asked();
     let (Some(info), Some(post_id)) = (q.req.questions.get(asked.index), q.post_ids.last()) else {
         return;
     };
-    let prefix = &ctx.agent.config.command_prefix;
+    let prefix = &ctx.engine.app.config.command_prefix;
     edit(
         ctx,
         post_id,
@@ -348,7 +356,7 @@ async fn show_open_question(ctx: &Ctx, q: &Question, outcome: &QuestionOutcome) 
 
 /// OpenCode says a question request was answered or declined. When that
 /// happened elsewhere, the open post says so.
-pub(super) async fn question_settled(ctx: &Ctx, request_id: &str, answers: Option<&[Vec<String>]>) {
+pub async fn question_settled(ctx: &Asks, request_id: &str, answers: Option<&[Vec<String>]>) {
     let Some(q) = take_question(ctx, request_id, None) else {
         return;
     };
@@ -364,8 +372,8 @@ pub(super) async fn question_settled(ctx: &Ctx, request_id: &str, answers: Optio
 
 /// A reply in a thread whose session waits for an answer. Returns true when
 /// the post was an answer (it is then not a prompt).
-pub(super) async fn answer_text(
-    ctx: &Arc<Ctx>,
+pub async fn answer_text(
+    ctx: &Arc<Asks>,
     conn: &Connection,
     session_id: &str,
     post: &Post,
@@ -378,7 +386,7 @@ pub(super) async fn answer_text(
         && let Some(result) = answer_permission(ctx, None, session_id, reply, sender).await
     {
         if let Err(message) = result {
-            super::say(conn, post, &message).await;
+            say(conn, post, &message).await;
         }
         return true;
     }
@@ -399,7 +407,7 @@ pub(super) async fn answer_text(
         q.answering = true;
         (id.clone(), info, asked)
     };
-    let release = |ctx: &Ctx| {
+    let release = |ctx: &Asks| {
         if let Some(q) = book(ctx).questions.get_mut(&id) {
             q.answering = false;
         }
@@ -408,11 +416,11 @@ pub(super) async fn answer_text(
         Ok(a) => a,
         Err(why) => {
             release(ctx);
-            super::say(conn, post, &format!(":warning: {why}")).await;
+            say(conn, post, &format!(":warning: {why}")).await;
             return true;
         }
     };
-    let prefix = ctx.agent.config.command_prefix.clone();
+    let prefix = ctx.engine.app.config.command_prefix.clone();
     let answered = QuestionOutcome::Answered {
         answer: answer.clone(),
         by: sender.to_owned(),
@@ -457,10 +465,16 @@ pub(super) async fn answer_text(
         return true;
     };
     info!(request = %id, by = sender, "question answered from chat");
-    match ctx.opencode().reply_question(&id, &q.answers).await {
+    match ctx
+        .engine
+        .app
+        .opencode()
+        .reply_question(&id, &q.answers)
+        .await
+    {
         Ok(()) => {}
         Err(OpenCodeError::NotFound { .. }) => {
-            super::say(
+            say(
                 conn,
                 post,
                 ":warning: This question was answered elsewhere or has expired; OpenCode no \
@@ -469,7 +483,7 @@ pub(super) async fn answer_text(
             .await;
         }
         Err(e) => {
-            super::say(
+            say(
                 conn,
                 post,
                 &format!(":x: Could not send the answer to OpenCode: {e}"),
@@ -482,10 +496,10 @@ pub(super) async fn answer_text(
 
 /// `!reject`: decline the session's open question, or else deny its open
 /// permission request. The answer for the person.
-pub(crate) async fn reject(ctx: &Ctx, session_id: &str, by: &str) -> String {
+pub async fn reject(ctx: &Asks, session_id: &str, by: &str) -> String {
     if let Some(q) = take_question(ctx, "", Some(session_id)) {
         info!(request = %q.req.id, by, "question declined from chat");
-        return match ctx.opencode().reject_question(&q.req.id).await {
+        return match ctx.engine.app.opencode().reject_question(&q.req.id).await {
             Ok(()) => {
                 show_open_question(ctx, &q, &QuestionOutcome::Rejected { by: by.to_owned() }).await;
                 String::new()
@@ -507,62 +521,37 @@ pub(crate) async fn reject(ctx: &Ctx, session_id: &str, by: &str) -> String {
     }
 }
 
-/// A reaction on a post. Only permitted users count; the bot's own
-/// reactions (the answer buttons it adds) are ignored.
-pub(super) async fn reacted(ctx: &Arc<Ctx>, reaction: crate::mattermost::types::Reaction) {
-    let Some(conn) = ctx.connection().await else {
-        return;
-    };
-    if reaction.user_id == conn.info.bot.id {
-        return;
-    }
-    let Some(wanted) = asks::reaction(&reaction.emoji_name) else {
-        return;
-    };
-    if ctx.access.may_prompt(&reaction.user_id) != crate::access::Verdict::Allowed {
-        info!(user = %reaction.user_id, emoji = %reaction.emoji_name, "reaction from a user who may not answer; ignored");
-        return;
-    }
-    let by = conn
-        .rest
-        .user(&reaction.user_id)
-        .await
-        .map(|u| u.username)
-        .unwrap_or_else(|_| reaction.user_id.clone());
+/// ✅ or ❌ from a permitted user (the router checked who) on a post:
+/// answers the permission request posted there, if any.
+pub async fn answer_reaction(ctx: &Asks, conn: &Connection, post_id: &str, allow: bool, by: &str) {
     let on_permission = {
         let b = book(ctx);
         b.permissions
             .iter()
-            .find(|(_, p)| p.post_id == reaction.post_id)
+            .find(|(_, p)| p.post_id == post_id)
             .map(|(id, p)| (id.clone(), p.req.session_id.clone()))
     };
-    match (wanted, on_permission) {
-        (asks::Reaction::Allow | asks::Reaction::Deny, Some((id, session_id))) => {
-            let reply = if wanted == asks::Reaction::Allow {
-                PermissionReply::Once
-            } else {
-                PermissionReply::Reject
-            };
-            if let Some(Err(message)) =
-                answer_permission(ctx, Some(&id), &session_id, reply, &by).await
-                && let Ok(p) = conn.rest.post(&reaction.post_id).await
-            {
-                super::say(&conn, &p, &message).await;
-            }
-        }
-        (asks::Reaction::Allow | asks::Reaction::Deny, None) => {}
-        (action, _) => {
-            super::actions::on_bot_post(ctx, &conn, &reaction.post_id, action, &by).await
-        }
+    let Some((id, session_id)) = on_permission else {
+        return;
+    };
+    let reply = if allow {
+        PermissionReply::Once
+    } else {
+        PermissionReply::Reject
+    };
+    if let Some(Err(message)) = answer_permission(ctx, Some(&id), &session_id, reply, by).await
+        && let Ok(p) = conn.rest.post(post_id).await
+    {
+        say(conn, &p, &message).await;
     }
 }
 
 /// After a (re)connect: requests OpenCode still waits on whose session has
 /// a thread here but no post in this agent's life (it restarted) are
 /// posted again.
-pub(super) async fn resync(ctx: &Arc<Ctx>) {
-    let permissions = ctx.opencode().pending_permissions().await;
-    let questions = ctx.opencode().pending_questions().await;
+pub async fn resync(ctx: &Arc<Asks>) {
+    let permissions = ctx.engine.app.opencode().pending_permissions().await;
+    let questions = ctx.engine.app.opencode().pending_questions().await;
     let (permissions, questions) = match (permissions, questions) {
         (Ok(p), Ok(q)) => (p, q),
         (Err(e), _) | (_, Err(e)) => {
@@ -571,12 +560,12 @@ pub(super) async fn resync(ctx: &Arc<Ctx>) {
         }
     };
     for req in permissions {
-        if let Some(spot) = super::reply::thread_for(ctx, &req.session_id, None).await {
+        if let Some(spot) = thread_for(&ctx.engine, &req.session_id, None).await {
             permission_asked(ctx, spot, req).await;
         }
     }
     for req in questions {
-        if let Some(spot) = super::reply::thread_for(ctx, &req.session_id, None).await {
+        if let Some(spot) = thread_for(&ctx.engine, &req.session_id, None).await {
             question_asked(ctx, spot, req).await;
         }
     }
@@ -584,7 +573,7 @@ pub(super) async fn resync(ctx: &Arc<Ctx>) {
 
 /// A permission or question event: a new request is posted at `spot` (no
 /// spot: nowhere to ask, the TUI answers it), a settled one updates its post.
-pub(super) async fn on_event(ctx: &Arc<Ctx>, event: &Event, spot: Option<Spot>) {
+pub async fn on_event(ctx: &Arc<Asks>, event: &Event, spot: Option<Spot>) {
     match event {
         Event::PermissionAsked(p) => {
             if let Some(spot) = spot {
@@ -604,14 +593,14 @@ pub(super) async fn on_event(ctx: &Arc<Ctx>, event: &Event, spot: Option<Spot>) 
 }
 
 /// Whether an event asks a person something (rather than settling it).
-pub(super) fn is_new_request(event: &Event) -> bool {
+pub fn is_new_request(event: &Event) -> bool {
     matches!(event, Event::PermissionAsked(_) | Event::QuestionAsked(_))
 }
 
 /// Requests of a session with no thread here, such as a subagent's: they
 /// go to the thread of the session that started it, so a subagent waiting
 /// for a person never wedges its parent unseen.
-pub(super) async fn unbound(ctx: Arc<Ctx>, event: Event) {
+pub async fn unbound(ctx: Arc<Asks>, event: Event) {
     let spot = match event.session_id() {
         Some(session_id) if is_new_request(&event) => parent_thread(&ctx, session_id).await,
         _ => None,
@@ -620,7 +609,7 @@ pub(super) async fn unbound(ctx: Arc<Ctx>, event: Event) {
 }
 
 /// Whether an event is about a permission request or a question.
-pub(super) fn is_ask(event: &Event) -> bool {
+pub fn is_ask(event: &Event) -> bool {
     matches!(
         event,
         Event::PermissionAsked(_)
@@ -631,12 +620,19 @@ pub(super) fn is_ask(event: &Event) -> bool {
     )
 }
 
-async fn parent_thread(ctx: &Ctx, session_id: &str) -> Option<Spot> {
+async fn parent_thread(ctx: &Asks, session_id: &str) -> Option<Spot> {
     let mut id = session_id.to_owned();
     // Subagents can start subagents; a few levels up is plenty.
     for _ in 0..4 {
-        let parent = ctx.opencode().get_session(&id).await.ok()?.parent_id?;
-        if let Some(spot) = super::reply::thread_for(ctx, &parent, None).await {
+        let parent = ctx
+            .engine
+            .app
+            .opencode()
+            .get_session(&id)
+            .await
+            .ok()?
+            .parent_id?;
+        if let Some(spot) = thread_for(&ctx.engine, &parent, None).await {
             return Some(spot);
         }
         id = parent;
@@ -647,7 +643,7 @@ async fn parent_thread(ctx: &Ctx, session_id: &str) -> Option<Spot> {
 /// A turn of the session was aborted. OpenCode keeps its requests listed
 /// after an abort, and a late "allow" could still run the aborted command,
 /// so they are declined here and their posts say they are no longer asked.
-pub(super) async fn drop_session(ctx: &Ctx, session_id: &str) {
+pub async fn drop_session(ctx: &Asks, session_id: &str) {
     let (permissions, questions) = {
         let mut b = book(ctx);
         let p: Vec<String> = b
@@ -673,6 +669,8 @@ pub(super) async fn drop_session(ctx: &Ctx, session_id: &str) {
     };
     for p in permissions {
         if let Err(e) = ctx
+            .engine
+            .app
             .opencode()
             .reply_permission(&p.req.id, PermissionReply::Reject)
             .await
@@ -687,7 +685,7 @@ pub(super) async fn drop_session(ctx: &Ctx, session_id: &str) {
         .await;
     }
     for q in questions {
-        if let Err(e) = ctx.opencode().reject_question(&q.req.id).await {
+        if let Err(e) = ctx.engine.app.opencode().reject_question(&q.req.id).await {
             debug!(error = %e, "cannot decline a stale question");
         }
         show_open_question(ctx, &q, &QuestionOutcome::Gone).await;

@@ -1,18 +1,19 @@
-//! Carrying out the `!` commands, and the session operations the session
-//! tools share with them (listing, attaching, describing).
+//! The session commands' operations: list, attach (`use`), describe
+//! (`current`), start (`new`), models, costs and status. The `!` commands
+//! and the session tools are thin callers of these.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use tracing::{info, warn};
+use tracing::warn;
 
-use super::{Command, parse};
-use crate::bridge::{Ctx, NewThread, ThreadSpot, new_session, open_thread, say};
 use crate::mattermost::connection::{Connection, describe_link};
 use crate::mattermost::types::Post;
 use crate::opencode::{Activity, ModelRef, Session};
 use crate::render::format;
+use crate::sessions::threads::{attach, new_session, thread_of_session};
+use crate::sessions::{Engine, NewThread};
 use crate::store::{ThreadBinding, ThreadStatus, now_millis};
 
 /// How long a `!models` list waits for its number.
@@ -21,7 +22,7 @@ const CHOICE_TTL: Duration = Duration::from_secs(600);
 const LIST_MAX: usize = 20;
 
 /// Where a command was typed.
-pub(crate) struct Here<'a> {
+pub struct Here<'a> {
     pub post: &'a Post,
     /// The session thread the post is addressed to (its thread, or the
     /// session its DM is attached to).
@@ -32,85 +33,25 @@ pub(crate) struct Here<'a> {
 
 /// A numbered `!models` list waiting for the person to pick one.
 #[derive(Debug, Clone)]
-pub(crate) struct Choice {
+pub struct Choice {
     models: Vec<String>,
     root_post_id: String,
     at: Instant,
 }
 
+/// The `!models` lists waiting for a number, by channel, thread and user.
+#[derive(Debug, Default)]
+pub struct Choices(std::sync::Mutex<std::collections::HashMap<String, Choice>>);
+
 fn choice_key(post: &Post) -> String {
     format!("{}|{}|{}", post.channel_id, post.root_id, post.user_id)
 }
 
-/// Run `text` as a command (or the number answering a `!models` list) and
-/// answer it. False when it is an ordinary prompt.
-pub(crate) async fn handle(ctx: &Arc<Ctx>, conn: &Connection, here: &Here<'_>, text: &str) -> bool {
-    if let Some(reply) = pick_model(ctx, here, text).await {
-        say(conn, here.post, &reply).await;
-        return true;
-    }
-    let prefix = ctx.agent.config.command_prefix.clone();
-    let Some(parsed) = parse(text, &prefix) else {
-        return false;
-    };
-    let reply = match parsed {
-        Ok(command) => {
-            info!(?command, "command");
-            match run(ctx, conn, here, command).await {
-                Ok(text) | Err(text) => text,
-            }
-        }
-        Err(e) => format!(":grey_question: {}", capitalise(&e.to_string())),
-    };
-    if !reply.is_empty() {
-        say(conn, here.post, &reply).await;
-    }
-    true
-}
-
-fn capitalise(text: &str) -> String {
-    let mut chars = text.chars();
-    match chars.next() {
-        Some(first) => first.to_uppercase().chain(chars).collect(),
-        None => String::new(),
-    }
-}
-
-/// Carry out one command: the answer, or what went wrong (also an answer).
-async fn run(
-    ctx: &Arc<Ctx>,
-    conn: &Connection,
-    here: &Here<'_>,
-    command: Command,
-) -> Result<String, String> {
-    let prefix = ctx.agent.config.command_prefix.as_str();
-    match command {
-        Command::Help => Ok(super::help(prefix)),
-        Command::Sessions => {
-            sessions_report(ctx, Some(conn), here.binding.map(|b| b.session_id.as_str())).await
-        }
-        Command::Use(id) => use_session(ctx, conn, here, &id).await,
-        Command::Current => current(ctx, conn, here).await,
-        Command::New(title) => new(ctx, conn, here, title).await,
-        Command::Stop => stop(ctx, here).await,
-        Command::Reject => reject(ctx, here).await,
-        Command::Models => models(ctx, here).await,
-        Command::Model(choice) => model(ctx, here, choice).await,
-        Command::Costs => costs(ctx, here).await,
-        Command::Status => Ok(status(ctx, conn)),
-        Command::Schedule(args) => Ok(schedule(ctx, here, &args).await),
-    }
-}
-
-async fn schedule(ctx: &Arc<Ctx>, here: &Here<'_>, args: &str) -> String {
-    crate::scheduler::command(ctx, &here.post.user_id, args).await
-}
-
 /// The session a thread-scoped command acts on, or how to get one.
-fn session_here<'a>(ctx: &Ctx, here: &'a Here<'_>) -> Result<&'a ThreadBinding, String> {
-    let prefix = &ctx.agent.config.command_prefix;
+pub fn session_here<'a>(ctx: &Engine, here: &'a Here<'_>) -> Result<&'a ThreadBinding, String> {
+    let prefix = &ctx.app.config.command_prefix;
     match here.binding {
-        Some(b) if b.instance_id != ctx.instance.id => Err(format!(
+        Some(b) if b.instance_id != ctx.app.instance.id => Err(format!(
             ":electric_plug: This thread belongs to another OpenCode instance that is not \
              running. `{prefix}new` starts a session here."
         )),
@@ -127,9 +68,10 @@ fn session_here<'a>(ctx: &Ctx, here: &'a Here<'_>) -> Result<&'a ThreadBinding, 
 }
 
 /// A session by its short id, its id, or a unique prefix of either.
-pub(crate) async fn resolve_session(ctx: &Ctx, wanted: &str) -> Result<Session, String> {
-    let prefix = &ctx.agent.config.command_prefix;
+pub async fn resolve_session(ctx: &Engine, wanted: &str) -> Result<Session, String> {
+    let prefix = &ctx.app.config.command_prefix;
     let sessions = ctx
+        .app
         .opencode()
         .list_sessions()
         .await
@@ -166,27 +108,15 @@ pub(crate) async fn resolve_session(ctx: &Ctx, wanted: &str) -> Result<Session, 
     }
 }
 
-/// The live thread of a session on this instance, preferring one in
-/// `channel` when given.
-async fn thread_of_session(
-    ctx: &Ctx,
-    session_id: &str,
-    channel: Option<&str>,
-) -> Option<ThreadBinding> {
-    let mine = ctx.live_threads(session_id).await.ok()?;
-    channel
-        .and_then(|ch| mine.iter().find(|t| t.channel_id == ch).cloned())
-        .or_else(|| mine.into_iter().next())
-}
-
 /// `!sessions` and `mattermost_list_sessions`: this instance's sessions,
 /// newest first, with status, age, directory and thread.
-pub(crate) async fn sessions_report(
-    ctx: &Ctx,
+pub async fn sessions_report(
+    ctx: &Engine,
     conn: Option<&Connection>,
     current: Option<&str>,
 ) -> Result<String, String> {
     let sessions = ctx
+        .app
         .opencode()
         .list_sessions()
         .await
@@ -198,14 +128,14 @@ pub(crate) async fn sessions_report(
     if sessions.is_empty() {
         return Ok(format!(
             "No sessions yet in `{}`. Send a message to start one.",
-            ctx.instance.directory
+            ctx.app.instance.directory
         ));
     }
-    let activity = ctx.opencode().activity().await.unwrap_or_default();
+    let activity = ctx.app.opencode().activity().await.unwrap_or_default();
     let now = now_millis() as f64;
     let mut out = format!(
         "**Sessions of `{}`** ({} in all, newest first):\n",
-        ctx.instance.directory,
+        ctx.app.instance.directory,
         sessions.len()
     );
     for s in sessions.iter().take(LIST_MAX) {
@@ -241,27 +171,28 @@ pub(crate) async fn sessions_report(
     }
     out.push_str(&format!(
         "`{}use <id>` attaches this DM or thread to one.",
-        ctx.agent.config.command_prefix
+        ctx.app.config.command_prefix
     ));
     Ok(out)
 }
 
 /// `!use <id>`.
-async fn use_session(
-    ctx: &Arc<Ctx>,
+pub async fn use_session(
+    ctx: &Arc<Engine>,
     conn: &Connection,
     here: &Here<'_>,
     wanted: &str,
 ) -> Result<String, String> {
     let post = here.post;
-    let prefix = &ctx.agent.config.command_prefix;
+    let prefix = &ctx.app.config.command_prefix;
     if wanted.eq_ignore_ascii_case("none") {
         if !here.is_dm {
             return Err(format!(
                 ":grey_question: `{prefix}use none` detaches a DM; threads stay with their session."
             ));
         }
-        ctx.store
+        ctx.app
+            .store
             .select_thread(&post.channel_id, None, now_millis())
             .await
             .map_err(|e| format!(":x: Could not detach: {e}"))?;
@@ -273,17 +204,19 @@ async fn use_session(
         // already looked its binding up.
         match here.binding {
             Some(_) => {
-                ctx.store
+                ctx.app
+                    .store
                     .set_thread_session(&post.root_id, &session.id)
                     .await
             }
             None => {
-                ctx.store
+                ctx.app
+                    .store
                     .bind_thread(&ThreadBinding {
                         root_post_id: post.root_id.clone(),
                         channel_id: post.channel_id.clone(),
                         session_id: session.id.clone(),
-                        instance_id: ctx.instance.id.clone(),
+                        instance_id: ctx.app.instance.id.clone(),
                         created_by: post.user_id.clone(),
                         created_at: now_millis(),
                         status: ThreadStatus::Active,
@@ -311,7 +244,8 @@ async fn use_session(
     )
     .await?;
     if here.is_dm {
-        ctx.store
+        ctx.app
+            .store
             .select_thread(&post.channel_id, Some(&thread.root_post_id), now_millis())
             .await
             .map_err(|e| format!(":x: Could not attach this DM: {e}"))?;
@@ -325,7 +259,7 @@ async fn use_session(
     ))
 }
 
-fn title_of(session: &Session) -> String {
+pub fn title_of(session: &Session) -> String {
     if session.title.is_empty() {
         "untitled".to_owned()
     } else {
@@ -333,49 +267,9 @@ fn title_of(session: &Session) -> String {
     }
 }
 
-/// The session's thread in `channel`, posting its card first if it has none
-/// there yet.
-pub(crate) async fn attach(
-    ctx: &Arc<Ctx>,
-    conn: &Connection,
-    channel_id: &str,
-    session: &Session,
-    requested_by: &str,
-    user_id: &str,
-    reuse_any_channel: bool,
-) -> Result<ThreadBinding, String> {
-    let existing = thread_of_session(ctx, &session.id, Some(channel_id))
-        .await
-        .filter(|t| reuse_any_channel || t.channel_id == channel_id);
-    if let Some(t) = existing {
-        ctx.bound(&session.id);
-        return Ok(t);
-    }
-    let spot = ThreadSpot {
-        channel_id,
-        reply_to: None,
-        created_by: user_id,
-        alias: None,
-    };
-    open_thread(ctx, conn, &spot, requested_by, &session.title, session)
-        .await
-        .ok_or_else(|| ":x: Could not post the session's thread; see the agent log.".to_owned())
-}
-
-/// A thread for a session in a channel (the default channel for sessions
-/// started at the TUI).
-pub(crate) async fn thread_in_channel(
-    ctx: &Arc<Ctx>,
-    conn: &Connection,
-    channel_id: &str,
-    session: &Session,
-) -> Result<ThreadBinding, String> {
-    attach(ctx, conn, channel_id, session, "the TUI", "", false).await
-}
-
 /// `!current`.
-async fn current(ctx: &Ctx, conn: &Connection, here: &Here<'_>) -> Result<String, String> {
-    let prefix = &ctx.agent.config.command_prefix;
+pub async fn current(ctx: &Engine, conn: &Connection, here: &Here<'_>) -> Result<String, String> {
+    let prefix = &ctx.app.config.command_prefix;
     let Some(b) = here.binding else {
         return Ok(if here.is_dm && here.post.root_id.is_empty() {
             format!(
@@ -391,19 +285,20 @@ async fn current(ctx: &Ctx, conn: &Connection, here: &Here<'_>) -> Result<String
 
 /// A thread's session in a few lines: for `!current` and
 /// `mattermost_current_session`.
-pub(crate) async fn describe_binding(
-    ctx: &Ctx,
+pub async fn describe_binding(
+    ctx: &Engine,
     conn: &Connection,
     b: &ThreadBinding,
 ) -> Result<String, String> {
     let link = conn.permalink(&b.root_post_id, None);
-    if b.instance_id != ctx.instance.id {
+    if b.instance_id != ctx.app.instance.id {
         return Ok(format!(
             "Session `{}` of another OpenCode instance (`{}`) · [thread]({link})",
             b.session_id, b.instance_id
         ));
     }
     let session = ctx
+        .app
         .opencode()
         .get_session(&b.session_id)
         .await
@@ -427,8 +322,8 @@ pub(crate) async fn describe_binding(
 
 /// `!new [title]`: a new session with its own thread; in a DM it becomes
 /// the session new messages go to.
-async fn new(
-    ctx: &Arc<Ctx>,
+pub async fn new(
+    ctx: &Arc<Engine>,
     conn: &Connection,
     here: &Here<'_>,
     title: Option<String>,
@@ -443,9 +338,10 @@ async fn new(
     let binding = new_session(ctx, conn, post, here.sender, &title, place)
         .await
         .ok_or_else(|| ":x: Could not start a session; see the agent log.".to_owned())?;
-    let prefix = &ctx.agent.config.command_prefix;
+    let prefix = &ctx.app.config.command_prefix;
     if here.is_dm {
-        ctx.store
+        ctx.app
+            .store
             .select_thread(&post.channel_id, Some(&binding.root_post_id), now_millis())
             .await
             .map_err(|e| format!(":x: Started, but could not attach this DM to it: {e}"))?;
@@ -461,42 +357,10 @@ async fn new(
     ))
 }
 
-/// `!stop`.
-async fn stop(ctx: &Ctx, here: &Here<'_>) -> Result<String, String> {
-    let b = session_here(ctx, here)?;
-    stop_session(ctx, &b.session_id).await
-}
-
-/// Abort a session's running turn (`!stop`, the 🛑 reaction). An empty
-/// answer means it stopped: the turn's own post shows that.
-pub(crate) async fn stop_session(ctx: &Ctx, session_id: &str) -> Result<String, String> {
-    let busy = ctx
-        .opencode()
-        .activity()
-        .await
-        .map_err(|e| format!(":x: Could not ask OpenCode: {e}"))?
-        .iter()
-        .any(|(id, a)| id == session_id && !matches!(a, Activity::Idle));
-    if !busy {
-        return Ok("Nothing is running in this session.".into());
-    }
-    ctx.opencode()
-        .abort(session_id)
-        .await
-        .map_err(|e| format!(":x: Could not stop the turn: {e}"))?;
-    Ok(String::new())
-}
-
-/// `!reject`: decline the thread's open question (or deny its permission
-/// request) so the agent goes on.
-async fn reject(ctx: &Ctx, here: &Here<'_>) -> Result<String, String> {
-    let b = session_here(ctx, here)?;
-    Ok(crate::bridge::reject_request(ctx, &b.session_id, here.sender).await)
-}
-
 /// Every model OpenCode can use, as `provider/model`, in a stable order.
-async fn model_list(ctx: &Ctx) -> Result<(Vec<String>, Vec<String>), String> {
+async fn model_list(ctx: &Engine) -> Result<(Vec<String>, Vec<String>), String> {
     let providers = ctx
+        .app
         .opencode()
         .providers()
         .await
@@ -515,7 +379,7 @@ async fn model_list(ctx: &Ctx) -> Result<(Vec<String>, Vec<String>), String> {
 }
 
 /// `!models`.
-async fn models(ctx: &Ctx, here: &Here<'_>) -> Result<String, String> {
+pub async fn models(ctx: &Engine, choices: &Choices, here: &Here<'_>) -> Result<String, String> {
     let b = session_here(ctx, here)?;
     let (all, defaults) = model_list(ctx).await?;
     if all.is_empty() {
@@ -537,7 +401,8 @@ async fn models(ctx: &Ctx, here: &Here<'_>) -> Result<String, String> {
         };
         out.push_str(&format!("{}. `{m}`{notes}\n", i + 1));
     }
-    ctx.choices
+    choices
+        .0
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
         .insert(
@@ -552,11 +417,16 @@ async fn models(ctx: &Ctx, here: &Here<'_>) -> Result<String, String> {
 }
 
 /// A bare number after `!models` in the same place chooses that model.
-async fn pick_model(ctx: &Ctx, here: &Here<'_>, text: &str) -> Option<String> {
+pub async fn pick_model(
+    ctx: &Engine,
+    choices: &Choices,
+    here: &Here<'_>,
+    text: &str,
+) -> Option<String> {
     let number: usize = text.trim().parse().ok()?;
     let choice = {
-        let mut choices = ctx
-            .choices
+        let mut choices = choices
+            .0
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         choices.retain(|_, c| c.at.elapsed() < CHOICE_TTL);
@@ -568,7 +438,8 @@ async fn pick_model(ctx: &Ctx, here: &Here<'_>, text: &str) -> Option<String> {
             choice.models.len()
         ));
     };
-    ctx.choices
+    choices
+        .0
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
         .remove(&choice_key(here.post));
@@ -580,14 +451,18 @@ async fn pick_model(ctx: &Ctx, here: &Here<'_>, text: &str) -> Option<String> {
 }
 
 /// `!model [provider/model | default]`.
-async fn model(ctx: &Ctx, here: &Here<'_>, choice: Option<String>) -> Result<String, String> {
+pub async fn model(
+    ctx: &Engine,
+    here: &Here<'_>,
+    choice: Option<String>,
+) -> Result<String, String> {
     let b = session_here(ctx, here)?;
     match choice.as_deref() {
         None => Ok(match &b.model {
             Some(m) => format!("This session uses `{m}`."),
             None => format!(
                 "This session uses OpenCode's default model. `{}models` lists the others.",
-                ctx.agent.config.command_prefix
+                ctx.app.config.command_prefix
             ),
         }),
         Some("default") => set_model(ctx, &b.root_post_id, None).await,
@@ -596,7 +471,7 @@ async fn model(ctx: &Ctx, here: &Here<'_>, choice: Option<String>) -> Result<Str
             if !all.iter().any(|known| known == m) {
                 return Err(format!(
                     ":grey_question: OpenCode has no model `{m}`. `{}models` lists them.",
-                    ctx.agent.config.command_prefix
+                    ctx.app.config.command_prefix
                 ));
             }
             set_model(ctx, &b.root_post_id, Some(m)).await
@@ -604,8 +479,13 @@ async fn model(ctx: &Ctx, here: &Here<'_>, choice: Option<String>) -> Result<Str
     }
 }
 
-async fn set_model(ctx: &Ctx, root_post_id: &str, model: Option<&str>) -> Result<String, String> {
-    ctx.store
+async fn set_model(
+    ctx: &Engine,
+    root_post_id: &str,
+    model: Option<&str>,
+) -> Result<String, String> {
+    ctx.app
+        .store
         .set_thread_model(root_post_id, model)
         .await
         .map_err(|e| format!(":x: Could not save the model: {e}"))?;
@@ -616,9 +496,10 @@ async fn set_model(ctx: &Ctx, root_post_id: &str, model: Option<&str>) -> Result
 }
 
 /// `!costs`.
-async fn costs(ctx: &Ctx, here: &Here<'_>) -> Result<String, String> {
+pub async fn costs(ctx: &Engine, here: &Here<'_>) -> Result<String, String> {
     let b = session_here(ctx, here)?;
     let messages = ctx
+        .app
         .opencode()
         .messages(&b.session_id)
         .await
@@ -648,12 +529,12 @@ async fn costs(ctx: &Ctx, here: &Here<'_>) -> Result<String, String> {
 }
 
 /// `!status`.
-fn status(ctx: &Ctx, conn: &Connection) -> String {
+pub fn status(ctx: &Engine, conn: &Connection) -> String {
     let s = &ctx.stats;
     let mut out = format!(
         "**Status** of `{}`\n- Instance `{}` (pid {})\n",
-        ctx.instance.directory,
-        ctx.instance.id,
+        ctx.app.instance.directory,
+        ctx.app.instance.id,
         std::process::id()
     );
     for line in describe_link(conn) {
@@ -668,7 +549,7 @@ fn status(ctx: &Ctx, conn: &Connection) -> String {
 }
 
 /// The DM between the bot and a user, for tools acting "for the owner".
-pub(crate) async fn dm_with(conn: &Connection, user_id: &str) -> Result<String, String> {
+pub async fn dm_with(conn: &Connection, user_id: &str) -> Result<String, String> {
     conn.rest
         .direct_channel(&conn.info.bot.id, user_id)
         .await

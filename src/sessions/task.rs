@@ -11,14 +11,12 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tracing::{Instrument, debug, info_span, warn};
 
-use super::Ctx;
-use super::tui::TuiWatch;
+use super::{Engine, Spot};
 use crate::mattermost::budget::Priority;
 use crate::mattermost::rest::NewPost;
 use crate::opencode::events::Event;
-use crate::opencode::message::MessageWithParts;
 use crate::opencode::{Activity, OpenCodeError, Prompt};
-use crate::render::{Outcome, Throttle, Turn};
+use crate::render::{Outcome, Throttle, Turn, outcome_of};
 use crate::store::{ClaimState, Reply, ReplyState, now_millis};
 
 /// How often the typing indicator is renewed (Mattermost shows it ~5 s).
@@ -108,7 +106,7 @@ pub(crate) enum SessionMsg {
 }
 
 /// Start the task of one session; it ends when the sender is dropped.
-pub(crate) fn spawn(ctx: Arc<Ctx>, session_id: String) -> mpsc::UnboundedSender<SessionMsg> {
+pub(crate) fn spawn(ctx: Arc<Engine>, session_id: String) -> mpsc::UnboundedSender<SessionMsg> {
     let (tx, rx) = mpsc::unbounded_channel();
     let span = info_span!("session", id = %session_id);
     let own = tx.downgrade();
@@ -123,7 +121,7 @@ fn holds_session(run: &Run) -> bool {
 }
 
 async fn session_loop(
-    ctx: Arc<Ctx>,
+    ctx: Arc<Engine>,
     session_id: String,
     mut rx: mpsc::UnboundedReceiver<SessionMsg>,
     own: mpsc::WeakUnboundedSender<SessionMsg>,
@@ -131,7 +129,7 @@ async fn session_loop(
     let mut runs: Vec<Run> = Vec::new();
     // Prompts waiting for the running turn, oldest first.
     let mut queue: std::collections::VecDeque<PromptJob> = std::collections::VecDeque::new();
-    let mut tui = TuiWatch::new(now_ms());
+    let hooks = ctx.hooks();
     let mut typing = tokio::time::interval(TYPING_EVERY);
     let mut check = tokio::time::interval(CHECK_EVERY);
     loop {
@@ -156,7 +154,9 @@ async fn session_loop(
                         if job.is_none() && runs.iter().any(|r| r.turn.user_message_id() == run.turn.user_message_id()) {
                             continue;
                         }
-                        tui.ours(run.turn.user_message_id());
+                        if let Some(hooks) = &hooks {
+                            hooks.our_prompt(&session_id, run.turn.user_message_id());
+                        }
                         if let Some(job) = job {
                             if runs.iter().any(holds_session) {
                                 run.queued = true;
@@ -186,7 +186,7 @@ async fn session_loop(
                     SessionMsg::Event(event) => {
                         let event = *event;
                         asks_event(&ctx, &session_id, &mut runs, &event).await;
-                        if let Some((message_id, text)) = tui.observe(&event)
+                        if let Some((message_id, text)) = hooks.as_ref().and_then(|h| h.foreign_prompt(&session_id, &event))
                             && let Some(run) = tui_turn(&ctx, &session_id, &runs, &message_id, &text).await
                         {
                             runs.push(run);
@@ -227,7 +227,7 @@ async fn session_loop(
             _ = typing.tick(), if runs.iter().any(holds_session) => {
                 branch = "typing";
                 if let Some(run) = runs.iter().find(|r| holds_session(r)) {
-                    ctx.typing(&run.reply.channel_id, &run.reply.root_post_id).await;
+                    ctx.app.typing(&run.reply.channel_id, &run.reply.root_post_id).await;
                 }
             }
             _ = check.tick(), if !runs.is_empty() => {
@@ -250,8 +250,10 @@ async fn session_loop(
         while i < runs.len() {
             if runs[i].turn.outcome().is_some() {
                 let mut run = runs.remove(i);
-                if run.turn.outcome() == Some(&Outcome::Aborted) {
-                    super::asks::drop_session(&ctx, &session_id).await;
+                if run.turn.outcome() == Some(&Outcome::Aborted)
+                    && let Some(hooks) = ctx.hooks()
+                {
+                    hooks.aborted(&session_id).await;
                 }
                 finish(&ctx, &mut run).await;
             } else {
@@ -294,7 +296,7 @@ async fn session_loop(
 /// Send a prompt without holding up the session task; the outcome comes
 /// back as a message.
 fn launch(
-    ctx: &Arc<Ctx>,
+    ctx: &Arc<Engine>,
     session_id: &str,
     job: PromptJob,
     own: mpsc::WeakUnboundedSender<SessionMsg>,
@@ -304,7 +306,7 @@ fn launch(
     tokio::spawn(
         async move {
             let id = job.prompt.message_id.clone();
-            let msg = match super::inbound::send_prompt(&ctx, &session_id, &job).await {
+            let msg = match super::turn::send_prompt(&ctx, &session_id, &job).await {
                 Ok(()) => SessionMsg::Prompted(id),
                 Err(error) => SessionMsg::Failed(id, error),
             };
@@ -322,7 +324,7 @@ const WAIT_QUESTION: &str = "your answer to the question below";
 
 /// Permission requests and questions: posted in the session's thread,
 /// settled posts updated, and the running turn shown as waiting.
-async fn asks_event(ctx: &Arc<Ctx>, session_id: &str, runs: &mut [Run], event: &Event) {
+async fn asks_event(ctx: &Arc<Engine>, session_id: &str, runs: &mut [Run], event: &Event) {
     let waiting = match event {
         Event::PermissionAsked(_) => Some(WAIT_PERMISSION),
         Event::QuestionAsked(_) => Some(WAIT_QUESTION),
@@ -336,10 +338,9 @@ async fn asks_event(ctx: &Arc<Ctx>, session_id: &str, runs: &mut [Run], event: &
     } else {
         None
     };
-    super::asks::on_event(ctx, event, spot).await;
-    if !ctx.agent.config.notify_status
-        || (waiting.is_none() && super::asks::waiting(ctx, session_id))
-    {
+    let Some(hooks) = ctx.hooks() else { return };
+    hooks.ask_event(event, spot).await;
+    if !ctx.app.config.notify_status || (waiting.is_none() && hooks.still_waiting(session_id)) {
         return;
     }
     let now = Instant::now();
@@ -351,11 +352,11 @@ async fn asks_event(ctx: &Arc<Ctx>, session_id: &str, runs: &mut [Run], event: &
 
 /// The thread a session's requests and TUI prompts go to: the running
 /// turn's, else the one a DM is attached to, else its oldest live thread.
-pub(super) async fn thread_for(
-    ctx: &Ctx,
+pub(crate) async fn thread_for(
+    ctx: &Engine,
     session_id: &str,
     runs: Option<&[Run]>,
-) -> Option<super::asks::Spot> {
+) -> Option<Spot> {
     let run = runs.and_then(|runs| {
         runs.iter()
             .rev()
@@ -366,7 +367,7 @@ pub(super) async fn thread_for(
         Some(run) => (run.reply.channel_id.clone(), run.reply.root_post_id.clone()),
         None => home_thread(ctx, session_id).await?,
     };
-    Some(super::asks::Spot {
+    Some(Spot {
         channel_id,
         root_id,
     })
@@ -374,10 +375,10 @@ pub(super) async fn thread_for(
 
 /// Where a session's TUI prompts go when no turn is running: the thread a
 /// DM is attached to (`!use`), else the session's oldest live thread here.
-async fn home_thread(ctx: &Ctx, session_id: &str) -> Option<(String, String)> {
-    let threads = ctx.live_threads(session_id).await.ok()?;
+async fn home_thread(ctx: &Engine, session_id: &str) -> Option<(String, String)> {
+    let threads = ctx.app.live_threads(session_id).await.ok()?;
     for b in &threads {
-        if let Ok(Some(root)) = ctx.store.selection(&b.channel_id).await
+        if let Ok(Some(root)) = ctx.app.store.selection(&b.channel_id).await
             && root == b.root_post_id
         {
             return Some((b.channel_id.clone(), b.root_post_id.clone()));
@@ -392,24 +393,25 @@ async fn home_thread(ctx: &Ctx, session_id: &str) -> Option<(String, String)> {
 /// A prompt typed at the TUI: echo it into the session's thread and stream
 /// its answer there like a chat turn's.
 async fn tui_turn(
-    ctx: &Arc<Ctx>,
+    ctx: &Arc<Engine>,
     session_id: &str,
     runs: &[Run],
     message_id: &str,
     text: &str,
 ) -> Option<Run> {
     // A reply row means an earlier life of this agent sent or echoed it.
-    if let Ok(Some(_)) = ctx.store.reply(session_id, message_id).await {
+    if let Ok(Some(_)) = ctx.app.store.reply(session_id, message_id).await {
         return None;
     }
     let (channel_id, root_post_id) = match runs.last() {
         Some(run) => (run.reply.channel_id.clone(), run.reply.root_post_id.clone()),
         None => home_thread(ctx, session_id).await?,
     };
-    let conn = ctx.connection().await?;
-    let echo = super::tui::echo(&crate::render::layout::cap(
+    let conn = ctx.app.connection().await?;
+    let hooks = ctx.hooks()?;
+    let echo = hooks.echo(&crate::render::layout::cap(
         text,
-        ctx.limits(&conn).post_chars - 40,
+        ctx.app.limits(&conn).post_chars - 40,
     ));
     let echoed = super::reply_in(&conn, &channel_id, &root_post_id, echo, Priority::Urgent).await;
     if let Err(e) = echoed {
@@ -418,18 +420,18 @@ async fn tui_turn(
     let reply = Reply {
         session_id: session_id.to_owned(),
         user_message_id: message_id.to_owned(),
-        instance_id: ctx.instance.id.clone(),
+        instance_id: ctx.app.instance.id.clone(),
         channel_id,
         root_post_id,
         post_ids: Vec::new(),
         started_at: now_millis(),
         state: ReplyState::Streaming,
     };
-    if let Err(e) = ctx.store.save_reply(&reply).await {
+    if let Err(e) = ctx.app.store.save_reply(&reply).await {
         warn!(error = %e, "cannot record the reply");
     }
     let turn = Turn::new(session_id.to_owned(), message_id.to_owned(), now_ms());
-    let mut run = Run::new(turn, reply, ctx.throttle(), None);
+    let mut run = Run::new(turn, reply, ctx.app.throttle(), None);
     run.prompted = true;
     if runs.iter().any(holds_session) {
         // OpenCode runs it after the current turn.
@@ -470,14 +472,14 @@ fn apply_event(runs: &mut [Run], event: &Event) {
 /// has answered. Called on `session.idle` and when a turn has been quiet,
 /// since an idle event can be lost (agent restart) or stale (it belonged to
 /// the previous turn and arrived after our prompt).
-async fn settle(ctx: &Ctx, session_id: &str, runs: &mut [Run]) {
+async fn settle(ctx: &Engine, session_id: &str, runs: &mut [Run]) {
     if !runs
         .iter()
         .any(|r| r.prompted && r.turn.outcome().is_none())
     {
         return;
     }
-    let busy = match ctx.opencode().activity().await {
+    let busy = match ctx.app.opencode().activity().await {
         Ok(list) => list
             .iter()
             .any(|(id, a)| id == session_id && !matches!(a, Activity::Idle)),
@@ -489,7 +491,7 @@ async fn settle(ctx: &Ctx, session_id: &str, runs: &mut [Run]) {
     if busy {
         return;
     }
-    let messages = match ctx.opencode().messages(session_id).await {
+    let messages = match ctx.app.opencode().messages(session_id).await {
         Ok(m) => m,
         Err(e) => {
             warn!(error = %e, "could not read the session's messages");
@@ -530,41 +532,13 @@ async fn settle(ctx: &Ctx, session_id: &str, runs: &mut [Run]) {
     }
 }
 
-/// How a turn ended, from the last assistant message answering it.
-pub(crate) fn outcome_of(messages: &[MessageWithParts], user_message_id: &str) -> Outcome {
-    let last = messages.iter().rev().find(|m| {
-        m.info.role == "assistant" && m.info.parent_id.as_deref() == Some(user_message_id)
-    });
-    let Some(error) = last.and_then(|m| m.info.error.as_ref()) else {
-        return Outcome::Completed;
-    };
-    let name = error
-        .get("name")
-        .and_then(|n| n.as_str())
-        .unwrap_or_default();
-    if name == "MessageAbortedError" {
-        return Outcome::Aborted;
-    }
-    let message = error
-        .pointer("/data/message")
-        .and_then(|m| m.as_str())
-        .filter(|m| !m.is_empty())
-        .map(str::to_owned)
-        .unwrap_or_else(|| {
-            if name.is_empty() {
-                "unknown error".to_owned()
-            } else {
-                name.to_owned()
-            }
-        });
-    Outcome::Failed(message)
-}
-
 /// The final edit: retried until it lands (the text must end complete), then
 /// the reply and its claim are recorded as done.
-async fn finish(ctx: &Ctx, run: &mut Run) {
+async fn finish(ctx: &Engine, run: &mut Run) {
     // A reply too long to read inline goes up as a file, its head inline.
-    crate::files::outbound::attach_long_reply(ctx, &mut run.turn, &run.reply).await;
+    if let Some(hooks) = ctx.hooks() {
+        hooks.before_final(&mut run.turn, &run.reply).await;
+    }
     if let Some(at) = run.throttle.earliest() {
         tokio::time::sleep_until(at).await;
     }
@@ -581,20 +555,20 @@ async fn finish(ctx: &Ctx, run: &mut Run) {
         }
     }
     run.reply.state = ReplyState::Done;
-    if let Err(e) = ctx.store.save_reply(&run.reply).await {
+    if let Err(e) = ctx.app.store.save_reply(&run.reply).await {
         warn!(error = %e, "could not record the finished reply");
     }
     notify_end(ctx, run).await;
     if let Some(post_id) = &run.claim {
-        ctx.set_claim_state(post_id, ClaimState::Done).await;
+        ctx.app.set_claim_state(post_id, ClaimState::Done).await;
     }
 }
 
 /// Edits do not notify anyone; a short new post in the thread does, so
 /// people learn that a turn ended (`OPENCODE_MM_NOTIFY_COMPLETION`,
 /// `OPENCODE_MM_NOTIFY_ERROR`). A stopped turn was someone's own doing.
-async fn notify_end(ctx: &Ctx, run: &Run) {
-    let config = &ctx.agent.config;
+async fn notify_end(ctx: &Engine, run: &Run) {
+    let config = &ctx.app.config;
     let took = crate::render::format::duration((now_millis() - run.reply.started_at).max(0) as f64);
     let message = match run.turn.outcome() {
         Some(Outcome::Completed) if config.notify_completion => {
@@ -602,11 +576,11 @@ async fn notify_end(ctx: &Ctx, run: &Run) {
         }
         Some(Outcome::Failed(why)) if config.notify_error => format!(
             "{NOTICE} :x: **Failed** after {took}: {}",
-            crate::asks::defuse(&crate::render::format::one_line(why, 300))
+            crate::render::format::defuse(&crate::render::format::one_line(why, 300))
         ),
         _ => return,
     };
-    let Some(conn) = ctx.connection().await else {
+    let Some(conn) = ctx.app.connection().await else {
         return;
     };
     let sent = super::reply_in(
@@ -623,10 +597,10 @@ async fn notify_end(ctx: &Ctx, run: &Run) {
 }
 
 /// How end-of-turn notices begin.
-pub(crate) const NOTICE: &str = ":bell:";
+const NOTICE: &str = ":bell:";
 
 #[derive(Debug, thiserror::Error)]
-pub(crate) enum FlushError {
+pub enum FlushError {
     #[error("not connected to Mattermost")]
     NotConnected,
     #[error(transparent)]
@@ -637,9 +611,13 @@ pub(crate) enum FlushError {
 
 /// Bring the reply posts in line with the rendered turn: edit posts whose
 /// text changed, create posts the rollover asked for.
-pub(crate) async fn flush(ctx: &Ctx, run: &mut Run, priority: Priority) -> Result<(), FlushError> {
-    let conn = ctx.connection().await.ok_or(FlushError::NotConnected)?;
-    let texts = run.turn.render(&ctx.limits(&conn), now_ms());
+pub(crate) async fn flush(
+    ctx: &Engine,
+    run: &mut Run,
+    priority: Priority,
+) -> Result<(), FlushError> {
+    let conn = ctx.app.connection().await.ok_or(FlushError::NotConnected)?;
+    let texts = run.turn.render(&ctx.app.limits(&conn), now_ms());
     for (i, text) in texts.iter().enumerate() {
         if let Some(id) = run.reply.post_ids.get(i).cloned() {
             if run.sent[i] == *text {
@@ -669,7 +647,7 @@ pub(crate) async fn flush(ctx: &Ctx, run: &mut Run, priority: Priority) -> Resul
             ctx.stats.post();
             run.reply.post_ids.push(post.id);
             run.sent.push(text.clone());
-            if let Err(e) = ctx.store.save_reply(&run.reply).await {
+            if let Err(e) = ctx.app.store.save_reply(&run.reply).await {
                 warn!(error = %e, "could not record a reply post");
             }
         }

@@ -1,0 +1,174 @@
+//! The services every part of the bridge shares, built once when the bridge
+//! starts and passed down: configuration, the state store, the Mattermost
+//! link, the OpenCode client, the access policy, this instance's row and a
+//! clock tests can drive. No feature logic lives here; the helpers below are
+//! the small questions several layers ask of these handles.
+
+mod clock;
+
+use std::sync::Arc;
+
+use tracing::{debug, warn};
+
+pub use clock::{Clock, SystemClock};
+
+use crate::access::Access;
+use crate::config::Config;
+use crate::mattermost::connection::{Connection, Connector};
+use crate::opencode::OpenCode;
+use crate::render::{Limits, Pace, Throttle};
+use crate::store::{
+    ClaimState, Instance, Store, StoreError, ThreadBinding, ThreadStatus, now_millis,
+};
+
+/// An instance silent for this long is considered down.
+pub const ALIVE_WITHIN_MS: i64 = 35_000;
+
+/// The handles of a running bridge.
+pub struct App {
+    pub config: Config,
+    pub opencode: Arc<dyn OpenCode>,
+    /// The Mattermost link: REST, WebSocket and the shared rate budget.
+    pub link: Arc<Connector>,
+    pub access: Access,
+    pub clock: Arc<dyn Clock>,
+    pub store: Arc<dyn Store>,
+    /// This agent's row among the instances sharing the store.
+    pub instance: Instance,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error("the state database cannot be used: {0}")]
+    Store(#[from] StoreError),
+    #[error("no state database path: set OPENCODE_MM_STATE_DB or XDG_DATA_HOME/HOME")]
+    NoStorePath,
+}
+
+impl App {
+    pub fn opencode(&self) -> &Arc<dyn OpenCode> {
+        &self.opencode
+    }
+
+    /// The live Mattermost connection, if any.
+    pub async fn connection(&self) -> Option<Arc<Connection>> {
+        self.link.current().await
+    }
+
+    /// Post size limits: the configured rollover point, never above what the
+    /// server accepts.
+    pub fn limits(&self, conn: &Connection) -> Limits {
+        let post_chars = (self.config.max_post_length as usize)
+            .min(conn.info.max_post_runes)
+            .max(200);
+        Limits {
+            post_chars,
+            meta_chars: (post_chars / 4).min(2000),
+        }
+    }
+
+    /// The edit pace of one streaming post, from the configuration.
+    pub fn throttle(&self) -> Throttle {
+        let config = &self.config;
+        Throttle::new(Pace::from_rate(
+            config.edit_rate_limit,
+            config.max_delay,
+            config.buffer_size as usize,
+        ))
+    }
+
+    /// Record how far the handling of a claimed post got.
+    pub async fn set_claim_state(&self, post_id: &str, state: ClaimState) {
+        let result = match self.store.claim(post_id).await {
+            Ok(Some(mut claim)) => {
+                claim.state = state;
+                self.store.update_claim(&claim).await
+            }
+            Ok(None) => Ok(()),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = result {
+            warn!(error = %e, post = post_id, "could not record the claim's state");
+        }
+    }
+
+    /// Whether the instance that owns a thread is running.
+    pub async fn instance_alive(&self, instance_id: &str) -> bool {
+        if instance_id == self.instance.id {
+            return true;
+        }
+        match self.store.instances().await {
+            Ok(list) => list
+                .iter()
+                .any(|i| i.id == instance_id && now_millis() - i.heartbeat_at <= ALIVE_WITHIN_MS),
+            Err(_) => true,
+        }
+    }
+
+    /// The directory and host of another instance, for notices.
+    pub async fn instance_place(&self, instance_id: &str) -> (String, String) {
+        let found = self
+            .store
+            .instances()
+            .await
+            .ok()
+            .and_then(|list| list.into_iter().find(|i| i.id == instance_id));
+        match found {
+            Some(i) => (i.directory, i.host),
+            None => (instance_id.to_owned(), "another machine".to_owned()),
+        }
+    }
+
+    /// Per-instance cursor key: instances answer different threads, so one
+    /// must not skip what another ignored.
+    pub fn cursor_key(&self, channel_id: &str) -> String {
+        format!("{}|{channel_id}", self.instance.id)
+    }
+
+    /// A session's active threads owned by this instance, oldest first.
+    pub async fn live_threads(&self, session_id: &str) -> Result<Vec<ThreadBinding>, StoreError> {
+        Ok(self
+            .store
+            .threads_of_session(session_id)
+            .await?
+            .into_iter()
+            .filter(|t| t.instance_id == self.instance.id && t.status == ThreadStatus::Active)
+            .collect())
+    }
+
+    /// Show the typing indicator in a thread.
+    pub async fn typing(&self, channel_id: &str, root_id: &str) {
+        if let Some(conn) = self.connection().await
+            && let Err(e) = conn
+                .rest
+                .typing(&conn.info.bot.id, channel_id, root_id)
+                .await
+        {
+            debug!(error = %e, "typing indicator failed");
+        }
+    }
+}
+
+/// This machine's name, for instance rows and notices.
+pub fn host_name() -> String {
+    std::env::var("HOSTNAME")
+        .ok()
+        .filter(|h| !h.trim().is_empty())
+        .or_else(|| {
+            std::fs::read_to_string("/etc/hostname")
+                .ok()
+                .map(|h| h.trim().to_owned())
+                .filter(|h| !h.is_empty())
+        })
+        .unwrap_or_else(|| "localhost".to_owned())
+}
+
+/// Open the store the configuration names.
+pub fn open_store(config: &Config) -> Result<Arc<dyn Store>, AppError> {
+    let path = config
+        .state_db
+        .clone()
+        .or_else(crate::store::SqliteStore::default_path)
+        .ok_or(AppError::NoStorePath)?;
+    Ok(Arc::new(crate::store::SqliteStore::open(&path)?))
+}

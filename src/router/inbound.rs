@@ -1,0 +1,265 @@
+//! Routing of one inbound post: who sent it, where, and what it asks for.
+//!
+//! Every post this instance answers is first claimed in the store, so two
+//! agents sharing a bot never both answer it; posts in threads owned by
+//! another running instance are left to that instance unclaimed.
+
+use std::sync::Arc;
+
+use tracing::{Instrument, debug, info, info_span, warn};
+
+use super::Router;
+use crate::access::Verdict;
+use crate::mattermost::connection::Connection;
+use crate::mattermost::types::Post;
+use crate::sessions::text;
+use crate::sessions::threads::new_session;
+use crate::sessions::turn::start_turn;
+use crate::sessions::{Engine, NewThread, Started, say};
+use crate::store::{ClaimState, ThreadBinding, ThreadStatus, now_millis};
+
+/// A post as the link delivered it.
+#[derive(Debug, Clone)]
+pub struct InboundPost {
+    pub post: Post,
+    /// `D`, `G`, `O` or `P`; empty for posts recovered over REST.
+    pub channel_type: String,
+    pub sender_name: String,
+    /// User ids the server says the post mentions.
+    pub mentions: Vec<String>,
+    pub caught_up: bool,
+    /// When the bridge got it, for the post → prompt latency.
+    pub received: std::time::Instant,
+}
+
+pub(super) async fn handle(router: &Arc<Router>, inbound: InboundPost) {
+    let span = info_span!("post", id = %inbound.post.id, caught_up = inbound.caught_up);
+    route(router, inbound).instrument(span).await;
+}
+
+async fn route(router: &Arc<Router>, mut inbound: InboundPost) {
+    let ctx = &router.engine;
+    let Some(conn) = ctx.app.connection().await else {
+        debug!("not connected; post left for catch-up");
+        return;
+    };
+    let post = &inbound.post;
+    let bot = &conn.info.bot;
+    // System messages (joins, header changes) and our own posts are not prompts.
+    if post.user_id == bot.id || !post.kind.is_empty() || post.delete_at != 0 || post.id.is_empty()
+    {
+        return;
+    }
+    if let Err(e) = ctx
+        .app
+        .store
+        .advance_cursor(
+            &ctx.app.cursor_key(&post.channel_id),
+            post.create_at,
+            &post.id,
+        )
+        .await
+    {
+        warn!(error = %e, "cannot record the channel cursor");
+    }
+    if inbound.channel_type.is_empty() {
+        match conn.rest.channel(&post.channel_id).await {
+            Ok(ch) => inbound.channel_type = ch.kind,
+            Err(e) => {
+                warn!(error = %e, "cannot tell the channel's type; post ignored");
+                return;
+            }
+        }
+    }
+    let post = &inbound.post;
+    if !ctx.app.access.channel_allowed(&inbound.channel_type) {
+        debug!(kind = %inbound.channel_type, "channel type not enabled");
+        return;
+    }
+    let is_dm = inbound.channel_type == "D";
+    let mentioned = inbound.mentions.iter().any(|m| m == &bot.id)
+        || text::mentions(&post.message, &bot.username);
+    if !is_dm && !mentioned {
+        return;
+    }
+
+    // A reply in a thread goes to the thread's session; a top-level DM to
+    // the session the DM is attached to (`!use`), if any.
+    let binding = match thread_of(ctx, post, is_dm).await {
+        Ok(b) => b,
+        Err(e) => {
+            warn!(error = %e, "cannot read the thread binding; post ignored");
+            return;
+        }
+    };
+    // Threads of another live instance are theirs to answer.
+    if let Some(b) = &binding
+        && b.instance_id != ctx.app.instance.id
+        && ctx.app.instance_alive(&b.instance_id).await
+    {
+        return;
+    }
+    match ctx
+        .app
+        .store
+        .claim_post(&post.id, &ctx.app.instance.id, now_millis())
+        .await
+    {
+        Ok(true) => {}
+        Ok(false) => {
+            debug!("already claimed");
+            return;
+        }
+        Err(e) => {
+            warn!(error = %e, "cannot claim the post; not answering it");
+            return;
+        }
+    }
+
+    match ctx.app.access.may_prompt(&post.user_id) {
+        Verdict::Allowed => {}
+        Verdict::Unconfigured => {
+            if router.first_time(&format!("unconfigured:{}", post.channel_id)) {
+                say(&conn, post, &text::not_configured_notice()).await;
+            }
+            ctx.app.set_claim_state(&post.id, ClaimState::Done).await;
+            return;
+        }
+        Verdict::Stranger => {
+            info!(user = %post.user_id, "prompt from a user who is not allowed; ignored");
+            if is_dm && router.first_time(&format!("stranger:{}", post.user_id)) {
+                say(&conn, post, text::STRANGER_NOTICE).await;
+            }
+            ctx.app.set_claim_state(&post.id, ClaimState::Done).await;
+            return;
+        }
+    }
+
+    let (sender, prompt_text) = sender_and_text(&conn, post, &inbound.sender_name).await;
+    let here = crate::commands::Here {
+        post,
+        binding: binding.as_ref(),
+        is_dm,
+        sender: &sender,
+    };
+    if super::chat::handle(router, &conn, &here, &prompt_text).await {
+        ctx.app.set_claim_state(&post.id, ClaimState::Done).await;
+        return;
+    }
+    let binding = match binding {
+        Some(b) if b.instance_id != ctx.app.instance.id => {
+            let (dir, host) = ctx.app.instance_place(&b.instance_id).await;
+            say(&conn, post, &text::other_instance_down(&dir, &host)).await;
+            ctx.app.set_claim_state(&post.id, ClaimState::Done).await;
+            return;
+        }
+        Some(b) if b.status == ThreadStatus::Ended => {
+            say(&conn, post, text::SESSION_ENDED).await;
+            ctx.app.set_claim_state(&post.id, ClaimState::Done).await;
+            return;
+        }
+        Some(b) => b,
+        None if !post.root_id.is_empty() && is_dm => {
+            say(&conn, post, text::UNLINKED_THREAD).await;
+            ctx.app.set_claim_state(&post.id, ClaimState::Done).await;
+            return;
+        }
+        None => {
+            // A new session waits on OpenCode and a card post; it runs on
+            // its own so a burst of new DMs does not queue one behind the
+            // other. Nothing can be posted in its thread before it exists,
+            // so no later post depends on it.
+            let (ctx, conn, post) = (ctx.clone(), conn.clone(), post.clone());
+            let place = NewThread::for_post(&post, is_dm);
+            let received = inbound.received;
+            tokio::spawn(
+                async move {
+                    match new_session(&ctx, &conn, &post, &sender, &prompt_text, place).await {
+                        Some(b) => {
+                            let started = Started::new_session(received);
+                            start_turn(&ctx, &b, &post, &sender, &prompt_text, None, started).await
+                        }
+                        None => ctx.app.set_claim_state(&post.id, ClaimState::Failed).await,
+                    }
+                }
+                .in_current_span(),
+            );
+            return;
+        }
+    };
+    // While the session waits for a person, a reply may be the answer.
+    if crate::asks::chat::answer_text(
+        &router.asks,
+        &conn,
+        &binding.session_id,
+        post,
+        &sender,
+        &prompt_text,
+    )
+    .await
+    {
+        ctx.app.set_claim_state(&post.id, ClaimState::Done).await;
+        return;
+    }
+    start_turn(
+        ctx,
+        &binding,
+        post,
+        &sender,
+        &prompt_text,
+        None,
+        Started::follow_up(inbound.received),
+    )
+    .await;
+}
+
+/// Who sent a post (the name the link reported, else looked up) and its
+/// text without the bot's @mention.
+pub(super) async fn sender_and_text(
+    conn: &Connection,
+    post: &Post,
+    known_name: &str,
+) -> (String, String) {
+    let sender = if known_name.is_empty() {
+        conn.rest
+            .user(&post.user_id)
+            .await
+            .map(|u| u.username)
+            .unwrap_or_default()
+    } else {
+        known_name.trim_start_matches('@').to_owned()
+    };
+    (
+        sender,
+        text::strip_mention(&post.message, &conn.info.bot.username),
+    )
+}
+
+/// The binding a post is addressed to: its thread's, or for a top-level DM
+/// post the thread the DM is attached to.
+async fn thread_of(
+    ctx: &Engine,
+    post: &Post,
+    is_dm: bool,
+) -> Result<Option<ThreadBinding>, crate::store::StoreError> {
+    if !post.root_id.is_empty() {
+        return ctx.app.store.thread(&post.root_id).await;
+    }
+    if !is_dm {
+        return Ok(None);
+    }
+    let Some(root) = ctx.app.store.selection(&post.channel_id).await? else {
+        return Ok(None);
+    };
+    match ctx.app.store.thread(&root).await? {
+        Some(b) if b.status == ThreadStatus::Active => Ok(Some(b)),
+        // The attached session ended: the DM goes back to starting new ones.
+        _ => {
+            ctx.app
+                .store
+                .select_thread(&post.channel_id, None, now_millis())
+                .await?;
+            Ok(None)
+        }
+    }
+}

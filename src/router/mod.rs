@@ -1,0 +1,267 @@
+//! The router: the only module that knows every feature. It builds the
+//! bridge (services, engine, features) once the shim has initialized the
+//! agent and the store is open, then turns inbound Mattermost events
+//! (posts, reactions, reconnects) and OpenCode events into calls on the
+//! engine and the features. It also implements the engine's [`Hooks`] by
+//! calling the features.
+//!
+//! - [`inbound`]: one post: who sent it, where, and what it asks for;
+//! - [`chat`]: the `!command` parser and its table of operations;
+//! - [`reactions`]: reactions that answer requests or act on a session;
+//! - [`recover`]: what a fresh connection catches up on.
+//!
+//! A new feature is a module beside the others plus its lines here: a field
+//! in [`Router`], and its calls in [`Router::dispatch`], the hooks or the
+//! command table.
+
+pub(crate) mod chat;
+mod inbound;
+mod reactions;
+mod recover;
+
+use std::collections::HashSet;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tokio::sync::mpsc;
+use tracing::{Instrument, info, info_span, warn};
+
+use crate::access::Access;
+use crate::app::{App, SystemClock};
+use crate::asks::Asks;
+use crate::commands::Choices;
+use crate::config::Config;
+use crate::mattermost::connection::Connector;
+use crate::mattermost::types::Post;
+use crate::mattermost::ws::Inbound;
+use crate::monitor::Monitor;
+use crate::opencode::OpenCode;
+use crate::opencode::events::Event;
+use crate::render::Turn;
+use crate::scheduler::Schedules;
+use crate::sessions::{Attachments, Engine, Hooks, Spot};
+use crate::store::{Instance, Reply, Store, ThreadBinding, now_millis};
+use crate::tui::Tui;
+
+pub use inbound::InboundPost;
+
+/// How often this instance tells the store it is alive.
+const HEARTBEAT_EVERY: Duration = Duration::from_secs(10);
+
+/// The running bridge: the engine and every feature.
+pub struct Router {
+    pub engine: Arc<Engine>,
+    pub asks: Arc<Asks>,
+    pub monitor: Arc<Monitor>,
+    pub schedules: Arc<Schedules>,
+    pub tui: Tui,
+    /// `!models` lists waiting for a number.
+    pub choices: Choices,
+    /// Channels told that nobody is configured, and strangers told once.
+    notified: Mutex<HashSet<String>>,
+}
+
+/// What the bridge is started from: the handles that exist before it.
+pub struct Parts {
+    pub config: Config,
+    pub opencode: Arc<dyn OpenCode>,
+    pub link: Arc<Connector>,
+    pub store: Arc<dyn Store>,
+    /// The project directory the shim's handshake named.
+    pub directory: String,
+}
+
+impl Router {
+    /// Register this instance and build the services, the engine and the
+    /// features.
+    pub async fn build(parts: Parts) -> Result<Arc<Router>, crate::store::StoreError> {
+        let host = crate::app::host_name();
+        let instance = Instance {
+            id: format!("{host}:{}", parts.directory),
+            host,
+            directory: parts.directory,
+            owner_user_id: parts.config.owner_user_id.clone(),
+            pid: std::process::id(),
+            started_at: now_millis(),
+            heartbeat_at: now_millis(),
+        };
+        parts.store.register_instance(&instance).await?;
+        info!(instance = %instance.id, "bridge started");
+        let app = Arc::new(App {
+            access: Access::new(&parts.config),
+            config: parts.config,
+            opencode: parts.opencode,
+            link: parts.link,
+            clock: Arc::new(SystemClock),
+            store: parts.store,
+            instance,
+        });
+        let engine = Engine::new(app.clone());
+        let router = Arc::new(Router {
+            asks: Asks::new(engine.clone()),
+            monitor: Arc::new(Monitor::new()),
+            schedules: Schedules::new(app),
+            tui: Tui::default(),
+            choices: Choices::default(),
+            notified: Mutex::new(HashSet::new()),
+            engine: engine.clone(),
+        });
+        let hooks: Weak<dyn Hooks> = Arc::downgrade(&router) as Weak<dyn Hooks>;
+        engine.set_hooks(hooks);
+        if let Err(e) = engine.load_bound().await {
+            warn!(error = %e, "cannot read this instance's threads");
+        }
+        Ok(router)
+    }
+
+    /// One line on the remote-control loop, for status answers.
+    pub fn summary(&self) -> String {
+        format!(
+            "instance {}; {}",
+            self.engine.app.instance.id,
+            self.engine.stats.summary()
+        )
+    }
+
+    /// Run the bridge until the agent's event streams close: posts and
+    /// reactions in order on one worker, OpenCode events as they come,
+    /// and recovery after every (re)connect.
+    pub async fn run(
+        self: Arc<Self>,
+        mut inbound_rx: mpsc::Receiver<Inbound>,
+        mut events_rx: mpsc::UnboundedReceiver<Event>,
+    ) {
+        tokio::spawn(self.schedules.clone().run());
+
+        // Posts are handled in order by one worker, so a slow OpenCode call
+        // delays later posts but never reorders them.
+        let (work_tx, mut work_rx) = mpsc::unbounded_channel::<Work>();
+        {
+            let router = self.clone();
+            tokio::spawn(
+                async move {
+                    while let Some(work) = work_rx.recv().await {
+                        match work {
+                            Work::Post(post) => inbound::handle(&router, *post).await,
+                            Work::Reaction(reaction) => reactions::reacted(&router, reaction).await,
+                            Work::Recover => recover::recover(&router).await,
+                        }
+                    }
+                }
+                .instrument(info_span!("inbound")),
+            );
+        }
+        {
+            let app = self.engine.app.clone();
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(HEARTBEAT_EVERY);
+                loop {
+                    tick.tick().await;
+                    if let Err(e) = app.store.heartbeat(&app.instance.id, now_millis()).await {
+                        warn!(error = %e, "heartbeat failed");
+                    }
+                }
+            });
+        }
+        let mut connections = self.engine.app.link.connections();
+        // A connection made before we subscribed still needs its recovery.
+        if *connections.borrow_and_update() > 0 {
+            let _ = work_tx.send(Work::Recover);
+        }
+        loop {
+            tokio::select! {
+                event = inbound_rx.recv() => {
+                    let Some(event) = event else { break };
+                    match event {
+                        Inbound::Posted { post, channel_type, sender_name, mentions, caught_up } => {
+                            self.engine.stats.posts_seen.fetch_add(1, Ordering::Relaxed);
+                            let post = InboundPost { post, channel_type, sender_name, mentions, caught_up, received: std::time::Instant::now() };
+                            let _ = work_tx.send(Work::Post(Box::new(post)));
+                        }
+                        Inbound::ReactionAdded(reaction) => {
+                            let _ = work_tx.send(Work::Reaction(reaction));
+                        }
+                        _ => {}
+                    }
+                }
+                event = events_rx.recv() => {
+                    let Some(event) = event else { break };
+                    self.dispatch(event);
+                }
+                changed = connections.changed() => {
+                    if changed.is_err() { break }
+                    let _ = work_tx.send(Work::Recover);
+                }
+            }
+        }
+    }
+
+    /// One OpenCode event: the monitor sees every one, TUI sync sees new
+    /// sessions, the engine streams its sessions', and requests of sessions
+    /// with no thread here (subagents) go to the asks feature.
+    fn dispatch(self: &Arc<Self>, event: Event) {
+        self.monitor.observe(&self.engine.app, &event);
+        if let Event::SessionCreated(created) = &event {
+            Tui::session_created(&self.engine, &created.info);
+        }
+        if let Err(event) = self.engine.deliver(event)
+            && crate::asks::chat::is_ask(&event)
+        {
+            tokio::spawn(crate::asks::chat::unbound(self.asks.clone(), *event).in_current_span());
+        }
+    }
+
+    /// Whether this is the first time `key` was noted (for one-time notices).
+    fn first_time(&self, key: &str) -> bool {
+        self.notified
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .insert(key.to_owned())
+    }
+}
+
+enum Work {
+    Post(Box<InboundPost>),
+    Reaction(crate::mattermost::types::Reaction),
+    Recover,
+}
+
+/// The engine's hooks, carried out by the features.
+#[async_trait]
+impl Hooks for Router {
+    async fn ask_event(&self, event: &Event, spot: Option<Spot>) {
+        crate::asks::chat::on_event(&self.asks, event, spot).await;
+    }
+
+    fn still_waiting(&self, session_id: &str) -> bool {
+        crate::asks::chat::waiting(&self.asks, session_id)
+    }
+
+    fn our_prompt(&self, session_id: &str, message_id: &str) {
+        self.tui.ours(session_id, message_id);
+    }
+
+    fn foreign_prompt(&self, session_id: &str, event: &Event) -> Option<(String, String)> {
+        self.tui.observe(session_id, event)
+    }
+
+    fn echo(&self, text: &str) -> String {
+        crate::tui::echo(text)
+    }
+
+    async fn attachments(&self, binding: &ThreadBinding, post: &Post) -> Attachments {
+        crate::files::inbound::prepare(&self.engine.app, binding, post)
+            .await
+            .into_attachments()
+    }
+
+    async fn before_final(&self, turn: &mut Turn, reply: &Reply) {
+        crate::files::outbound::attach_long_reply(&self.engine.app, turn, reply).await;
+    }
+
+    async fn aborted(&self, session_id: &str) {
+        crate::asks::chat::drop_session(&self.asks, session_id).await;
+    }
+}
