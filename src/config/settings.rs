@@ -1,0 +1,189 @@
+//! The settings table: every key the agent reads, with its default and
+//! allowed range, turned into a [`Config`]; then the checks that span
+//! several settings (nothing to connect with, nobody allowed to prompt).
+
+use std::path::PathBuf;
+
+use super::sources::{RawSettings, parse_file};
+use super::values::{Reader, derive_ws_url};
+use super::{CONFIG_FILE_ENV, Config, DEFAULT_ATTACH_OVER, MATTERMOST_MAX_POST_RUNES, Problem};
+
+impl Config {
+    /// Build from an environment lookup and the config file's contents (or the
+    /// error reading it). Pure, so tests never touch the process environment.
+    pub fn from_sources(
+        env: &dyn Fn(&str) -> Option<String>,
+        file: Option<Result<(PathBuf, String), (PathBuf, String)>>,
+    ) -> Self {
+        let mut problems = Vec::new();
+        let mut raw = RawSettings::new();
+        let mut file_path = None;
+        match file {
+            Some(Ok((path, text))) => {
+                parse_file(&path, &text, &mut raw, &mut problems);
+                file_path = Some(path);
+            }
+            Some(Err((path, err))) => problems.push(Problem {
+                key: CONFIG_FILE_ENV.into(),
+                message: format!("cannot read config file {}: {err}", path.display()),
+            }),
+            None => {}
+        }
+        let mut r = Reader {
+            raw,
+            env,
+            problems,
+            entries: Vec::new(),
+            read: Vec::new(),
+        };
+
+        let site_url = r.site_url("MATTERMOST_URL");
+        let ws_url = r
+            .ws_url("MATTERMOST_WS_URL")
+            .or_else(|| site_url.as_ref().and_then(derive_ws_url));
+        let token = r.secret("MATTERMOST_TOKEN");
+        let team = r.string("MATTERMOST_TEAM");
+        let bot_username = r.string("MATTERMOST_BOT_USERNAME");
+        let owner_user_id = r.user_id("MATTERMOST_OWNER_USER_ID");
+        let auto_connect = r.boolean("MATTERMOST_AUTO_CONNECT", false);
+        let debug = r.boolean("MATTERMOST_DEBUG", false);
+        let reconnect_interval = r.millis("MATTERMOST_RECONNECT_INTERVAL", 5000, 100..=600_000);
+        let max_reconnect_attempts =
+            r.number("MATTERMOST_MAX_RECONNECT_ATTEMPTS", 10, 0..=u64::MAX);
+        let allowed_users = r.user_ids("OPENCODE_MM_ALLOWED_USERS");
+        let allowed_channel_types = r.channel_types("OPENCODE_MM_ALLOWED_CHANNEL_TYPES");
+        let default_channel_id = r.user_id("OPENCODE_MM_DEFAULT_CHANNEL_ID");
+        let command_prefix = r.string_or("OPENCODE_MM_COMMAND_PREFIX", "!");
+        let buffer_size = r.number("OPENCODE_MM_BUFFER_SIZE", 50, 1..=100_000);
+        let max_delay = r.millis("OPENCODE_MM_MAX_DELAY", 500, 0..=60_000);
+        let edit_rate_limit = r.number("OPENCODE_MM_EDIT_RATE_LIMIT", 10, 1..=100);
+        let max_post_length = r.number(
+            "OPENCODE_MM_MAX_POST_LENGTH",
+            15000,
+            500..=MATTERMOST_MAX_POST_RUNES,
+        );
+        let notify_completion = r.boolean("OPENCODE_MM_NOTIFY_COMPLETION", true);
+        let notify_permission = r.boolean("OPENCODE_MM_NOTIFY_PERMISSION", true);
+        let notify_error = r.boolean("OPENCODE_MM_NOTIFY_ERROR", true);
+        let notify_status = r.boolean("OPENCODE_MM_NOTIFY_STATUS", true);
+        let status_interval = r.millis("OPENCODE_MM_STATUS_INTERVAL", 30_000, 1000..=3_600_000);
+        let session_timeout =
+            r.millis("OPENCODE_MM_SESSION_TIMEOUT", 3_600_000, 1000..=604_800_000);
+        let max_sessions = r.number("OPENCODE_MM_MAX_SESSIONS", 50, 1..=10_000);
+        let auto_select = r.boolean("OPENCODE_MM_AUTO_SELECT", true);
+        let auto_create_session = r.boolean("OPENCODE_MM_AUTO_CREATE_SESSION", true);
+        let session_refresh_interval = r.millis(
+            "OPENCODE_MM_SESSION_REFRESH_INTERVAL",
+            60_000,
+            1000..=3_600_000,
+        );
+        let temp_dir = r.path("OPENCODE_MM_TEMP_DIR");
+        let max_file_size = r.number("OPENCODE_MM_MAX_FILE_SIZE", 10_485_760, 1..=1 << 34);
+        let allowed_extensions = r.extensions("OPENCODE_MM_ALLOWED_EXTENSIONS");
+        let attach_over = r.number(
+            "OPENCODE_MM_ATTACH_OVER",
+            DEFAULT_ATTACH_OVER,
+            0..=100_000_000,
+        );
+        let team_file = r.path("OPENCODE_MM_TEAM_FILE");
+        let log_file = r.path("MM_PLUGIN_LOG_FILE");
+        let state_db = r.path("OPENCODE_MM_STATE_DB");
+        let log_filter = r.string("OPENCODE_MM_LOG");
+        let fetch_timeout = r.millis("OPENCODE_MM_FETCH_TIMEOUT", 30_000, 100..=600_000);
+        let rate_per_second = r.number("OPENCODE_MM_API_RATE", 10, 1..=1000);
+        let rate_burst = r.number("OPENCODE_MM_API_BURST", 20, 1..=1000);
+        let timezone = r.timezone("OPENCODE_MM_TIMEZONE");
+        let schedule_timeout = r.millis(
+            "OPENCODE_MM_SCHEDULE_TIMEOUT",
+            1_800_000,
+            10_000..=86_400_000,
+        );
+        let schedule_grace = r.millis("OPENCODE_MM_SCHEDULE_GRACE", 600_000, 60_000..=86_400_000);
+        let question_timeout = r.millis(
+            "OPENCODE_MM_QUESTION_TIMEOUT",
+            1_800_000,
+            1_000..=604_800_000,
+        );
+
+        r.unknown_file_keys();
+        let Reader {
+            mut problems,
+            entries,
+            ..
+        } = r;
+        if token.is_none() {
+            problems.push(Problem {
+                key: "MATTERMOST_TOKEN".into(),
+                message: "not set: create a bot account (System Console > Integrations > Bot \
+                          Accounts), copy its access token and set MATTERMOST_TOKEN"
+                    .into(),
+            });
+        }
+        if site_url.is_none() && !problems.iter().any(|p| p.key == "MATTERMOST_URL") {
+            problems.push(Problem {
+                key: "MATTERMOST_URL".into(),
+                message: "not set: set MATTERMOST_URL to your server, e.g. \
+                          https://chat.example.com"
+                    .into(),
+            });
+        }
+        if owner_user_id.is_none() && allowed_users.is_empty() {
+            problems.push(Problem {
+                key: "MATTERMOST_OWNER_USER_ID".into(),
+                message: "nobody may prompt from Mattermost: set MATTERMOST_OWNER_USER_ID to \
+                          your user id (Profile > ... > Copy user ID) or list user ids in \
+                          OPENCODE_MM_ALLOWED_USERS"
+                    .into(),
+            });
+        }
+
+        Config {
+            site_url,
+            ws_url,
+            token,
+            team,
+            bot_username,
+            owner_user_id,
+            auto_connect,
+            debug,
+            reconnect_interval,
+            max_reconnect_attempts,
+            allowed_users,
+            allowed_channel_types,
+            default_channel_id,
+            command_prefix,
+            buffer_size,
+            max_delay,
+            edit_rate_limit,
+            max_post_length,
+            notify_completion,
+            notify_permission,
+            notify_error,
+            notify_status,
+            status_interval,
+            session_timeout,
+            max_sessions,
+            auto_select,
+            auto_create_session,
+            session_refresh_interval,
+            temp_dir,
+            max_file_size,
+            allowed_extensions,
+            attach_over,
+            team_file,
+            log_file,
+            state_db,
+            log_filter,
+            fetch_timeout,
+            rate_per_second,
+            rate_burst,
+            timezone,
+            schedule_timeout,
+            question_timeout,
+            schedule_grace,
+            file: file_path,
+            entries,
+            problems,
+        }
+    }
+}

@@ -1,0 +1,90 @@
+//! Where raw values come from: the process environment and the TOML config
+//! file (its default location, reading it, and flattening it into
+//! [`RawSettings`] keyed like the environment variables).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use super::{CONFIG_FILE_ENV, Config, Origin, Problem};
+
+/// Raw settings before validation: name → (value, origin).
+pub(super) type RawSettings = BTreeMap<String, (String, Origin)>;
+
+impl Config {
+    /// Load from the process environment and the config file it names (or the
+    /// default one under `$XDG_CONFIG_HOME/opencode-mattermost/config.toml`).
+    pub fn load() -> Self {
+        let env = |k: &str| std::env::var(k).ok();
+        let path = env(CONFIG_FILE_ENV)
+            .map(PathBuf::from)
+            .or_else(|| default_config_file(&env));
+        let explicit = env(CONFIG_FILE_ENV).is_some();
+        let file = match path {
+            Some(p) => match std::fs::read_to_string(&p) {
+                Ok(text) => Some(Ok((p, text))),
+                Err(e) if !explicit && e.kind() == std::io::ErrorKind::NotFound => None,
+                Err(e) => Some(Err((p, e.to_string()))),
+            },
+            None => None,
+        };
+        Self::from_sources(&env, file)
+    }
+}
+
+fn default_config_file(env: &dyn Fn(&str) -> Option<String>) -> Option<PathBuf> {
+    let base = env("XDG_CONFIG_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| env("HOME").map(|h| Path::new(&h).join(".config")))?;
+    Some(base.join("opencode-mattermost").join("config.toml"))
+}
+
+/// The file's keys are the environment variables' names in lower case; values
+/// may be strings, numbers, booleans or arrays of strings (joined with commas).
+pub(super) fn parse_file(
+    path: &Path,
+    text: &str,
+    raw: &mut RawSettings,
+    problems: &mut Vec<Problem>,
+) {
+    let table: toml::Table = match text.parse() {
+        Ok(t) => t,
+        Err(e) => {
+            problems.push(Problem {
+                key: CONFIG_FILE_ENV.into(),
+                message: format!("{} is not valid TOML: {}", path.display(), e.message()),
+            });
+            return;
+        }
+    };
+    for (key, value) in table {
+        let name = key.to_ascii_uppercase();
+        let text = match value {
+            toml::Value::String(s) => s,
+            toml::Value::Integer(i) => i.to_string(),
+            toml::Value::Boolean(b) => b.to_string(),
+            toml::Value::Array(items) => {
+                let mut parts = Vec::new();
+                for item in items {
+                    match item {
+                        toml::Value::String(s) => parts.push(s),
+                        other => parts.push(other.to_string()),
+                    }
+                }
+                parts.join(",")
+            }
+            other => {
+                problems.push(Problem {
+                    key: name,
+                    message: format!(
+                        "in {}: `{key}` must be a string, number, boolean or list, not {}",
+                        path.display(),
+                        other.type_str()
+                    ),
+                });
+                continue;
+            }
+        };
+        raw.insert(name, (text, Origin::File));
+    }
+}

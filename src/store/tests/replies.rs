@@ -1,0 +1,122 @@
+//! Tests of reply records and channel cursors.
+
+use pretty_assertions::assert_eq;
+
+use super::*;
+
+// ---- replies --------------------------------------------------------------
+
+#[tokio::test]
+async fn replies_round_trip_and_upsert() {
+    let store = mem();
+    assert_eq!(store.reply("s1", "m1").await.unwrap(), None);
+
+    let mut r = reply("s1", "m1", "i1", 5);
+    r.post_ids = vec![
+        "a".into(),
+        "with \"quotes\" and \\ and ünïcode".into(),
+        "c".into(),
+    ];
+    store.save_reply(&r).await.unwrap();
+    assert_eq!(store.reply("s1", "m1").await.unwrap(), Some(r.clone()));
+
+    // Same key: every other field is replaced.
+    r.post_ids.push("d".into());
+    r.state = ReplyState::Done;
+    r.instance_id = "i2".into();
+    r.channel_id = "chan-2".into();
+    r.root_post_id = "root-2".into();
+    r.started_at = 6;
+    store.save_reply(&r).await.unwrap();
+    assert_eq!(store.reply("s1", "m1").await.unwrap(), Some(r.clone()));
+
+    // The key is the pair: other halves do not match.
+    assert_eq!(store.reply("s1", "m2").await.unwrap(), None);
+    assert_eq!(store.reply("s2", "m1").await.unwrap(), None);
+
+    let empty = Reply {
+        post_ids: vec![],
+        ..reply("s1", "m2", "i1", 1)
+    };
+    store.save_reply(&empty).await.unwrap();
+    assert_eq!(store.reply("s1", "m2").await.unwrap(), Some(empty));
+}
+
+#[tokio::test]
+async fn streaming_replies_filter_by_instance_and_state() {
+    let store = mem();
+    store
+        .save_reply(&reply("s1", "m3", "i1", 30))
+        .await
+        .unwrap();
+    store
+        .save_reply(&reply("s1", "m1", "i1", 10))
+        .await
+        .unwrap();
+    store
+        .save_reply(&Reply {
+            state: ReplyState::Done,
+            ..reply("s1", "m2", "i1", 20)
+        })
+        .await
+        .unwrap();
+    store.save_reply(&reply("s2", "m1", "i2", 1)).await.unwrap();
+
+    let keys: Vec<(String, String)> = store
+        .streaming_replies("i1")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| (r.session_id, r.user_message_id))
+        .collect();
+    assert_eq!(
+        keys,
+        vec![
+            ("s1".to_owned(), "m1".to_owned()),
+            ("s1".to_owned(), "m3".to_owned())
+        ]
+    );
+    assert_eq!(store.streaming_replies("i2").await.unwrap().len(), 1);
+    assert_eq!(store.streaming_replies("i9").await.unwrap(), vec![]);
+}
+
+// ---- cursors --------------------------------------------------------------
+
+#[tokio::test]
+async fn cursor_never_moves_backwards() {
+    let store = mem();
+    assert_eq!(store.cursors().await.unwrap(), vec![]);
+
+    store.advance_cursor("c1", 100, "mmm").await.unwrap();
+    store.advance_cursor("c1", 50, "zzz").await.unwrap(); // older
+    store.advance_cursor("c1", 100, "aaa").await.unwrap(); // same time, smaller id
+    assert_eq!(store.cursors().await.unwrap(), vec![("c1".to_owned(), 100)]);
+    assert_eq!(cursor_post(&store, "c1").await, "mmm");
+
+    store.advance_cursor("c1", 100, "mmm").await.unwrap(); // same post: no-op
+    store.advance_cursor("c1", 100, "nnn").await.unwrap(); // same time, larger id
+    assert_eq!(cursor_post(&store, "c1").await, "nnn");
+
+    store.advance_cursor("c1", 101, "aaa").await.unwrap(); // newer
+    store.advance_cursor("c0", 7, "x").await.unwrap();
+    assert_eq!(
+        store.cursors().await.unwrap(),
+        vec![("c0".to_owned(), 7), ("c1".to_owned(), 101)]
+    );
+    assert_eq!(cursor_post(&store, "c1").await, "aaa");
+}
+
+/// The post id half of a cursor, which the trait does not expose.
+async fn cursor_post(store: &SqliteStore, channel: &str) -> String {
+    let channel = channel.to_owned();
+    store
+        .call(move |conn| {
+            Ok(conn.query_row(
+                "SELECT post_id FROM cursors WHERE channel_id = ?1",
+                [&channel],
+                |row| row.get(0),
+            )?)
+        })
+        .await
+        .unwrap()
+}
