@@ -26,6 +26,19 @@ use crate::sessions::{Engine, Spot, say, thread_for};
 pub struct Book {
     permissions: HashMap<String, Permission>,
     questions: HashMap<String, Question>,
+    /// Requests whose post is on its way. The session's task and the
+    /// resync after a connect can both see a request; only the first posts.
+    posting: std::collections::HashSet<String>,
+}
+
+impl Book {
+    /// Claim the posting of a request; false when it is posted or posting.
+    fn start_posting(&mut self, id: &str) -> bool {
+        !id.is_empty()
+            && !self.permissions.contains_key(id)
+            && !self.questions.contains_key(id)
+            && self.posting.insert(id.to_owned())
+    }
 }
 
 struct Permission {
@@ -139,19 +152,13 @@ async fn edit(ctx: &Asks, post_id: &str, message: &str) {
 
 /// Post a permission request in the session's thread.
 pub async fn permission_asked(ctx: &Asks, spot: Spot, req: PermissionAsked) {
-    if req.id.is_empty() || book(ctx).permissions.contains_key(&req.id) {
+    if !book(ctx).start_posting(&req.id) {
         return;
     }
-    let Some(conn) = ctx.engine.app.connection().await else {
-        debug!("not connected; the permission request waits for the TUI");
+    let posted = post_permission(ctx, &spot, &req).await;
+    let Some((conn, post_id)) = record_permission(ctx, req, posted) else {
         return;
     };
-    let text = asks::permission_post(&req, &PermissionOutcome::Pending);
-    let text = with_mention(ctx, &conn, &spot, text).await;
-    let Some(post_id) = post_in(&conn, &spot, text).await else {
-        return;
-    };
-    info!(request = %req.id, permission = %req.permission, post = %post_id, "permission asked in chat");
     // One click to answer: the bot's own reactions offer the two choices.
     for emoji in ["white_check_mark", "x"] {
         if let Err(e) = conn
@@ -162,14 +169,43 @@ pub async fn permission_asked(ctx: &Asks, spot: Spot, req: PermissionAsked) {
             debug!(error = %e, "cannot add an answer reaction");
         }
     }
-    book(ctx).permissions.insert(
+}
+
+/// Book a posted request (before its answer buttons, so no answer is
+/// missed), and release its posting claim either way.
+fn record_permission(
+    ctx: &Asks,
+    req: PermissionAsked,
+    posted: Option<(Arc<Connection>, String)>,
+) -> Option<(Arc<Connection>, String)> {
+    let mut b = book(ctx);
+    b.posting.remove(&req.id);
+    let (conn, post_id) = posted?;
+    info!(request = %req.id, permission = %req.permission, post = %post_id, "permission asked in chat");
+    b.permissions.insert(
         req.id.clone(),
         Permission {
             req,
-            post_id,
+            post_id: post_id.clone(),
             answering: false,
         },
     );
+    Some((conn, post_id))
+}
+
+async fn post_permission(
+    ctx: &Asks,
+    spot: &Spot,
+    req: &PermissionAsked,
+) -> Option<(Arc<Connection>, String)> {
+    let Some(conn) = ctx.engine.app.connection().await else {
+        debug!("not connected; the permission request waits for the TUI");
+        return None;
+    };
+    let text = asks::permission_post(req, &PermissionOutcome::Pending);
+    let text = with_mention(ctx, &conn, spot, text).await;
+    let post_id = post_in(&conn, spot, text).await?;
+    Some((conn, post_id))
 }
 
 /// OpenCode says a permission request was answered: by us (nothing to do)
@@ -244,39 +280,29 @@ async fn answer_permission(
 
 /// Post the first question of a question request.
 pub async fn question_asked(ctx: &Arc<Asks>, spot: Spot, req: QuestionAsked) {
-    if req.id.is_empty() || req.questions.is_empty() || book(ctx).questions.contains_key(&req.id) {
+    if req.questions.is_empty() || !book(ctx).start_posting(&req.id) {
         return;
     }
-    let Some(conn) = ctx.engine.app.connection().await else {
-        debug!("not connected; the question waits for the TUI");
-        return;
-    };
-    let prefix = ctx.engine.app.config.command_prefix.clone();
-    let first = asks::question_post(
-        &req.questions[0],
-        Asked {
-            index: 0,
-            total: req.questions.len(),
-        },
-        &QuestionOutcome::Pending,
-        &prefix,
-    );
-    let first = with_mention(ctx, &conn, &spot, first).await;
-    let Some(post_id) = post_in(&conn, &spot, first).await else {
-        return;
-    };
-    info!(request = %req.id, questions = req.questions.len(), post = %post_id, "question asked in chat");
+    let posted = post_first_question(ctx, &spot, &req).await;
     let id = req.id.clone();
-    book(ctx).questions.insert(
-        id.clone(),
-        Question {
-            req,
-            spot,
-            post_ids: vec![post_id],
-            answers: Vec::new(),
-            answering: false,
-        },
-    );
+    {
+        let mut b = book(ctx);
+        b.posting.remove(&req.id);
+        let Some(post_id) = posted else {
+            return;
+        };
+        info!(request = %req.id, questions = req.questions.len(), post = %post_id, "question asked in chat");
+        b.questions.insert(
+            id.clone(),
+            Question {
+                req,
+                spot,
+                post_ids: vec![post_id],
+                answers: Vec::new(),
+                answering: false,
+            },
+        );
+    }
     let ctx = ctx.clone();
     let timeout = ctx.engine.app.config.question_timeout;
     tokio::spawn(
@@ -286,6 +312,24 @@ pub async fn question_asked(ctx: &Arc<Asks>, spot: Spot, req: QuestionAsked) {
         }
         .in_current_span(),
     );
+}
+
+async fn post_first_question(ctx: &Asks, spot: &Spot, req: &QuestionAsked) -> Option<String> {
+    let Some(conn) = ctx.engine.app.connection().await else {
+        debug!("not connected; the question waits for the TUI");
+        return None;
+    };
+    let first = asks::question_post(
+        &req.questions[0],
+        Asked {
+            index: 0,
+            total: req.questions.len(),
+        },
+        &QuestionOutcome::Pending,
+        &ctx.engine.app.config.command_prefix,
+    );
+    let first = with_mention(ctx, &conn, spot, first).await;
+    post_in(&conn, spot, first).await
 }
 
 /// Nobody answered in time: decline the request so the agent goes on.
@@ -689,5 +733,22 @@ pub async fn drop_session(ctx: &Asks, session_id: &str) {
             debug!(error = %e, "cannot decline a stale question");
         }
         show_open_question(ctx, &q, &QuestionOutcome::Gone).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Book;
+
+    #[test]
+    fn a_request_is_posted_by_one_path_only() {
+        let mut book = Book::default();
+        assert!(book.start_posting("per_1"));
+        // The resync after a connect sees the same request while the
+        // session's task is still posting it.
+        assert!(!book.start_posting("per_1"));
+        assert!(!book.start_posting(""), "a request without an id");
+        book.posting.remove("per_1");
+        assert!(book.start_posting("per_1"), "released after a failed post");
     }
 }

@@ -2,7 +2,7 @@
 //! monitored session asks for a permission, asks a question, finishes its
 //! work, or fails.
 //!
-//! The bridge hands every OpenCode event to [`Monitor::observe`] in arrival
+//! The router hands every OpenCode event to [`Monitor::observe`] in arrival
 //! order. The attention state is derived in memory ([`state`]); when a
 //! session enters a new state, the change goes to one delivery task, which
 //! reads the session's monitors from the store (the store, not memory, says

@@ -206,7 +206,7 @@ pub(crate) async fn produce(
 
 /// Wait until OpenCode has answered `message_id` in full: the session is
 /// idle and the turn's last message is complete (the bridge's rule, see
-/// `bridge::reply::settle`). Returns the turn's final text.
+/// `sessions::task::settle`). Returns the turn's final text.
 async fn answer(opencode: &dyn OpenCode, session_id: &str, message_id: &str) -> (String, Outcome) {
     let mut unanswered = 0;
     loop {
