@@ -1,5 +1,5 @@
 //! Architecture rules, checked by reading the crate's own `src/`. The agent is layered
-//! (ground, app, engine, features, router, front ends: see [`LAYERS`]) so each part can
+//! (ground, services, engine, features, router, agent state, tools, server: see [`LAYERS`]) so each part can
 //! be read and changed without the rest in mind; these tests keep it so without relying
 //! on review: no cycle between top-level modules (edges are `crate::` paths outside
 //! `#[cfg(test)]`); a module uses only lower layers (ground modules may use each other,
@@ -23,10 +23,13 @@ const LAYERS: &[(&str, u8)] = &[
     ("commands", 3), ("asks", 3), ("files", 3), ("monitor", 3), ("scheduler", 3),
     ("tui", 3), ("channels", 3),
     ("router", 4),
-    ("tools", 5), ("agent", 5), ("cli", 5),
+    ("agent", 5),
+    ("tools", 6), ("cli", 6),
+    ("server", 7),
 ];
 #[rustfmt::skip]
-const LAYER_NAMES: [&str; 6] = ["ground", "app", "engine", "features", "router", "front ends"];
+const LAYER_NAMES: [&str; 8] =
+    ["ground", "services", "engine", "features", "router", "agent state", "tools", "server"];
 const GROUND: u8 = 0;
 const FEATURES: u8 = 3;
 const MAX_LINES: usize = 800;

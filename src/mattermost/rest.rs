@@ -72,6 +72,8 @@ pub struct RestClient {
     budget: Arc<RateBudget>,
     retry: RetryPolicy,
     pub stats: RestStats,
+    /// Makes each `pending_post_id` of this client unique.
+    pending_seq: AtomicU64,
 }
 
 enum Body {
@@ -102,6 +104,7 @@ impl RestClient {
             budget,
             retry,
             stats: RestStats::default(),
+            pending_seq: AtomicU64::new(0),
         })
     }
 
@@ -370,7 +373,7 @@ impl RestClient {
             what: "post",
             reason: e.to_string(),
         })?;
-        body["pending_post_id"] = json!(pending_post_id(bot_user_id));
+        body["pending_post_id"] = json!(pending_post_id(bot_user_id, &self.pending_seq));
         self.json(Method::POST, "/posts", &[], Body::Json(body), priority)
             .await
     }
@@ -642,16 +645,15 @@ fn retry_after(headers: &HeaderMap) -> Option<Duration> {
         .map(|s| Duration::from_secs_f64(s.min(3600.0)))
 }
 
-/// `<user_id>:<ms>` plus a counter, unique per process.
-fn pending_post_id(user_id: &str) -> String {
-    static SEQ: AtomicU64 = AtomicU64::new(0);
+/// `<user_id>:<ms>` plus the client's counter.
+fn pending_post_id(user_id: &str, seq: &AtomicU64) -> String {
     let ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis())
         .unwrap_or(0);
     format!(
         "{user_id}:{ms}{:03}",
-        SEQ.fetch_add(1, Ordering::Relaxed) % 1000
+        seq.fetch_add(1, Ordering::Relaxed) % 1000
     )
 }
 

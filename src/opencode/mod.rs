@@ -216,17 +216,28 @@ impl PermissionReply {
 
 /// OpenCode message ids sort by creation time (`msg_` + 12 hex digits of
 /// `millis * 4096 + counter` + 14 random base62 characters). Ours follow the
-/// same shape so that OpenCode orders the message correctly.
-pub fn new_message_id(now_millis: u64) -> String {
-    const BASE62: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
-    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let counter = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % 4096;
-    let stamp = (now_millis.wrapping_mul(4096).wrapping_add(counter)) & 0xffff_ffff_ffff;
-    let mut id = format!("msg_{stamp:012x}");
-    for _ in 0..14 {
-        id.push(char::from(BASE62[fastrand::usize(..BASE62.len())]));
+/// same shape so that OpenCode orders the message correctly. Each maker
+/// keeps its own counter, so ids made within one millisecond still sort in
+/// the order they were made.
+#[derive(Debug, Default)]
+pub struct MessageIds {
+    counter: std::sync::atomic::AtomicU64,
+}
+
+impl MessageIds {
+    pub fn next(&self, now_millis: u64) -> String {
+        const BASE62: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+        let counter = self
+            .counter
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            % 4096;
+        let stamp = (now_millis.wrapping_mul(4096).wrapping_add(counter)) & 0xffff_ffff_ffff;
+        let mut id = format!("msg_{stamp:012x}");
+        for _ in 0..14 {
+            id.push(char::from(BASE62[fastrand::usize(..BASE62.len())]));
+        }
+        id
     }
-    id
 }
 
 /// Typed OpenCode calls over a [`Fetch`].

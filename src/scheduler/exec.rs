@@ -16,7 +16,7 @@ use crate::app::App;
 use crate::mattermost::budget::Priority;
 use crate::mattermost::connection::Connection;
 use crate::mattermost::rest::NewPost;
-use crate::opencode::{Activity, ModelRef, OpenCode, Prompt, Session, new_message_id};
+use crate::opencode::{Activity, MessageIds, ModelRef, OpenCode, Prompt, Session};
 use crate::render::layout::{self, MetaKind};
 use crate::render::outcome_of;
 use crate::render::{Outcome, Turn, format};
@@ -158,7 +158,8 @@ pub(crate) async fn produce(
     if let Err(e) = store.update_schedule_run(run).await {
         debug!(error = %e, "cannot record the run's session");
     }
-    let message_id = new_message_id(crate::store::now_millis().max(0) as u64);
+    // The run's session is new and gets one prompt: a fresh id maker will do.
+    let message_id = MessageIds::default().next(crate::store::now_millis().max(0) as u64);
     let prompt = Prompt {
         message_id: message_id.clone(),
         text: prompt_text(schedule, when),

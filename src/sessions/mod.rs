@@ -25,6 +25,7 @@ use tokio::sync::mpsc;
 
 use crate::app::App;
 use crate::mattermost::types::Post;
+use crate::opencode::MessageIds;
 use crate::opencode::events::Event;
 use crate::render::Turn;
 use crate::store::{Reply, StoreError, ThreadBinding, ThreadStatus};
@@ -80,6 +81,8 @@ pub struct Engine {
     bound: Mutex<HashSet<String>>,
     /// Each thread's last prompt, for sending it again.
     last_prompts: Mutex<HashMap<String, LastPrompt>>,
+    /// Ids of the prompts this engine sends.
+    message_ids: MessageIds,
     /// Set once by the router; weak, since the hooks' features hold the
     /// engine.
     hooks: OnceLock<Weak<dyn Hooks>>,
@@ -93,6 +96,7 @@ impl Engine {
             sessions: Mutex::new(HashMap::new()),
             bound: Mutex::new(HashSet::new()),
             last_prompts: Mutex::new(HashMap::new()),
+            message_ids: MessageIds::default(),
             hooks: OnceLock::new(),
         })
     }

@@ -10,7 +10,7 @@ use tracing::{debug, info, warn};
 use super::task::{PromptJob, Run, SessionMsg};
 use super::{Engine, text};
 use crate::mattermost::types::Post;
-use crate::opencode::{Activity, FilePart, ModelRef, OpenCodeError, Prompt, new_message_id};
+use crate::opencode::{Activity, FilePart, ModelRef, OpenCodeError, Prompt};
 use crate::render::Turn;
 use crate::store::{Claim, ClaimState, Reply, ReplyState, ThreadBinding, ThreadStatus, now_millis};
 
@@ -61,7 +61,7 @@ pub async fn start_turn(
     message_id: Option<String>,
     started: Started,
 ) {
-    let message_id = message_id.unwrap_or_else(|| new_message_id(now_millis().max(0) as u64));
+    let message_id = message_id.unwrap_or_else(|| ctx.message_ids.next(now_millis().max(0) as u64));
     ctx.remember(
         &binding.root_post_id,
         LastPrompt {
