@@ -72,8 +72,6 @@ pub struct Config {
     pub ws_url: Option<Url>,
     /// `MATTERMOST_TOKEN`: the bot's access token.
     pub token: Option<Secret>,
-    /// `MATTERMOST_TEAM`: team name or id used for permalinks and lookups.
-    pub team: Option<String>,
     /// `MATTERMOST_BOT_USERNAME`: expected bot username (checked at connect).
     pub bot_username: Option<String>,
     /// `MATTERMOST_OWNER_USER_ID`: the user who owns this agent.
@@ -84,12 +82,14 @@ pub struct Config {
     pub debug: bool,
     /// `MATTERMOST_RECONNECT_INTERVAL`: first reconnect delay.
     pub reconnect_interval: Duration,
-    /// `MATTERMOST_MAX_RECONNECT_ATTEMPTS`: accepted for compatibility; the
-    /// link reconnects forever with a capped backoff.
-    pub max_reconnect_attempts: u64,
+    /// `OPENCODE_MM_ALLOW_INTEGRATION_POSTS`: posts made by webhooks, slash
+    /// commands, plugins and bots may prompt (as the user who set them up).
+    /// Off: they carry that user's id but were not typed by them.
+    pub allow_integration_posts: bool,
     /// `OPENCODE_MM_ALLOWED_USERS`: user ids besides the owner who may prompt.
     pub allowed_users: Vec<String>,
-    /// `OPENCODE_MM_ALLOWED_CHANNEL_TYPES`: D, G, O, P.
+    /// `OPENCODE_MM_ALLOWED_CHANNEL_TYPES`: D, G, O, P. A value with an
+    /// unknown type keeps only the valid ones (possibly none): fail closed.
     pub allowed_channel_types: Vec<ChannelType>,
     /// `OPENCODE_MM_DEFAULT_CHANNEL_ID`: channel for threads of TUI sessions.
     pub default_channel_id: Option<String>,
@@ -108,18 +108,6 @@ pub struct Config {
     pub notify_permission: bool,
     pub notify_error: bool,
     pub notify_status: bool,
-    /// `OPENCODE_MM_STATUS_INTERVAL`.
-    pub status_interval: Duration,
-    /// `OPENCODE_MM_SESSION_TIMEOUT`.
-    pub session_timeout: Duration,
-    /// `OPENCODE_MM_MAX_SESSIONS`.
-    pub max_sessions: u64,
-    /// `OPENCODE_MM_AUTO_SELECT`.
-    pub auto_select: bool,
-    /// `OPENCODE_MM_AUTO_CREATE_SESSION`.
-    pub auto_create_session: bool,
-    /// `OPENCODE_MM_SESSION_REFRESH_INTERVAL`.
-    pub session_refresh_interval: Duration,
     /// `OPENCODE_MM_TEMP_DIR`: where inbound files are stored.
     pub temp_dir: Option<PathBuf>,
     /// `OPENCODE_MM_MAX_FILE_SIZE` in bytes.
@@ -130,8 +118,6 @@ pub struct Config {
     /// characters is attached as a Markdown file with a short head inline,
     /// instead of being split across many posts; 0 never attaches.
     pub attach_over: u64,
-    /// `OPENCODE_MM_TEAM_FILE`: the old plugin's team file, for import.
-    pub team_file: Option<PathBuf>,
     /// `MM_PLUGIN_LOG_FILE`: log file; default under the XDG state dir.
     pub log_file: Option<PathBuf>,
     /// `OPENCODE_MM_STATE_DB`: the SQLite state database; default
@@ -157,6 +143,9 @@ pub struct Config {
     /// (after the agent was down or the machine asleep); older ones are
     /// recorded as missed.
     pub schedule_grace: Duration,
+    /// `OPENCODE_MM_SCHEDULE_MIN_INTERVAL`: the shortest gap a schedule's
+    /// runs may have.
+    pub schedule_min_interval: Duration,
     /// `OPENCODE_MM_QUESTION_TIMEOUT`: how long a question from the agent
     /// waits for an answer in chat before it is declined, so the agent is
     /// never stuck on an unattended thread.

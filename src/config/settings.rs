@@ -42,15 +42,13 @@ impl Config {
             .ws_url("MATTERMOST_WS_URL")
             .or_else(|| site_url.as_ref().and_then(derive_ws_url));
         let token = r.secret("MATTERMOST_TOKEN");
-        let team = r.string("MATTERMOST_TEAM");
         let bot_username = r.string("MATTERMOST_BOT_USERNAME");
         let owner_user_id = r.user_id("MATTERMOST_OWNER_USER_ID");
         let auto_connect = r.boolean("MATTERMOST_AUTO_CONNECT", false);
         let debug = r.boolean("MATTERMOST_DEBUG", false);
         let reconnect_interval = r.millis("MATTERMOST_RECONNECT_INTERVAL", 5000, 100..=600_000);
-        let max_reconnect_attempts =
-            r.number("MATTERMOST_MAX_RECONNECT_ATTEMPTS", 10, 0..=u64::MAX);
         let allowed_users = r.user_ids("OPENCODE_MM_ALLOWED_USERS");
+        let allow_integration_posts = r.boolean("OPENCODE_MM_ALLOW_INTEGRATION_POSTS", false);
         let allowed_channel_types = r.channel_types("OPENCODE_MM_ALLOWED_CHANNEL_TYPES");
         let default_channel_id = r.user_id("OPENCODE_MM_DEFAULT_CHANNEL_ID");
         let command_prefix = r.string_or("OPENCODE_MM_COMMAND_PREFIX", "!");
@@ -66,17 +64,6 @@ impl Config {
         let notify_permission = r.boolean("OPENCODE_MM_NOTIFY_PERMISSION", true);
         let notify_error = r.boolean("OPENCODE_MM_NOTIFY_ERROR", true);
         let notify_status = r.boolean("OPENCODE_MM_NOTIFY_STATUS", true);
-        let status_interval = r.millis("OPENCODE_MM_STATUS_INTERVAL", 30_000, 1000..=3_600_000);
-        let session_timeout =
-            r.millis("OPENCODE_MM_SESSION_TIMEOUT", 3_600_000, 1000..=604_800_000);
-        let max_sessions = r.number("OPENCODE_MM_MAX_SESSIONS", 50, 1..=10_000);
-        let auto_select = r.boolean("OPENCODE_MM_AUTO_SELECT", true);
-        let auto_create_session = r.boolean("OPENCODE_MM_AUTO_CREATE_SESSION", true);
-        let session_refresh_interval = r.millis(
-            "OPENCODE_MM_SESSION_REFRESH_INTERVAL",
-            60_000,
-            1000..=3_600_000,
-        );
         let temp_dir = r.path("OPENCODE_MM_TEMP_DIR");
         let max_file_size = r.number("OPENCODE_MM_MAX_FILE_SIZE", 10_485_760, 1..=1 << 34);
         let allowed_extensions = r.extensions("OPENCODE_MM_ALLOWED_EXTENSIONS");
@@ -85,7 +72,6 @@ impl Config {
             DEFAULT_ATTACH_OVER,
             0..=100_000_000,
         );
-        let team_file = r.path("OPENCODE_MM_TEAM_FILE");
         let log_file = r.path("MM_PLUGIN_LOG_FILE");
         let state_db = r.path("OPENCODE_MM_STATE_DB");
         let log_filter = r.string("OPENCODE_MM_LOG");
@@ -99,12 +85,20 @@ impl Config {
             10_000..=86_400_000,
         );
         let schedule_grace = r.millis("OPENCODE_MM_SCHEDULE_GRACE", 600_000, 60_000..=86_400_000);
+        let schedule_min_interval = r.millis(
+            "OPENCODE_MM_SCHEDULE_MIN_INTERVAL",
+            300_000,
+            60_000..=86_400_000,
+        );
         let question_timeout = r.millis(
             "OPENCODE_MM_QUESTION_TIMEOUT",
             1_800_000,
             1_000..=604_800_000,
         );
 
+        for (key, why) in RETIRED {
+            r.retired(key, why);
+        }
         r.unknown_file_keys();
         let Reader {
             mut problems,
@@ -141,14 +135,13 @@ impl Config {
             site_url,
             ws_url,
             token,
-            team,
             bot_username,
             owner_user_id,
             auto_connect,
             debug,
             reconnect_interval,
-            max_reconnect_attempts,
             allowed_users,
+            allow_integration_posts,
             allowed_channel_types,
             default_channel_id,
             command_prefix,
@@ -160,17 +153,10 @@ impl Config {
             notify_permission,
             notify_error,
             notify_status,
-            status_interval,
-            session_timeout,
-            max_sessions,
-            auto_select,
-            auto_create_session,
-            session_refresh_interval,
             temp_dir,
             max_file_size,
             allowed_extensions,
             attach_over,
-            team_file,
             log_file,
             state_db,
             log_filter,
@@ -181,9 +167,51 @@ impl Config {
             schedule_timeout,
             question_timeout,
             schedule_grace,
+            schedule_min_interval,
             file: file_path,
             entries,
             problems,
         }
     }
 }
+
+/// Settings of the plugin this agent replaces that nothing here reads.
+/// Setting one is reported (never silently ignored), with why.
+const RETIRED: &[(&str, &str)] = &[
+    (
+        "MATTERMOST_TEAM",
+        "the bot answers in every team it belongs to; permalinks use the post's own team",
+    ),
+    (
+        "MATTERMOST_MAX_RECONNECT_ATTEMPTS",
+        "the link reconnects forever with a capped backoff; a rejected token stops it",
+    ),
+    (
+        "OPENCODE_MM_STATUS_INTERVAL",
+        "the status line of a running turn updates with the turn",
+    ),
+    (
+        "OPENCODE_MM_SESSION_TIMEOUT",
+        "sessions live as long as OpenCode keeps them",
+    ),
+    (
+        "OPENCODE_MM_SESSION_REFRESH_INTERVAL",
+        "sessions are read from OpenCode when needed",
+    ),
+    (
+        "OPENCODE_MM_MAX_SESSIONS",
+        "sessions are OpenCode's; there is no per-user cap",
+    ),
+    (
+        "OPENCODE_MM_AUTO_SELECT",
+        "a thread always talks to its own session; `!use` attaches a DM",
+    ),
+    (
+        "OPENCODE_MM_AUTO_CREATE_SESSION",
+        "a new top-level DM always starts a session",
+    ),
+    (
+        "OPENCODE_MM_TEAM_FILE",
+        "the old plugin's team file is not imported",
+    ),
+];

@@ -96,7 +96,45 @@ fn malformed_values_are_problems_with_fixes_and_defaults_stay() {
     assert_eq!(c.edit_rate_limit, 10);
     assert!(!c.auto_connect);
     assert_eq!(c.allowed_users, vec![OWNER.to_owned()]);
-    assert_eq!(c.allowed_channel_types.len(), 4);
+    // Fail closed: the typo keeps only the valid type, never all four.
+    assert_eq!(c.allowed_channel_types, vec![ChannelType::Direct]);
+}
+
+#[test]
+fn a_channel_type_list_with_nothing_valid_serves_no_channel() {
+    let c = load(&[("OPENCODE_MM_ALLOWED_CHANNEL_TYPES", "X, public")], None);
+    assert!(c.allowed_channel_types.is_empty());
+    let message = problem(&c, "OPENCODE_MM_ALLOWED_CHANNEL_TYPES").unwrap_or_default();
+    assert!(message.contains("serving only none"), "{message}");
+}
+
+#[test]
+fn settings_nothing_reads_are_reported_not_ignored() {
+    let c = load(
+        &[
+            ("OPENCODE_MM_AUTO_SELECT", "false"),
+            ("OPENCODE_MM_MAX_SESSIONS", "3"),
+        ],
+        Some("mattermost_team = \"eng\"\nopencode_mm_session_timeout = 60000\n"),
+    );
+    for key in [
+        "OPENCODE_MM_AUTO_SELECT",
+        "OPENCODE_MM_MAX_SESSIONS",
+        "MATTERMOST_TEAM",
+        "OPENCODE_MM_SESSION_TIMEOUT",
+    ] {
+        let message = problem(&c, key).unwrap_or_default();
+        assert!(message.contains("has no effect"), "{key}: {message}");
+    }
+    // Known names, so not reported as unknown keys too.
+    assert!(!c.problems.iter().any(|p| p.message.contains("unknown key")));
+    // Unset, they say nothing.
+    assert!(
+        load(&[], None)
+            .problems
+            .iter()
+            .all(|p| !p.message.contains("has no effect"))
+    );
 }
 
 #[test]

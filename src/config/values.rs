@@ -323,18 +323,26 @@ impl Reader<'_> {
                 None => bad.push(part.to_owned()),
             }
         }
+        types.sort();
         if !bad.is_empty() || types.is_empty() {
+            // Fail closed: a typo must not open every channel type.
+            let kept = if types.is_empty() {
+                "none: the bot answers nowhere until this is fixed".to_owned()
+            } else {
+                types
+                    .iter()
+                    .map(|t| t.code().to_string())
+                    .collect::<Vec<_>>()
+                    .join(",")
+            };
             self.problem(
                 key,
                 format!(
                     "`{v}` must list channel types from D (direct), G (group), O (public), \
-                     P (private), e.g. D,G (using D,G,O,P)"
+                     P (private), e.g. D,G (serving only {kept})"
                 ),
             );
-            self.record(key, "D,G,O,P".into(), Origin::Default);
-            return all;
         }
-        types.sort();
         let shown: Vec<String> = types.iter().map(|t| t.code().to_string()).collect();
         self.record(key, shown.join(","), o);
         types
@@ -352,6 +360,16 @@ impl Reader<'_> {
     }
 
     /// File keys that no reader asked for are typos or unsupported settings.
+    /// A setting nothing reads any more: set, it is a problem saying why.
+    pub(super) fn retired(&mut self, key: &'static str, why: &str) {
+        if self.get(key).is_some() {
+            self.problem(
+                key,
+                format!("has no effect in this agent ({why}); remove it"),
+            );
+        }
+    }
+
     pub(super) fn unknown_file_keys(&mut self) {
         let unknown: Vec<String> = self
             .raw

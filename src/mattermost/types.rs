@@ -16,6 +16,17 @@ where
     Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
 }
 
+/// A field of the wrong type reads as its default instead of failing the
+/// whole frame: one odd field must not cost the events around it.
+fn lenient<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Default + serde::de::DeserializeOwned,
+{
+    let value = Value::deserialize(d)?;
+    Ok(serde_json::from_value(value).unwrap_or_default())
+}
+
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(default)]
 pub struct User {
@@ -83,6 +94,20 @@ impl Post {
         } else {
             &self.root_id
         }
+    }
+
+    /// Made by an integration, not typed by a person: an incoming or
+    /// outgoing webhook, a slash command's response, a plugin, an OAuth app
+    /// or a bot. Such posts carry the id of the user who set the
+    /// integration up, so that id says nothing about who wrote them.
+    pub fn is_integration(&self) -> bool {
+        const MARKS: [&str; 4] = ["from_webhook", "from_plugin", "from_oauth_app", "from_bot"];
+        MARKS.iter().any(|mark| match self.props.get(*mark) {
+            Some(Value::String(v)) => !v.is_empty() && !v.eq_ignore_ascii_case("false"),
+            Some(Value::Bool(b)) => *b,
+            Some(Value::Null) | None => false,
+            Some(_) => true,
+        }) || self.props.contains_key("override_username")
     }
 }
 
@@ -179,11 +204,14 @@ impl ClientConfig {
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(default)]
 pub struct Event {
+    #[serde(deserialize_with = "lenient")]
     pub event: String,
-    #[serde(deserialize_with = "null_default")]
+    #[serde(deserialize_with = "lenient")]
     pub data: BTreeMap<String, Value>,
-    #[serde(deserialize_with = "null_default")]
+    #[serde(deserialize_with = "lenient")]
     pub broadcast: Broadcast,
+    /// A `seq` that is not a number reads as absent (0).
+    #[serde(deserialize_with = "lenient")]
     pub seq: i64,
 }
 
@@ -261,10 +289,33 @@ mod tests {
             r#"{"event":"posted","data":null,"broadcast":null}"#,
             r#"{"seq_reply":1,"status":"OK"}"#,
         ] {
-            let e: Result<Event, _> = serde_json::from_str(frame);
-            if let Ok(e) = e {
-                assert!(e.post().is_none());
+            let decoded: Result<Event, _> = serde_json::from_str(frame);
+            match decoded {
+                Ok(e) => assert!(e.post().is_none(), "{frame}"),
+                Err(err) => panic!("the outer decode failed for {frame}: {err}"),
             }
+        }
+    }
+
+    #[test]
+    fn integration_posts_are_told_from_people() {
+        let with = |props: serde_json::Value| Post {
+            props: serde_json::from_value(props).unwrap_or_default(),
+            ..Post::default()
+        };
+        assert!(!with(serde_json::json!({})).is_integration());
+        assert!(!with(serde_json::json!({"from_webhook": "false"})).is_integration());
+        assert!(!with(serde_json::json!({"from_webhook": null})).is_integration());
+        for props in [
+            serde_json::json!({"from_webhook": "true"}),
+            serde_json::json!({"from_webhook": true}),
+            serde_json::json!({"from_plugin": "true"}),
+            serde_json::json!({"from_oauth_app": "TRUE"}),
+            serde_json::json!({"from_bot": "true"}),
+            serde_json::json!({"override_username": "ci"}),
+            serde_json::json!({"from_webhook": 1}),
+        ] {
+            assert!(with(props.clone()).is_integration(), "{props}");
         }
     }
 }

@@ -28,8 +28,35 @@ pub struct InboundPost {
     /// User ids the server says the post mentions.
     pub mentions: Vec<String>,
     pub caught_up: bool,
+    /// Claimed by this instance before a restart, never finished: judged
+    /// again in full, without claiming it a second time.
+    pub recovered: bool,
     /// When the bridge got it, for the post → prompt latency.
     pub received: std::time::Instant,
+}
+
+impl InboundPost {
+    /// A post found over REST after being away: no channel type, sender
+    /// name or mentions come with it.
+    pub(super) fn caught_up(post: Post) -> InboundPost {
+        InboundPost {
+            post,
+            channel_type: String::new(),
+            sender_name: String::new(),
+            mentions: Vec::new(),
+            caught_up: true,
+            recovered: false,
+            received: std::time::Instant::now(),
+        }
+    }
+
+    /// A post this instance claimed before a restart.
+    pub(super) fn recovered(post: Post) -> InboundPost {
+        InboundPost {
+            recovered: true,
+            ..InboundPost::caught_up(post)
+        }
+    }
 }
 
 pub(super) async fn handle(router: &Arc<Router>, inbound: InboundPost) {
@@ -61,6 +88,12 @@ async fn route(router: &Arc<Router>, mut inbound: InboundPost) {
         .await
     {
         warn!(error = %e, "cannot record the channel cursor");
+    }
+    // A webhook, slash command or plugin posts under the id of whoever set
+    // it up; whoever holds its URL is not that person.
+    if post.is_integration() && !ctx.app.config.allow_integration_posts {
+        debug!("integration post (webhook, command, plugin or bot); not a person's, ignored");
+        return;
     }
     if inbound.channel_type.is_empty() {
         match conn.rest.channel(&post.channel_id).await {
@@ -99,12 +132,15 @@ async fn route(router: &Arc<Router>, mut inbound: InboundPost) {
     {
         return;
     }
-    match ctx
-        .app
-        .store
-        .claim_post(&post.id, &ctx.app.instance.id, now_millis())
-        .await
-    {
+    let claimed = if inbound.recovered {
+        Ok(true)
+    } else {
+        ctx.app
+            .store
+            .claim_post(&post.id, &ctx.app.instance.id, now_millis())
+            .await
+    };
+    match claimed {
         Ok(true) => {}
         Ok(false) => {
             debug!("already claimed");

@@ -177,7 +177,7 @@ impl Router {
                     match event {
                         Inbound::Posted { post, channel_type, sender_name, mentions, caught_up } => {
                             self.engine.stats.posts_seen.fetch_add(1, Ordering::Relaxed);
-                            let post = InboundPost { post, channel_type, sender_name, mentions, caught_up, received: std::time::Instant::now() };
+                            let post = InboundPost { post, channel_type, sender_name, mentions, caught_up, recovered: false, received: std::time::Instant::now() };
                             let _ = work_tx.send(Work::Post(Box::new(post)));
                         }
                         Inbound::ReactionAdded(reaction) => {

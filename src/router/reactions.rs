@@ -120,6 +120,7 @@ async fn last_prompt(ctx: &Engine, conn: &Connection, root: &str) -> Option<Last
         let text = crate::sessions::text::strip_mention(&p.message, &conn.info.bot.username);
         p.user_id != conn.info.bot.id
             && p.kind.is_empty()
+            && !p.is_integration()
             && ctx.app.access.may_prompt(&p.user_id) == crate::access::Verdict::Allowed
             && !text.trim().is_empty()
             && !text.trim_start().starts_with(prefix.as_str())

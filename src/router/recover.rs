@@ -9,11 +9,8 @@ use tracing::{info, warn};
 
 use super::Router;
 use super::inbound::{self, InboundPost, sender_and_text};
-use crate::mattermost::connection::Connection;
-use crate::mattermost::types::Post;
-use crate::sessions::threads::new_session;
+use crate::sessions::Started;
 use crate::sessions::turn::{resume_replies, start_turn};
-use crate::sessions::{Engine, NewThread, Started};
 use crate::store::ClaimState;
 
 /// After a fresh connection: serve the channels we answer in, finish replies
@@ -51,7 +48,7 @@ pub(super) async fn recover(router: &Arc<Router>) {
         conn.link.serve_channel(ch);
     }
     resume_replies(ctx).await;
-    resume_claims(ctx).await;
+    resume_claims(router).await;
     crate::asks::chat::resync(&router.asks).await;
     for (channel, at) in cursors {
         match conn.rest.posts_since(&channel, at).await {
@@ -71,18 +68,7 @@ pub(super) async fn recover(router: &Arc<Router>) {
                     );
                 }
                 for post in fresh {
-                    inbound::handle(
-                        router,
-                        InboundPost {
-                            post,
-                            channel_type: String::new(),
-                            sender_name: String::new(),
-                            mentions: Vec::new(),
-                            caught_up: true,
-                            received: std::time::Instant::now(),
-                        },
-                    )
-                    .await;
+                    inbound::handle(router, InboundPost::caught_up(post)).await;
                 }
             }
             Err(e) => warn!(error = %e, channel, "catch-up failed"),
@@ -92,7 +78,8 @@ pub(super) async fn recover(router: &Arc<Router>) {
 
 /// Claims whose prompt may not have reached OpenCode: send it (again, under
 /// the same message id) unless OpenCode already has it.
-pub(super) async fn resume_claims(ctx: &Arc<Engine>) {
+pub(super) async fn resume_claims(router: &Arc<Router>) {
+    let ctx = &router.engine;
     let Some(conn) = ctx.app.connection().await else {
         return;
     };
@@ -110,13 +97,13 @@ pub(super) async fn resume_claims(ctx: &Arc<Engine>) {
         let (Some(session_id), Some(message_id), Some(root)) =
             (&claim.session_id, &claim.message_id, &claim.root_post_id)
         else {
-            // Interrupted before a session was chosen: run the post afresh.
+            // Interrupted before a session was chosen: judge the post again
+            // from the start (who, where, mention, command or answer), as
+            // if it had just arrived; the claim is already ours.
             if let Ok(post) = conn.rest.post(&claim.post_id).await {
-                ctx.app
-                    .set_claim_state(&claim.post_id, ClaimState::Failed)
-                    .await;
-                info!(post = %claim.post_id, "re-running a post interrupted before its session existed");
-                retry_post(ctx, &conn, post).await;
+                info!(post = %claim.post_id, "judging again a post interrupted before its session existed");
+                let again = InboundPost::recovered(post);
+                inbound::handle(router, again).await;
             }
             continue;
         };
@@ -139,6 +126,13 @@ pub(super) async fn resume_claims(ctx: &Arc<Engine>) {
         let Ok(post) = conn.rest.post(&claim.post_id).await else {
             continue;
         };
+        // Judged a prompt before the restart; who may prompt can have changed.
+        if ctx.app.access.may_prompt(&post.user_id) != crate::access::Verdict::Allowed {
+            ctx.app
+                .set_claim_state(&claim.post_id, ClaimState::Done)
+                .await;
+            continue;
+        }
         let (sender, prompt_text) = sender_and_text(&conn, &post, "").await;
         info!(post = %post.id, "re-sending a prompt interrupted by a restart");
         start_turn(
@@ -149,30 +143,6 @@ pub(super) async fn resume_claims(ctx: &Arc<Engine>) {
             &prompt_text,
             Some(message_id.clone()),
             Started::follow_up(std::time::Instant::now()),
-        )
-        .await;
-    }
-}
-
-/// Run a post whose earlier claim failed before anything was created: the
-/// claim row is reused, so only this path may answer it.
-async fn retry_post(ctx: &Arc<Engine>, conn: &Connection, post: Post) {
-    let (sender, prompt_text) = sender_and_text(conn, &post, "").await;
-    let in_dm = conn
-        .rest
-        .channel(&post.channel_id)
-        .await
-        .is_ok_and(|c| c.kind == "D");
-    let place = NewThread::for_post(&post, in_dm);
-    if let Some(binding) = new_session(ctx, conn, &post, &sender, &prompt_text, place).await {
-        start_turn(
-            ctx,
-            &binding,
-            &post,
-            &sender,
-            &prompt_text,
-            None,
-            Started::new_session(std::time::Instant::now()),
         )
         .await;
     }

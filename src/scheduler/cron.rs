@@ -80,6 +80,16 @@ impl When {
         (next > after).then_some(next)
     }
 
+    /// The shortest gap between consecutive runs, among the next runs after
+    /// `now` (up to 2,000 of them, within a year and a day): every pattern of
+    /// minutes and hours repeats daily and every pattern of days yearly.
+    pub fn shortest_gap(&self, now: DateTime<Utc>) -> Option<chrono::Duration> {
+        const RUNS: usize = 2_000;
+        let horizon = now + chrono::Duration::days(366);
+        let (times, _) = self.between(now, horizon, RUNS);
+        times.windows(2).map(|w| w[1] - w[0]).min()
+    }
+
     /// The scheduled times in `(after, until]`, oldest first, at most `cap`
     /// of them; the flag says whether more were left out.
     pub fn between(

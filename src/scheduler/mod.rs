@@ -105,6 +105,25 @@ pub enum ScheduleError {
     NoTarget,
     #[error("only the owner may send a schedule's result to someone else; leave out `user=`")]
     OthersTarget,
+    #[error(
+        "@{0} may not receive scheduled results: only the owner (MATTERMOST_OWNER_USER_ID) \
+         and OPENCODE_MM_ALLOWED_USERS may"
+    )]
+    NotPermitted(String),
+    #[error(
+        "`{expr}` runs as often as every {every}; schedules may run at most every {min} \
+         (OPENCODE_MM_SCHEDULE_MIN_INTERVAL)"
+    )]
+    TooFrequent {
+        expr: String,
+        every: String,
+        min: String,
+    },
+    #[error(
+        "the prompt is {chars} characters; a scheduled prompt may have at most {max}: \
+         shorten it, or put the details in a file the prompt names"
+    )]
+    PromptTooLong { chars: usize, max: usize },
     #[error("invalid model `{0}`: use provider/model, e.g. `anthropic/claude-sonnet-4-5`")]
     BadModel(String),
     #[error("invalid agent name `{0}`: use the name of an OpenCode agent, e.g. `build` or `plan`")]

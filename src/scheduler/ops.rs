@@ -106,6 +106,10 @@ pub struct Ops<'a> {
     pub owner: Option<&'a str>,
     /// `OPENCODE_MM_TIMEZONE`.
     pub default_zone: Tz,
+    /// Who may receive results: the owner and `OPENCODE_MM_ALLOWED_USERS`.
+    pub permitted: &'a [&'a str],
+    /// `OPENCODE_MM_SCHEDULE_MIN_INTERVAL`: the shortest gap between runs.
+    pub min_interval: std::time::Duration,
 }
 
 impl Ops<'_> {
@@ -116,11 +120,19 @@ impl Ops<'_> {
         if prompt.is_empty() {
             return Err(ScheduleError::EmptyPrompt);
         }
-        let prompt: String = prompt.chars().take(MAX_PROMPT).collect();
+        let chars = prompt.chars().count();
+        if chars > MAX_PROMPT {
+            return Err(ScheduleError::PromptTooLong {
+                chars,
+                max: MAX_PROMPT,
+            });
+        }
+        let prompt = prompt.to_owned();
         let zone = non_empty(req.timezone.as_deref())
             .map_or_else(|| self.default_zone.name().to_owned(), str::to_owned);
         let now = self.scheduler.now();
         let when = When::parse(&req.cron, &zone, now)?;
+        self.check_interval(&req.cron, &when, now)?;
         let zone = when.zone().name().to_owned();
         let model = match non_empty(req.model.as_deref()) {
             Some(m) => Some(
@@ -427,6 +439,29 @@ impl Ops<'_> {
     /// The user who gets the results: as named, else the caller in chat or
     /// the owner from OpenCode. In chat only the owner may name someone
     /// else, so a permitted user cannot send a project's output to anyone.
+    /// Refuse expressions that would run more often than the minimum gap.
+    fn check_interval(
+        &self,
+        expr: &str,
+        when: &When,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<(), ScheduleError> {
+        let Some(gap) = when.shortest_gap(now) else {
+            return Ok(());
+        };
+        let min = chrono::Duration::from_std(self.min_interval).unwrap_or(chrono::Duration::MAX);
+        if gap >= min {
+            return Ok(());
+        }
+        let words =
+            |d: chrono::Duration| crate::render::format::duration(d.num_milliseconds() as f64);
+        Err(ScheduleError::TooFrequent {
+            expr: expr.trim().to_owned(),
+            every: words(gap),
+            min: words(min),
+        })
+    }
+
     async fn target(&self, user: Option<&str>, caller: Caller<'_>) -> Result<User, ScheduleError> {
         let (user, wanted) = match non_empty(user) {
             Some(u) => {
@@ -470,6 +505,9 @@ impl Ops<'_> {
                 && self.owner != Some(user_id)
             {
                 return Err(ScheduleError::OthersTarget);
+            }
+            if !self.permitted.contains(&user.id.as_str()) {
+                return Err(ScheduleError::NotPermitted(user.username.clone()));
             }
         }
         Ok(user)
@@ -525,12 +563,16 @@ impl super::Schedules {
     /// The operations, for a running bridge.
     pub(crate) async fn with_ops<T>(&self, f: impl AsyncFnOnce(&Ops<'_>) -> T) -> T {
         let people = Connected(self.app.connection().await);
+        let permitted = self.app.access.permitted_users();
+        let permitted: Vec<&str> = permitted.iter().map(String::as_str).collect();
         let ops = Ops {
             store: self.app.store.as_ref(),
             scheduler: &self.scheduler,
             people: &people,
             owner: self.app.config.owner_user_id.as_deref(),
             default_zone: self.app.config.timezone,
+            permitted: &permitted,
+            min_interval: self.app.config.schedule_min_interval,
         };
         f(&ops).await
     }

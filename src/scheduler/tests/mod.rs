@@ -57,6 +57,11 @@ const DIR: &str = "/src/project";
 const ALICE: &str = "aliceaaaaaaaaaaaaaaaaaaaaa";
 const BOB: &str = "bobbbbbbbbbbbbbbbbbbbbbbbb";
 const OWNER: &str = "ownerrrrrrrrrrrrrrrrrrrrrr";
+const MALLORY: &str = "malloryyyyyyyyyyyyyyyyyyyy";
+/// The owner and the allowed users of the operations' tests.
+const PERMITTED: &[&str] = &[OWNER, ALICE, BOB];
+/// `OPENCODE_MM_SCHEDULE_MIN_INTERVAL`'s default.
+const MIN_INTERVAL: std::time::Duration = std::time::Duration::from_secs(300);
 
 fn policy() -> Policy {
     Policy {
@@ -131,6 +136,7 @@ impl FakePeople {
                 user(ALICE, "alice"),
                 user(BOB, "bob"),
                 user(OWNER, "owner"),
+                user(MALLORY, "mallory"),
                 bot,
                 gone,
             ],

@@ -20,6 +20,8 @@ async fn add_list_enable_disable_remove() {
         people: &people,
         owner: Some(OWNER),
         default_zone: chrono_tz::Europe::Berlin,
+        permitted: PERMITTED,
+        min_interval: MIN_INTERVAL,
     };
 
     assert!(ops.list().await.unwrap().contains("No schedules yet"));
@@ -134,6 +136,8 @@ async fn every_bad_input_is_refused_with_the_fix() {
         people: &people,
         owner: Some(OWNER),
         default_zone: Tz::UTC,
+        permitted: PERMITTED,
+        min_interval: MIN_INTERVAL,
     };
     ops.add(add("taken", "0 9 * * *", "p"), TOOL).await.unwrap();
 
@@ -238,6 +242,53 @@ async fn every_bad_input_is_refused_with_the_fix() {
     );
     ops.add(req, Caller::Chat { user_id: OWNER }).await.unwrap();
 
+    // A schedule's result goes only to permitted people, whoever asks.
+    let mut req = add("to-mallory", "0 9 * * *", "p");
+    req.user = Some("@mallory".into());
+    let err = ops.add(req, TOOL).await.unwrap_err();
+    assert_eq!(err, ScheduleError::NotPermitted("mallory".into()));
+    assert!(
+        err.to_string().contains("OPENCODE_MM_ALLOWED_USERS"),
+        "{err}"
+    );
+    assert!(
+        store
+            .schedule_by_name("to-mallory")
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    // Too often: the limit is named, nothing is stored.
+    for (expr, every) in [("* * * * *", "1m 0s"), ("0,2 9 * * *", "2m 0s")] {
+        let err = ops
+            .add(add("busy", expr, "p"), TOOL)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(&format!("every {every}")), "{expr}: {err}");
+        assert!(err.contains("at most every 5m 0s"), "{expr}: {err}");
+    }
+    ops.add(add("calm", "*/5 * * * *", "p"), TOOL)
+        .await
+        .unwrap();
+    assert!(store.schedule_by_name("busy").await.unwrap().is_none());
+
+    // A prompt over the limit is refused with the limit, never cut.
+    let long = "x".repeat(20_001);
+    let err = ops
+        .add(add("long", "0 9 * * *", &long), TOOL)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err,
+        ScheduleError::PromptTooLong {
+            chars: 20_001,
+            max: 20_000
+        }
+    );
+    assert!(store.schedule_by_name("long").await.unwrap().is_none());
+
     // Naming a user needs the connection.
     people.connected = false;
     let offline = Ops {
@@ -246,6 +297,8 @@ async fn every_bad_input_is_refused_with_the_fix() {
         people: &people,
         owner: Some(OWNER),
         default_zone: Tz::UTC,
+        permitted: PERMITTED,
+        min_interval: MIN_INTERVAL,
     };
     let mut req = add("offline", "0 9 * * *", "p");
     req.user = Some("@alice".into());

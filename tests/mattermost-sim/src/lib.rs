@@ -169,6 +169,28 @@ impl Simulator {
         Ok(self.sim.create_post(user_id, body, true)?)
     }
 
+    /// Posts as an integration does: a webhook's, a slash command's or a
+    /// plugin's post carries the id of the user who set it up, and its
+    /// `props` (`from_webhook`, `override_username`, …) say where it came
+    /// from.
+    pub fn post_with_props_as(
+        &self,
+        user_id: &str,
+        channel_id: &str,
+        message: &str,
+        root_id: Option<&str>,
+        props: serde_json::Map<String, serde_json::Value>,
+    ) -> Result<Post, SimError> {
+        let body = CreatePostBody {
+            channel_id: channel_id.to_owned(),
+            message: message.to_owned(),
+            root_id: root_id.unwrap_or("").to_owned(),
+            props: Some(props),
+            ..CreatePostBody::default()
+        };
+        Ok(self.sim.create_post(user_id, body, true)?)
+    }
+
     /// Reacts as a user, like `POST /reactions`.
     pub fn react_as(
         &self,
