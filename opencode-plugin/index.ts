@@ -13,6 +13,13 @@ const INIT_TIMEOUT_MS = 15_000
 const CALL_TIMEOUT_MS = 15 * 60_000
 const here = new URL(".", import.meta.url).pathname
 
+// The token goes to the agent alone: shells OpenCode starts for the model never inherit it.
+const secrets: Record<string, string> = {}
+for (const key of ["MATTERMOST_TOKEN"]) {
+  if (process.env[key] !== undefined) secrets[key] = process.env[key]!
+  delete process.env[key]
+}
+
 type Spec = { name: string; description: string; inputSchema: any }
 type Waiter = { resolve: (v: any) => void; reject: (e: Error) => void; timer: ReturnType<typeof setTimeout> }
 
@@ -82,7 +89,7 @@ class Agent {
     if (this.ready) return this.ready
     const bin = findAgent()
     if (!bin) return Promise.reject(new Error("opencode-mattermost agent not found: set OPENCODE_MATTERMOST_BIN, put it on PATH, or run scripts/install.sh"))
-    const child = spawn(bin, [], { stdio: ["pipe", "pipe", "pipe"], env: process.env })
+    const child = spawn(bin, [], { stdio: ["pipe", "pipe", "pipe"], env: { ...process.env, ...secrets } })
     this.child = child
     const started = Date.now()
     createInterface({ input: child.stdout, crlfDelay: Infinity }).on("line", (line) => this.onLine(line))

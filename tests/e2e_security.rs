@@ -181,3 +181,41 @@ async fn posts_interrupted_before_a_session_are_judged_again_after_a_restart() {
         "`!sessions` answered twice only"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_models_shell_never_sees_the_token() {
+    let rig = Rig::new().await;
+    let model = ScriptedModel::start().await.unwrap();
+    model.on(
+        "print the environment",
+        vec![
+            Step::text_then_tool(
+                "Looking.",
+                "bash",
+                json!({"command": "echo \"token=[$MATTERMOST_TOKEN]\"; env", "description": "Show the environment"}),
+            ),
+            Step::text("printed"),
+        ],
+    );
+    let env = rig.env(&[("MATTERMOST_OWNER_USER_ID", &rig.alice.id)]);
+    let _oc = rig.opencode(&model, env).await;
+    let dm = rig.dm(&rig.alice.id);
+    rig.sim
+        .post_as(&rig.alice.id, &dm, "print the environment", None)
+        .unwrap();
+    let card = rig.card_for(&dm, 0).await;
+    let turns = rig.finished_turns(&card.id, 1).await;
+    assert!(body_of(&turns[0]).contains("printed"));
+    // The agent still holds it: it connected with it, and answered.
+    let output: Vec<String> = model
+        .requests()
+        .iter()
+        .flat_map(harness::model::tool_results)
+        .collect();
+    let output = output.join("\n");
+    assert!(output.contains("token=[]"), "{output}");
+    assert!(
+        !output.contains(&rig.bot.token),
+        "the token reached the model"
+    );
+}
