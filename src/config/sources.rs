@@ -19,15 +19,49 @@ impl Config {
             .map(PathBuf::from)
             .or_else(|| default_config_file(&env));
         let explicit = env(CONFIG_FILE_ENV).is_some();
-        let file = match path {
-            Some(p) => match std::fs::read_to_string(&p) {
-                Ok(text) => Some(Ok((p, text))),
-                Err(e) if !explicit && e.kind() == std::io::ErrorKind::NotFound => None,
-                Err(e) => Some(Err((p, e.to_string()))),
-            },
-            None => None,
-        };
+        let file = path.and_then(|p| read_file(p, explicit));
         Self::from_sources(&env, file)
+    }
+}
+
+/// The config file's text, or why it cannot be used. A missing default file
+/// is no file at all. A file holding the token must be private to its
+/// owner: anyone who can read it can act as the bot.
+pub(super) fn read_file(
+    path: PathBuf,
+    explicit: bool,
+) -> Option<Result<(PathBuf, String), (PathBuf, String)>> {
+    let text = match std::fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(e) if !explicit && e.kind() == std::io::ErrorKind::NotFound => return None,
+        Err(e) => return Some(Err((path, e.to_string()))),
+    };
+    let mode = std::fs::metadata(&path).map(|m| {
+        use std::os::unix::fs::PermissionsExt;
+        m.permissions().mode()
+    });
+    match mode {
+        Ok(mode) if mode & 0o077 != 0 && holds_token(&text) => {
+            let why = format!(
+                "it holds MATTERMOST_TOKEN but others may read it (mode {:o}); run `chmod 600 {}` \
+                 (the file was not used)",
+                mode & 0o777,
+                path.display()
+            );
+            Some(Err((path, why)))
+        }
+        _ => Some(Ok((path, text))),
+    }
+}
+
+/// Whether a config file's text sets the bot token.
+fn holds_token(text: &str) -> bool {
+    match text.parse::<toml::Table>() {
+        Ok(table) => table
+            .keys()
+            .any(|k| k.eq_ignore_ascii_case("MATTERMOST_TOKEN")),
+        // Unreadable as TOML: judge by the text, to be safe.
+        Err(_) => text.to_ascii_lowercase().contains("mattermost_token"),
     }
 }
 

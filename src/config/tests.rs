@@ -307,3 +307,35 @@ fn question_timeout_defaults_to_half_an_hour() {
         assert_eq!(c.question_timeout, Duration::from_secs(30 * 60));
     }
 }
+
+#[test]
+fn a_config_file_with_the_token_must_be_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config.toml");
+    std::fs::write(&path, "mattermost_token = \"s3cret-token-value\"\n").unwrap();
+    for mode in [0o644, 0o640, 0o604] {
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+        let read = super::sources::read_file(path.clone(), true);
+        let Some(Err((_, why))) = read else {
+            panic!("mode {mode:o} was accepted")
+        };
+        assert!(
+            why.contains(&format!("chmod 600 {}", path.display())),
+            "{why}"
+        );
+        assert!(!why.contains("s3cret"), "{why}");
+        let c = Config::from_sources(&|_| None, Some(Err((path.clone(), why))));
+        assert!(c.token.is_none());
+        assert!(problem(&c, CONFIG_FILE_ENV).is_some_and(|m| m.contains("chmod 600")));
+    }
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    assert!(matches!(
+        super::sources::read_file(path.clone(), true),
+        Some(Ok(_))
+    ));
+    // Without the token, a readable file is fine.
+    std::fs::write(&path, "mattermost_url = \"https://chat.example.com\"\n").unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    assert!(matches!(super::sources::read_file(path, true), Some(Ok(_))));
+}

@@ -26,6 +26,43 @@ pub fn temp_root(config: &crate::config::Config) -> PathBuf {
         .unwrap_or_else(|| std::env::temp_dir().join("opencode-mattermost"))
 }
 
+/// What `mattermost_send_file` never sends, even from inside a project (a
+/// project can be the home directory): this agent's configuration file,
+/// state and logs, and OpenCode's configuration and credentials
+/// (`auth.json` lives in its data directory).
+pub fn private_paths(config: &crate::config::Config) -> Vec<PathBuf> {
+    let var = |k: &str| {
+        std::env::var_os(k)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
+    let home = var("HOME");
+    let base =
+        |xdg: &str, fallback: &str| var(xdg).or_else(|| home.as_ref().map(|h| h.join(fallback)));
+    let mut out: Vec<PathBuf> = Vec::new();
+    for dir in [
+        base("XDG_CONFIG_HOME", ".config"),
+        base("XDG_DATA_HOME", ".local/share"),
+        base("XDG_STATE_HOME", ".local/state"),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        out.push(dir.join("opencode"));
+        out.push(dir.join("opencode-mattermost"));
+    }
+    out.extend(config.file.clone());
+    out.extend(config.log_file.clone());
+    if let Some(db) = &config.state_db {
+        for suffix in ["", "-wal", "-shm", "-journal"] {
+            let mut name = db.clone().into_os_string();
+            name.push(suffix);
+            out.push(PathBuf::from(name));
+        }
+    }
+    out
+}
+
 /// One session's own temporary directory (not created here). Session ids
 /// are OpenCode's `ses_…` tokens; anything else is sanitised so it can
 /// never name a path outside the root.

@@ -193,7 +193,8 @@ async fn roots_of(app: &App, project: &Project<'_>, session_id: &str) -> (PathBu
         PathBuf::from(&session_dir),
         PathBuf::from(project.worktree),
         temp,
-    ]);
+    ])
+    .with_private(super::private_paths(&app.config));
     (PathBuf::from(session_dir), roots)
 }
 

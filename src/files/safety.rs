@@ -196,7 +196,13 @@ pub fn model_can_see(mime: &str) -> bool {
 
 /// The directories files may be sent from, canonical (symlinks resolved).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Roots(Vec<PathBuf>);
+pub struct Roots {
+    roots: Vec<PathBuf>,
+    /// Inside a root, yet never sent: the agent's and OpenCode's own
+    /// configuration, credentials and state (a project can be the home
+    /// directory).
+    private: Vec<PathBuf>,
+}
 
 impl Roots {
     /// Canonical forms of the candidates that exist. The filesystem root is
@@ -216,28 +222,45 @@ impl Roots {
             }
             roots.push(canonical);
         }
-        Roots(roots)
+        Roots {
+            roots,
+            private: Vec::new(),
+        }
+    }
+
+    /// Paths under which nothing is sent even inside a root; those that do
+    /// not exist are skipped.
+    pub fn with_private(mut self, paths: impl IntoIterator<Item = PathBuf>) -> Roots {
+        self.private = paths
+            .into_iter()
+            .filter_map(|p| p.canonicalize().ok())
+            .collect();
+        self
+    }
+
+    fn is_private(&self, path: &Path) -> bool {
+        self.private.iter().any(|p| path.starts_with(p))
     }
 
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.roots.is_empty()
     }
 
     /// Whether `path` (canonical, or normalised) lies inside a root.
     pub fn contains(&self, path: &Path) -> bool {
-        self.0.iter().any(|root| path.starts_with(root))
+        self.roots.iter().any(|root| path.starts_with(root))
     }
 
     /// `path` relative to the (first) root holding it.
     fn relative<'p>(&self, path: &'p Path) -> &'p Path {
-        self.0
+        self.roots
             .iter()
             .find_map(|root| path.strip_prefix(root).ok())
             .unwrap_or(path)
     }
 
     fn describe(&self) -> String {
-        self.0
+        self.roots
             .iter()
             .map(|r| format!("`{}`", quote(&r.display().to_string())))
             .collect::<Vec<_>>()
@@ -338,6 +361,12 @@ pub fn check_outbound(
         Some(Some(n)) if !n.chars().any(char::is_control) => n.to_owned(),
         _ => return Err(Refusal::ControlChars { path: shown }),
     };
+    if roots.is_private(&canonical) {
+        return Err(Refusal::Secret {
+            path: shown,
+            what: "the agent's or OpenCode's own configuration, credentials or state",
+        });
+    }
     if let Some(what) = secret_kind(roots.relative(&canonical)) {
         return Err(Refusal::Secret { path: shown, what });
     }
@@ -483,284 +512,4 @@ pub fn read_checked(checked: &Checked, roots: &Roots, limit: u64) -> Result<Vec<
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    const MIB: u64 = 1024 * 1024;
-
-    struct Project {
-        _dir: tempfile::TempDir,
-        root: PathBuf,
-        roots: Roots,
-    }
-
-    /// A project with a normal file, a directory, a symlink pointing out, a
-    /// 2 GiB sparse file, a name with control characters and a secret.
-    fn project() -> Project {
-        let dir = tempfile::tempdir().unwrap();
-        let root = dir.path().join("project");
-        std::fs::create_dir_all(root.join("src")).unwrap();
-        std::fs::write(root.join("src/main.rs"), "fn main() {}\n").unwrap();
-        std::fs::write(root.join("notes.md"), "# notes\n").unwrap();
-        std::os::unix::fs::symlink("/etc/passwd", root.join("passwd-link")).unwrap();
-        std::os::unix::fs::symlink(root.join("notes.md"), root.join("inner-link")).unwrap();
-        std::os::unix::fs::symlink("/dev/zero", root.join("zero-link")).unwrap();
-        let sparse = std::fs::File::create(root.join("huge.bin")).unwrap();
-        sparse.set_len(2 * 1024 * MIB).unwrap();
-        std::fs::write(root.join("bad\u{7}name.txt"), "x").unwrap();
-        std::fs::write(root.join("new\nline.txt"), "x").unwrap();
-        std::fs::write(root.join(".env"), "TOKEN=secret").unwrap();
-        std::fs::write(root.join(".env.example"), "TOKEN=").unwrap();
-        std::fs::create_dir_all(root.join(".ssh")).unwrap();
-        std::fs::write(root.join(".ssh/config"), "Host x").unwrap();
-        std::fs::write(root.join("id_ed25519"), "key").unwrap();
-        std::fs::write(root.join("id_ed25519.pub"), "ssh-ed25519 AAAA").unwrap();
-        std::fs::write(root.join("server.pem"), "-----BEGIN").unwrap();
-        let roots = Roots::new([root.clone()]);
-        let root = root.canonicalize().unwrap();
-        Project {
-            _dir: dir,
-            root,
-            roots,
-        }
-    }
-
-    /// Whether a check came out as a row of the hostile table expects.
-    type Expect = fn(&Result<Checked, Refusal>) -> bool;
-
-    fn check(p: &Project, path: &str) -> Result<Checked, Refusal> {
-        check_outbound(path, &p.root, &p.roots, 10 * MIB)
-    }
-
-    #[test]
-    fn files_inside_the_project_pass_and_read_back() {
-        let p = project();
-        for (path, name) in [
-            ("notes.md", "notes.md"),
-            ("./src/../notes.md", "notes.md"),
-            ("src/main.rs", "main.rs"),
-            ("inner-link", "notes.md"),
-            (".env.example", ".env.example"),
-            ("id_ed25519.pub", "id_ed25519.pub"),
-        ] {
-            let c = check(&p, path).unwrap_or_else(|e| panic!("{path}: {e}"));
-            assert_eq!(c.name, name, "{path}");
-            assert!(c.path.starts_with(&p.root));
-            let bytes = read_checked(&c, &p.roots, 10 * MIB).unwrap();
-            assert_eq!(bytes.len() as u64, c.size);
-        }
-        let abs = p.root.join("notes.md").display().to_string();
-        assert_eq!(check(&p, &abs).unwrap().name, "notes.md");
-    }
-
-    #[test]
-    fn the_hostile_table_is_refused_with_reasons() {
-        let p = project();
-        let outside = |r: &Result<Checked, Refusal>| matches!(r, Err(Refusal::Outside { .. }));
-        // (path, what the refusal must be, words the message must carry)
-        let table: Vec<(&str, Expect, &str)> = vec![
-            (
-                "../../etc/passwd",
-                outside,
-                "outside this session's project",
-            ),
-            ("/etc/passwd", outside, "/etc/passwd"),
-            ("/etc/hostname", outside, "outside"),
-            ("passwd-link", outside, "resolves to `/etc/passwd`"),
-            ("/dev/zero", outside, "outside"),
-            ("zero-link", outside, "/dev/zero"),
-            ("/proc/self/environ", outside, "outside"),
-            ("../../../../../../nonexistent/x", outside, "outside"),
-            (
-                "huge.bin",
-                |r| matches!(r, Err(Refusal::TooLarge { size, .. }) if *size == 2 * 1024 * MIB),
-                "is 2 GiB (2147483648 bytes), above the 10 MiB limit",
-            ),
-            (
-                "bad\u{7}name.txt",
-                |r| matches!(r, Err(Refusal::ControlChars { .. })),
-                "control characters",
-            ),
-            (
-                "src",
-                |r| matches!(r, Err(Refusal::Directory { .. })),
-                "is a directory",
-            ),
-            (
-                ".",
-                |r| matches!(r, Err(Refusal::Directory { .. })),
-                "directory",
-            ),
-            (
-                "missing.txt",
-                |r| matches!(r, Err(Refusal::Missing { .. })),
-                "does not exist",
-            ),
-            ("", |r| matches!(r, Err(Refusal::Empty)), "no file path"),
-            (
-                ".env",
-                |r| matches!(r, Err(Refusal::Secret { .. })),
-                "environment file",
-            ),
-            (
-                ".ssh/config",
-                |r| matches!(r, Err(Refusal::Secret { .. })),
-                "credentials directory",
-            ),
-            (
-                "id_ed25519",
-                |r| matches!(r, Err(Refusal::Secret { .. })),
-                "private SSH key",
-            ),
-            (
-                "server.pem",
-                |r| matches!(r, Err(Refusal::Secret { .. })),
-                "private key",
-            ),
-        ];
-        for (path, is_expected, words) in table {
-            let result = check(&p, path);
-            assert!(is_expected(&result), "{path:?}: {result:?}");
-            let message = result.unwrap_err().to_string();
-            assert!(message.contains(words), "{path:?}: {message}");
-            assert!(!message.chars().any(char::is_control), "{message:?}");
-        }
-    }
-
-    #[test]
-    fn a_control_character_in_a_real_file_name_is_refused() {
-        let p = project();
-        // Reached through a symlink with a clean name: the real name counts.
-        std::os::unix::fs::symlink(p.root.join("new\nline.txt"), p.root.join("clean.txt")).unwrap();
-        let result = check(&p, "clean.txt");
-        assert!(
-            matches!(result, Err(Refusal::ControlChars { .. })),
-            "{result:?}"
-        );
-    }
-
-    #[test]
-    fn devices_and_fifos_are_refused_by_kind_even_inside_a_root() {
-        let roots = Roots::new([PathBuf::from("/dev")]);
-        let result = check_outbound("/dev/zero", Path::new("/"), &roots, MIB);
-        assert!(
-            matches!(result, Err(Refusal::Special { kind: "device", .. })),
-            "{result:?}"
-        );
-        let p = project();
-        let fifo = p.root.join("pipe");
-        let made = std::process::Command::new("mkfifo")
-            .arg(&fifo)
-            .status()
-            .is_ok_and(|s| s.success());
-        if made {
-            let result = check(&p, "pipe");
-            assert!(
-                matches!(result, Err(Refusal::Special { kind, .. }) if kind.contains("FIFO")),
-                "{result:?}"
-            );
-            // Even handed straight to the reader, a FIFO neither blocks nor passes.
-            let forged = Checked {
-                path: fifo,
-                name: "pipe".into(),
-                size: 0,
-            };
-            assert!(matches!(
-                read_checked(&forged, &p.roots, MIB),
-                Err(Refusal::Special { .. })
-            ));
-        }
-    }
-
-    #[test]
-    fn the_reader_rechecks_what_it_opened() {
-        let p = project();
-        let checked = check(&p, "notes.md").unwrap();
-        // Swapped for a symlink pointing out after the check.
-        std::fs::remove_file(&checked.path).unwrap();
-        std::os::unix::fs::symlink("/etc/passwd", &checked.path).unwrap();
-        assert!(read_checked(&checked, &p.roots, MIB).is_err());
-        // Grown past the limit after the check.
-        let checked = check(&p, "src/main.rs").unwrap();
-        std::fs::write(&checked.path, vec![b'x'; 2048]).unwrap();
-        assert!(matches!(
-            read_checked(&checked, &p.roots, 1024),
-            Err(Refusal::TooLarge { .. })
-        ));
-    }
-
-    #[test]
-    fn the_filesystem_root_is_never_a_root() {
-        let roots = Roots::new([PathBuf::from("/"), PathBuf::from("/no/such/dir")]);
-        assert!(roots.is_empty());
-        assert_eq!(
-            check_outbound("/etc/passwd", Path::new("/"), &roots, MIB),
-            Err(Refusal::NoRoots)
-        );
-    }
-
-    #[test]
-    fn names_are_sanitised_to_one_safe_component() {
-        for (raw, clean) in [
-            ("report.pdf", "report.pdf"),
-            ("../../etc/passwd", "passwd"),
-            ("..\\..\\windows\\system.ini", "system.ini"),
-            ("/abs/path/photo.PNG", "photo.PNG"),
-            ("..", "file"),
-            (".", "file"),
-            ("", "file"),
-            (".bashrc", "bashrc"),
-            ("bad\u{7}na\nme.txt", "bad_na_me.txt"),
-            ("evil\u{202e}gpj.exe", "evil_gpj.exe"),
-            ("a b (1).txt", "a b (1).txt"),
-            ("ünïcödé.md", "ünïcödé.md"),
-            ("semi;colon|pipe$.sh", "semi_colon_pipe_.sh"),
-            ("trailing. . ", "trailing"),
-            ("\u{0}\u{1}", "file"),
-        ] {
-            assert_eq!(sanitize_name(raw), clean, "{raw:?}");
-        }
-        let long = format!("{}.tar.gz", "x".repeat(500));
-        let cut = sanitize_name(&long);
-        assert_eq!(cut.chars().count(), MAX_NAME_CHARS);
-        assert!(cut.ends_with(".gz"), "{cut}");
-    }
-
-    #[test]
-    fn extensions_and_types() {
-        let any = vec!["*".to_owned()];
-        let some = vec!["png".to_owned(), "txt".to_owned()];
-        assert!(check_extension("x.exe", &any).is_ok());
-        assert!(check_extension("noext", &any).is_ok());
-        assert!(check_extension("Photo.PNG", &some).is_ok());
-        assert!(check_extension("notes.txt", &some).is_ok());
-        let e = check_extension("tool.exe", &some).unwrap_err().to_string();
-        assert!(e.contains("`tool.exe`") && e.contains(".png, .txt"), "{e}");
-        assert!(check_extension("README", &some).is_err());
-        assert!(check_extension(".png", &some).is_err());
-        assert_eq!(extension("a.tar.GZ").as_deref(), Some("gz"));
-        assert_eq!(extension(".hidden"), None);
-        assert_eq!(mime_for("a.PNG"), "image/png");
-        assert_eq!(mime_for("a.jpeg"), "image/jpeg");
-        assert_eq!(mime_for("doc.pdf"), "application/pdf");
-        assert_eq!(mime_for("notes.txt"), "text/plain");
-        assert_eq!(mime_for("blob"), "application/octet-stream");
-        assert!(model_can_see("image/png") && model_can_see("application/pdf"));
-        assert!(!model_can_see("image/svg+xml") && !model_can_see("text/plain"));
-    }
-
-    #[test]
-    fn sizes_read_naturally() {
-        assert_eq!(size_text(0), "0 bytes");
-        assert_eq!(size_text(1023), "1023 bytes");
-        assert_eq!(size_text(1536), "1.5 KiB");
-        assert_eq!(size_text(10_485_760), "10 MiB");
-        assert_eq!(size_text(2 * 1024 * MIB), "2 GiB");
-    }
-
-    #[test]
-    fn quotes_escape_control_characters_and_stay_short() {
-        assert_eq!(quote("a\nb"), "a\\nb");
-        assert_eq!(quote(&"y".repeat(1000)).chars().count(), MAX_QUOTED_CHARS);
-    }
-}
+mod tests;
