@@ -6,7 +6,7 @@
 //!
 //! | layer | modules |
 //! |---|---|
-//! | ground | [`rpc`], [`config`], [`store`], [`mattermost`], [`opencode`], [`access`], [`render`], [`logging`] |
+//! | ground | [`rpc`], [`config`], [`store`], [`mattermost`], [`opencode`], [`access`], [`render`], [`logging`], [`private_fs`] |
 //! | services | [`app`] |
 //! | engine | [`sessions`] |
 //! | features, side by side | [`commands`], [`asks`], [`files`], [`monitor`], [`scheduler`], [`tui`] |
@@ -25,6 +25,7 @@ pub mod logging;
 pub mod mattermost;
 pub mod monitor;
 pub mod opencode;
+pub mod private_fs;
 pub mod render;
 pub mod router;
 pub mod rpc;

@@ -82,20 +82,27 @@ fn open_file(config: &Config) -> Result<(FileWriter, PathBuf), String> {
         .max_log_files(7)
         .build(&dir)
         .map_err(|e| format!("cannot open log in {}: {e}", dir.display()))?;
+    private_logs(&dir, &prefix);
     Ok((writer, dir.join(prefix)))
 }
 
-/// Logs may name users and sessions: a directory we create is private (0700).
-/// An existing directory the user chose is left as it is.
+/// Logs may name users and sessions: a directory we create is private
+/// (0700), an existing one the user chose keeps its mode, and the log files
+/// are made 0600 (never through a symlink).
 fn create_private_dir(dir: &Path) -> std::io::Result<()> {
-    if dir.is_dir() {
-        return Ok(());
+    crate::private_fs::private_dir(dir, crate::private_fs::Existing::Leave)
+}
+
+/// Make the log files of `prefix` in `dir` private (0600).
+fn private_logs(dir: &Path, prefix: &str) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        if entry.file_name().to_string_lossy().starts_with(prefix)
+            && let Err(e) = crate::private_fs::private_file(&entry.path())
+        {
+            tracing::warn!(error = %e, "cannot make a log file private");
+        }
     }
-    std::fs::create_dir_all(dir)?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
-    }
-    Ok(())
 }

@@ -17,6 +17,7 @@ use crate::mattermost::connection::Connection;
 use crate::mattermost::rest::NewPost;
 use crate::mattermost::types::Post;
 use crate::opencode::FilePart;
+use crate::private_fs::{Existing, private_dir};
 use crate::store::ThreadBinding;
 
 /// Mattermost attaches at most about ten files to a post; more ids than
@@ -253,33 +254,21 @@ async fn fetch(conn: &Connection, config: &Config, dir: &Path, file_id: &str) ->
 }
 
 /// Write `bytes` to `path` through a temporary name, in directories only
-/// this user can read.
+/// this user can read: the temp root must already be private if it exists
+/// (it may be shared, like `/tmp`), the session's folders are ours. A
+/// partial file never survives a failed write.
 fn save(session_dir: &Path, file_dir: &Path, path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    private_dir(session_dir)?;
-    private_dir(file_dir)?;
+    if let Some(root) = session_dir.parent() {
+        private_dir(root, Existing::Refuse)?;
+    }
+    private_dir(session_dir, Existing::Tighten)?;
+    private_dir(file_dir, Existing::Tighten)?;
     let partial = path.with_extension("partial-download");
-    std::fs::write(&partial, bytes)?;
-    std::fs::rename(&partial, path)
-}
-
-/// Create `dir` (and its parents), and make sure it is a real directory
-/// that only we can enter: making it private fails when someone else owns
-/// it, so a directory planted in a shared `/tmp` is never used.
-fn private_dir(dir: &Path) -> std::io::Result<()> {
-    std::fs::create_dir_all(dir)?;
-    let meta = std::fs::symlink_metadata(dir)?;
-    if !meta.is_dir() {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::AlreadyExists,
-            format!("{} is not a directory", dir.display()),
-        ));
+    let written = std::fs::write(&partial, bytes).and_then(|()| std::fs::rename(&partial, path));
+    if written.is_err() {
+        let _ = std::fs::remove_file(&partial);
     }
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
-    }
-    Ok(())
+    written
 }
 
 #[cfg(test)]

@@ -38,6 +38,26 @@ pub enum Command {
     Schedule(String),
 }
 
+impl Command {
+    /// The command's name, as typed after the prefix.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Command::Help => "help",
+            Command::Sessions => "sessions",
+            Command::Use(_) => "use",
+            Command::Current => "current",
+            Command::New(_) => "new",
+            Command::Stop => "stop",
+            Command::Reject => "reject",
+            Command::Models => "models",
+            Command::Model(_) => "model",
+            Command::Costs => "costs",
+            Command::Status => "status",
+            Command::Schedule(_) => "schedule",
+        }
+    }
+}
+
 /// Why a `!` message is not a valid command: what the person sees.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CommandError {
@@ -291,7 +311,10 @@ pub(crate) async fn handle(
     };
     let reply = match parsed {
         Ok(command) => {
-            info!(?command, "command");
+            // Arguments can carry prompt text (`!schedule add`, `!new`):
+            // only the name is logged at info.
+            info!(command = command.name(), "command");
+            tracing::debug!(?command, "command arguments");
             match run(router, conn, here, command).await {
                 Ok(text) | Err(text) => text,
             }

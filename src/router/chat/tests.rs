@@ -124,3 +124,15 @@ fn help_lists_every_command_with_the_prefix() {
         assert!(text.contains(&format!("`!{name}")), "{name}");
     }
 }
+
+#[test]
+fn every_command_has_its_table_name() {
+    for (name, _, _) in COMMANDS {
+        let typed = match *name {
+            "use" => "!use abc".to_owned(),
+            other => format!("!{other}"),
+        };
+        let command = ok(&typed);
+        assert_eq!(command.name(), *name, "{typed}");
+    }
+}

@@ -19,6 +19,7 @@ mod replies;
 mod schedules;
 mod threads;
 
+use crate::private_fs::{Existing, private_dir, private_file};
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -47,12 +48,19 @@ impl SqliteStore {
     /// Open (creating it and its directories if needed) and migrate the
     /// database at `path`. Blocks on file IO; it is meant for startup.
     pub fn open(path: &Path) -> Result<SqliteStore, StoreError> {
+        // Threads, claims and schedules name people and prompts: a folder
+        // we create is 0700, the database 0600 (SQLite gives its WAL and
+        // shared-memory files the database's mode).
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|e| StoreError::Io {
+            private_dir(dir, Existing::Leave).map_err(|e| StoreError::Io {
                 path: dir.to_path_buf(),
                 reason: e.to_string(),
             })?;
         }
+        private_file(path).map_err(|e| StoreError::Io {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })?;
         let context =
             |e: rusqlite::Error| StoreError::Sqlite(format!("cannot open {}: {e}", path.display()));
         let conn = Connection::open(path).map_err(context)?;
