@@ -99,6 +99,25 @@ impl Config {
         for (key, why) in RETIRED {
             r.retired(key, why);
         }
+        for (key, url) in [
+            ("MATTERMOST_URL", &site_url),
+            ("MATTERMOST_WS_URL", &ws_url),
+        ] {
+            if let Some(url) = url
+                && matches!(url.scheme(), "http" | "ws")
+                && !is_loopback(url)
+            {
+                r.warn(
+                    key,
+                    format!(
+                        "`{}` is not encrypted and {} is not this machine: the token and every \
+                         message cross the network in clear text; use https://",
+                        url.scheme(),
+                        url.host_str().unwrap_or("the host")
+                    ),
+                );
+            }
+        }
         r.unknown_file_keys();
         let Reader {
             mut problems,
@@ -215,3 +234,13 @@ const RETIRED: &[(&str, &str)] = &[
         "the old plugin's team file is not imported",
     ),
 ];
+
+/// Whether a URL's host is this machine.
+fn is_loopback(url: &url::Url) -> bool {
+    match url.host() {
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    }
+}

@@ -339,3 +339,21 @@ fn a_config_file_with_the_token_must_be_private() {
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
     assert!(matches!(super::sources::read_file(path, true), Some(Ok(_))));
 }
+
+#[test]
+fn plain_http_to_another_machine_is_warned_about() {
+    for (url, warned) in [
+        ("http://chat.example.com", true),
+        ("http://10.0.0.5:8065", true),
+        ("https://chat.example.com", false),
+        ("http://localhost:8065", false),
+        ("http://127.0.0.1:8065", false),
+        ("http://[::1]:8065", false),
+    ] {
+        let c = load(&[("MATTERMOST_URL", url)], None);
+        let found = problem(&c, "MATTERMOST_URL").is_some_and(|m| m.contains("clear text"));
+        assert_eq!(found, warned, "{url}");
+        // Still used: a warning, not a rejection.
+        assert!(c.site_url.is_some(), "{url}");
+    }
+}
