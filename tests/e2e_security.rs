@@ -219,3 +219,51 @@ async fn the_models_shell_never_sees_the_token() {
         "the token reached the model"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agent_text_in_a_channel_notifies_nobody_and_loads_no_image() {
+    let rig = Rig::new().await;
+    let model = ScriptedModel::start().await.unwrap();
+    let loud = "Attention @here and @channel: see ![chart](https://evil.example/pixel.png) \
+                and run `notify @all`.";
+    model.on("megaphone please", vec![Step::text(loud)]);
+    let env = rig.env(&[("MATTERMOST_OWNER_USER_ID", &rig.alice.id)]);
+    let _oc = rig.opencode(&model, env).await;
+    let town = rig
+        .sim
+        .create_channel(
+            &rig.team.id,
+            "town",
+            "Town",
+            mattermost_sim::ChannelType::Open,
+        )
+        .unwrap();
+    for u in [&rig.alice.id, &rig.bot.id] {
+        rig.sim.add_member(&town.id, u).unwrap();
+    }
+    let asked = rig
+        .sim
+        .post_as(
+            &rig.alice.id,
+            &town.id,
+            "@opencode-bot megaphone please",
+            None,
+        )
+        .unwrap();
+    let turns = rig.finished_turns(&asked.id, 1).await;
+    let in_channel = body_of(&turns[0]);
+    assert_eq!(
+        in_channel,
+        "Attention @\u{200B}here and @\u{200B}channel: see \
+         [chart](https://evil.example/pixel.png) and run `notify @all`."
+    );
+
+    // In a DM the same text stays byte for byte.
+    let dm = rig.dm(&rig.alice.id);
+    rig.sim
+        .post_as(&rig.alice.id, &dm, "megaphone please", None)
+        .unwrap();
+    let card = rig.card_for(&dm, 0).await;
+    let turns = rig.finished_turns(&card.id, 1).await;
+    assert_eq!(body_of(&turns[0]), loud);
+}

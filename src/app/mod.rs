@@ -35,6 +35,8 @@ pub struct App {
     pub store: Arc<dyn Store>,
     /// This agent's row among the instances sharing the store.
     pub instance: Instance,
+    /// Channel id → whether many people read it (not a DM), as looked up.
+    pub shared_channels: std::sync::Mutex<std::collections::HashMap<String, bool>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -134,6 +136,49 @@ impl App {
             .into_iter()
             .filter(|t| t.instance_id == self.instance.id && t.status == ThreadStatus::Active)
             .collect())
+    }
+
+    /// Whether a channel is read by more than the bot and one person (a
+    /// group message, a public or private channel). Looked up once per
+    /// channel; when the lookup fails, it counts as shared (fail closed).
+    pub async fn is_shared_channel(&self, channel_id: &str) -> bool {
+        let known = self
+            .shared_channels
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .get(channel_id)
+            .copied();
+        if let Some(shared) = known {
+            return shared;
+        }
+        let Some(conn) = self.connection().await else {
+            return true;
+        };
+        match conn.rest.channel(channel_id).await {
+            Ok(channel) => {
+                let shared = channel.kind != "D";
+                self.shared_channels
+                    .lock()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner())
+                    .insert(channel_id.to_owned(), shared);
+                shared
+            }
+            Err(e) => {
+                debug!(error = %e, "cannot tell the channel's type; treating it as shared");
+                true
+            }
+        }
+    }
+
+    /// Agent text (model, TUI, tool) as it may be posted in `channel_id`:
+    /// in a shared channel it notifies nobody and loads no remote image
+    /// (unless `OPENCODE_MM_CHANNEL_IMAGES`); in a DM it is left exact.
+    pub async fn for_channel(&self, channel_id: &str, text: String) -> String {
+        if self.is_shared_channel(channel_id).await {
+            crate::render::quiet(&text, self.config.channel_images)
+        } else {
+            text
+        }
     }
 
     /// Show the typing indicator in a thread.

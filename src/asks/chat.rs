@@ -16,6 +16,7 @@ use tracing::{Instrument, debug, info, info_span, warn};
 use super::{self as asks, Asked, PermissionOutcome, QuestionOutcome};
 use crate::mattermost::budget::Priority;
 use crate::mattermost::connection::Connection;
+use crate::mattermost::rest::NewPost;
 use crate::mattermost::types::Post;
 use crate::opencode::events::{Event, PermissionAsked, PermissionReplied, QuestionAsked};
 use crate::opencode::{OpenCodeError, PermissionReply};
@@ -202,10 +203,54 @@ async fn post_permission(
         debug!("not connected; the permission request waits for the TUI");
         return None;
     };
-    let text = asks::permission_post(req, &PermissionOutcome::Pending);
+    let mut text = asks::permission_post(req, &PermissionOutcome::Pending);
+    // A command too long to show goes with the post as a file.
+    let mut file_ids = Vec::new();
+    if let Some(full) = asks::long_command(req) {
+        let id: String = req
+            .id
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == '-')
+            .take(64)
+            .collect();
+        let name = format!("command-{id}.txt");
+        match conn
+            .rest
+            .upload_file(&spot.channel_id, &name, full.into_bytes())
+            .await
+        {
+            Ok(info) => file_ids.push(info.id),
+            Err(e) => {
+                warn!(error = %e, "cannot attach the whole command");
+                text.push_str(
+                    "\n:x: **The attachment failed.** Read the whole command in OpenCode \
+                     before you allow it.",
+                );
+            }
+        }
+    }
     let text = with_mention(ctx, &conn, spot, text).await;
-    let post_id = post_in(&conn, spot, text).await?;
-    Some((conn, post_id))
+    let created = conn
+        .rest
+        .create_post(
+            &conn.info.bot.id,
+            &NewPost {
+                channel_id: spot.channel_id.clone(),
+                message: text,
+                root_id: spot.root_id.clone(),
+                file_ids,
+                ..NewPost::default()
+            },
+            Priority::Urgent,
+        )
+        .await;
+    match created {
+        Ok(post) => Some((conn, post.id)),
+        Err(e) => {
+            warn!(error = %e, "cannot post a request for an answer");
+            None
+        }
+    }
 }
 
 /// OpenCode says a permission request was answered: by us (nothing to do)

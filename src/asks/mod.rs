@@ -14,7 +14,10 @@ pub use answer::{AnswerError, Reaction, parse_permission, parse_question, reacti
 pub use chat::Asks;
 #[cfg(test)]
 use render::defuse;
-pub use render::{Asked, PermissionOutcome, QuestionOutcome, permission_post, question_post};
+pub use render::{
+    Asked, PermissionOutcome, QuestionOutcome, SHOWN_CHARS, long_command, permission_post,
+    question_post, visible,
+};
 
 #[cfg(test)]
 mod tests;

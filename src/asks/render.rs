@@ -64,7 +64,15 @@ pub fn permission_post(req: &PermissionAsked, outcome: &PermissionOutcome) -> St
     if !req.patterns.is_empty() {
         out.push_str(what);
         out.push('\n');
-        out.push_str(&code_block(&req.patterns.join("\n")));
+        let full = req.patterns.join("\n");
+        out.push_str(&code_block(&full));
+        let total = full.chars().count();
+        if total > SHOWN_CHARS {
+            out.push_str(&format!(
+                ":warning: Shown up to {SHOWN_CHARS} of its {total} characters: the whole text \
+                 is attached to this post. Read it before you allow it.\n"
+            ));
+        }
     }
     if let Some(description) = req
         .metadata
@@ -72,7 +80,8 @@ pub fn permission_post(req: &PermissionAsked, outcome: &PermissionOutcome) -> St
         .and_then(|d| d.as_str())
         .filter(|d| !d.trim().is_empty())
     {
-        out.push_str(&format!("> {}\n", one_line(description, 300)));
+        let shown = crate::render::format::plain(&visible(&one_line(description, 300)));
+        out.push_str(&format!("> {}\n", defuse(&shown)));
     }
     let extra: Vec<&String> = req
         .always
@@ -206,17 +215,50 @@ pub fn question_post(
     out
 }
 
-/// A fenced block that the text cannot close early.
+/// The most characters of a command a request post shows inline.
+pub const SHOWN_CHARS: usize = 3000;
+
+/// The whole text of a request's command when the post cannot show all of
+/// it: it goes with the post as a file, so nothing is approved unseen.
+pub fn long_command(req: &PermissionAsked) -> Option<String> {
+    let full = req.patterns.join("\n");
+    (full.chars().count() > SHOWN_CHARS).then_some(full)
+}
+
+/// A fenced block that the text cannot close early, its invisible controls
+/// made visible.
 fn code_block(text: &str) -> String {
-    let longest = text.split(|c| c != '`').map(str::len).max().unwrap_or(0);
+    let body: String = visible(&text.chars().take(SHOWN_CHARS).collect::<String>());
+    let longest = body.split(|c| c != '`').map(str::len).max().unwrap_or(0);
     let fence = "`".repeat(longest.max(2) + 1);
-    let body: String = text.chars().take(3000).collect();
     format!("{fence}\n{body}\n{fence}\n")
+}
+
+/// Text with bidirectional and zero-width controls shown as `⟨U+202E⟩`:
+/// invisible, they can make a command read differently from what runs.
+pub fn visible(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if matches!(
+            c,
+            '\u{200B}'..='\u{200F}'
+                | '\u{202A}'..='\u{202E}'
+                | '\u{2060}'..='\u{2064}'
+                | '\u{2066}'..='\u{2069}'
+                | '\u{061C}'
+                | '\u{FEFF}'
+        ) {
+            out.push_str(&format!("⟨U+{:04X}⟩", c as u32));
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// Text inside a code span: backticks would end it early.
 fn inline(text: &str) -> String {
-    one_line(text, 200).replace('`', "'")
+    visible(&one_line(text, 200)).replace('`', "'")
 }
 
 /// One line, at most `max` characters.

@@ -153,6 +153,60 @@ fn permission_post_shows_what_and_how() {
 }
 
 #[test]
+fn a_long_command_is_never_cut_silently() {
+    let long = format!("echo start; {}; echo end", "x".repeat(4000));
+    let req = PermissionAsked {
+        id: "per_2".into(),
+        session_id: "ses_1".into(),
+        permission: "bash".into(),
+        patterns: vec![long.clone()],
+        always: vec![],
+        metadata: json!({}),
+    };
+    let post = permission_post(&req, &PermissionOutcome::Pending);
+    assert!(
+        post.contains("Shown up to 3000 of its 4022 characters"),
+        "{post}"
+    );
+    assert!(post.contains("attached to this post"), "{post}");
+    assert_eq!(long_command(&req), Some(long));
+    let short = PermissionAsked {
+        patterns: vec!["ls".into()],
+        ..req
+    };
+    assert_eq!(long_command(&short), None);
+    assert!(!permission_post(&short, &PermissionOutcome::Pending).contains("Shown up to"));
+}
+
+#[test]
+fn invisible_controls_show_and_descriptions_stay_plain_text() {
+    let req = PermissionAsked {
+        id: "per_3".into(),
+        session_id: "ses_1".into(),
+        permission: "bash".into(),
+        // Reads as `rm -rf ./safe` with the override, runs something else.
+        patterns: vec!["echo ok \u{202E}fe.sa/ fr- mr\u{202C}\u{200B}".into()],
+        always: vec![],
+        metadata: json!({"description": "**Safe**: [click](http://x) @here"}),
+    };
+    let post = permission_post(&req, &PermissionOutcome::Pending);
+    assert!(
+        post.contains("⟨U+202E⟩") && post.contains("⟨U+202C⟩⟨U+200B⟩"),
+        "{post}"
+    );
+    assert!(
+        !post.contains('\u{202E}') && !post.contains('\u{202C}'),
+        "{post}"
+    );
+    let quote = post.lines().find(|l| l.starts_with("> ")).unwrap();
+    assert!(
+        !quote.contains("**Safe**") && !quote.contains("[click](http://x)"),
+        "{quote}"
+    );
+    assert!(quote.contains("@\u{200B}here"), "{quote}");
+}
+
+#[test]
 fn question_post_numbers_options_and_records_answers() {
     let q = question(&["Red", "Blue"], true, None);
     let asked = Asked { index: 1, total: 2 };

@@ -91,6 +91,9 @@ pub struct Config {
     /// `OPENCODE_MM_ALLOWED_CHANNEL_TYPES`: D, G, O, P. A value with an
     /// unknown type keeps only the valid ones (possibly none): fail closed.
     pub allowed_channel_types: Vec<ChannelType>,
+    /// `OPENCODE_MM_CHANNEL_IMAGES`: remote images in agent text load in
+    /// shared channels too (off: they show as links).
+    pub channel_images: bool,
     /// `OPENCODE_MM_DEFAULT_CHANNEL_ID`: channel for threads of TUI sessions.
     pub default_channel_id: Option<String>,
     /// `OPENCODE_MM_COMMAND_PREFIX`.

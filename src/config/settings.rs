@@ -51,6 +51,7 @@ impl Config {
         let allow_integration_posts = r.boolean("OPENCODE_MM_ALLOW_INTEGRATION_POSTS", false);
         let allowed_channel_types = r.channel_types("OPENCODE_MM_ALLOWED_CHANNEL_TYPES");
         let default_channel_id = r.user_id("OPENCODE_MM_DEFAULT_CHANNEL_ID");
+        let channel_images = r.boolean("OPENCODE_MM_CHANNEL_IMAGES", false);
         let command_prefix = r.string_or("OPENCODE_MM_COMMAND_PREFIX", "!");
         let buffer_size = r.number("OPENCODE_MM_BUFFER_SIZE", 50, 1..=100_000);
         let max_delay = r.millis("OPENCODE_MM_MAX_DELAY", 500, 0..=60_000);
@@ -163,6 +164,7 @@ impl Config {
             allow_integration_posts,
             allowed_channel_types,
             default_channel_id,
+            channel_images,
             command_prefix,
             buffer_size,
             max_delay,

@@ -125,6 +125,7 @@ pub async fn send_file(
     let caption = message
         .map(str::to_owned)
         .unwrap_or_else(|| format!("📎 `{}`", checked.name.replace('`', "'")));
+    let caption = app.for_channel(&binding.channel_id, caption).await;
     let (file_id, post_id) = upload_and_post(
         &conn,
         &binding.channel_id,

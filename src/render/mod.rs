@@ -5,10 +5,12 @@
 //! - [`turn`]: the state of one assistant turn and what it renders;
 //! - [`layout`]: post texts, rollover across posts, code fences;
 //! - [`format`]: durations, costs, token counts;
-//! - [`throttle`]: pacing of the edits of one post.
+//! - [`throttle`]: pacing of the edits of one post;
+//! - [`quiet`]: agent text made safe for channels many people read.
 
 pub mod format;
 pub mod layout;
+pub mod quiet;
 pub mod throttle;
 pub mod turn;
 
@@ -16,5 +18,6 @@ pub mod turn;
 mod tests;
 
 pub use layout::{Limits, MetaKind};
+pub use quiet::quiet;
 pub use throttle::{Pace, Throttle};
 pub use turn::{Outcome, Summary, Turn, outcome_of};

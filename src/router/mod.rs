@@ -97,6 +97,7 @@ impl Router {
             clock: Arc::new(SystemClock),
             store: parts.store,
             instance,
+            shared_channels: Default::default(),
         });
         let engine = Engine::new(app.clone());
         let router = Arc::new(Router {

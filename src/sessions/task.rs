@@ -413,6 +413,7 @@ async fn tui_turn(
         text,
         ctx.app.limits(&conn).post_chars - 40,
     ));
+    let echo = ctx.app.for_channel(&channel_id, echo).await;
     let echoed = super::reply_in(&conn, &channel_id, &root_post_id, echo, Priority::Urgent).await;
     if let Err(e) = echoed {
         warn!(error = %e, "cannot echo a TUI prompt");
@@ -617,7 +618,14 @@ pub(crate) async fn flush(
     priority: Priority,
 ) -> Result<(), FlushError> {
     let conn = ctx.app.connection().await.ok_or(FlushError::NotConnected)?;
-    let texts = run.turn.render(&ctx.app.limits(&conn), now_ms());
+    let mut texts = run.turn.render(&ctx.app.limits(&conn), now_ms());
+    if ctx.app.is_shared_channel(&run.reply.channel_id).await {
+        let images = ctx.app.config.channel_images;
+        texts = texts
+            .into_iter()
+            .map(|t| crate::render::quiet(&t, images))
+            .collect();
+    }
     for (i, text) in texts.iter().enumerate() {
         if let Some(id) = run.reply.post_ids.get(i).cloned() {
             if run.sent[i] == *text {
