@@ -106,6 +106,7 @@ async fn start_bridge(agent: Arc<Agent>) {
             let why = format!("the state database cannot be used: {e}");
             tracing::error!("the bridge stopped: {why}");
             agent.set_bridge(Err(why));
+            drain(Some(inbound_rx), Some(events_rx)).await;
         }
     }
 }
@@ -113,7 +114,24 @@ async fn start_bridge(agent: Arc<Agent>) {
 async fn bridge_off(agent: Arc<Agent>, why: String) {
     tracing::error!("prompts from Mattermost are off: {why}");
     agent.set_bridge(Err(why));
-    if let Some(mut inbound) = agent.take_inbound() {
-        while inbound.recv().await.is_some() {}
-    }
+    drain(agent.take_inbound(), agent.take_events()).await;
+}
+
+/// With no bridge, inbound posts and OpenCode events are read and dropped:
+/// the link never stalls and nothing piles up in memory.
+async fn drain(
+    inbound: Option<tokio::sync::mpsc::Receiver<mattermost::ws::Inbound>>,
+    events: Option<tokio::sync::mpsc::UnboundedReceiver<opencode::events::Event>>,
+) {
+    let posts = async {
+        if let Some(mut inbound) = inbound {
+            while inbound.recv().await.is_some() {}
+        }
+    };
+    let events = async {
+        if let Some(mut events) = events {
+            while events.recv().await.is_some() {}
+        }
+    };
+    tokio::join!(posts, events);
 }

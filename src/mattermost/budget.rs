@@ -39,6 +39,25 @@ struct State {
     stats: BudgetStats,
 }
 
+/// The longest a 429 or an empty server bucket stops every request.
+pub const MAX_BLOCK: Duration = Duration::from_secs(60);
+
+/// A request's place in its lane while it waits; released if the wait is
+/// dropped, so an abandoned request never holds lower lanes back.
+struct Place<'a> {
+    budget: &'a RateBudget,
+    lane: usize,
+    held: bool,
+}
+
+impl Drop for Place<'_> {
+    fn drop(&mut self) {
+        if self.held {
+            self.budget.lock().waiting[self.lane] -= 1;
+        }
+    }
+}
+
 pub struct RateBudget {
     per_second: f64,
     burst: f64,
@@ -68,10 +87,15 @@ impl RateBudget {
     }
 
     /// Wait until a request of `priority` may be sent, and take its token.
+    /// Cancel-safe: a wait that is dropped gives its place in the lane back.
     pub async fn acquire(&self, priority: Priority) {
         let lane = priority as usize;
         let started = Instant::now();
-        let mut registered = false;
+        let mut place = Place {
+            budget: self,
+            lane,
+            held: false,
+        };
         loop {
             let wait = {
                 let mut s = self.lock();
@@ -84,8 +108,9 @@ impl RateBudget {
                     Some(until) if until > now => Some(until - now),
                     _ if s.tokens >= 1.0 && !higher_waiting => {
                         s.tokens -= 1.0;
-                        if registered {
+                        if place.held {
                             s.waiting[lane] -= 1;
+                            place.held = false;
                             s.stats.waits += 1;
                             s.stats.waited += started.elapsed();
                         }
@@ -97,9 +122,9 @@ impl RateBudget {
                     )),
                 }
             };
-            if !registered {
+            if !place.held {
                 self.lock().waiting[lane] += 1;
-                registered = true;
+                place.held = true;
             }
             if let Some(wait) = wait {
                 tokio::time::sleep(wait).await;
@@ -129,7 +154,9 @@ impl RateBudget {
     }
 
     fn block(s: &mut State, d: Duration) {
-        let until = Instant::now() + d;
+        // A server's number is capped: a hostile or broken header must not
+        // overflow the clock or silence the agent for hours.
+        let until = Instant::now() + d.min(MAX_BLOCK);
         if s.blocked_until.is_none_or(|b| b < until) {
             s.blocked_until = Some(until);
         }
@@ -203,5 +230,34 @@ mod tests {
         let order = order.lock().unwrap().clone();
         let urgent_at = order.iter().position(|s| s == "urgent").unwrap();
         assert!(urgent_at <= 1, "urgent went out at {urgent_at}: {order:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn huge_server_waits_are_capped() {
+        let b = RateBudget::new(100.0, 10.0);
+        b.observe(Some(0), Some(Duration::from_secs(u64::MAX)));
+        b.rate_limited(Duration::MAX);
+        let t0 = tokio::time::Instant::now();
+        b.acquire(Priority::Urgent).await;
+        let waited = t0.elapsed();
+        assert!(waited >= MAX_BLOCK && waited < MAX_BLOCK * 2, "{waited:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_abandoned_wait_gives_its_place_back() {
+        let b = RateBudget::new(10.0, 1.0);
+        b.acquire(Priority::Normal).await; // empty the bucket
+        // An urgent request gives up while waiting (its caller timed out).
+        let gave_up =
+            tokio::time::timeout(Duration::from_millis(10), b.acquire(Priority::Urgent)).await;
+        assert!(gave_up.is_err());
+        assert_eq!(b.lock().waiting, [0, 0, 0]);
+        // Progress edits are not held back by the urgent request that left.
+        let progress =
+            tokio::time::timeout(Duration::from_secs(1), b.acquire(Priority::Progress)).await;
+        assert!(
+            progress.is_ok(),
+            "a progress edit waits for a request that left"
+        );
     }
 }

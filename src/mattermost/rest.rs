@@ -642,7 +642,7 @@ fn retry_after(headers: &HeaderMap) -> Option<Duration> {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<f64>().ok())
         .filter(|s| s.is_finite() && *s >= 0.0)
-        .map(|s| Duration::from_secs_f64(s.min(3600.0)))
+        .map(|s| Duration::from_secs_f64(s.min(super::budget::MAX_BLOCK.as_secs_f64())))
 }
 
 /// `<user_id>:<ms>` plus the client's counter.

@@ -77,23 +77,14 @@ async fn route(router: &Arc<Router>, mut inbound: InboundPost) {
     {
         return;
     }
-    if let Err(e) = ctx
-        .app
-        .store
-        .advance_cursor(
-            &ctx.app.cursor_key(&post.channel_id),
-            post.create_at,
-            &post.id,
-        )
-        .await
-    {
-        warn!(error = %e, "cannot record the channel cursor");
-    }
+    // The channel's cursor moves past a post only once it is decided: not
+    // ours, or claimed in the store. A post whose fate is unknown (a
+    // failed lookup or claim) is seen again at the next catch-up.
     // A webhook, slash command or plugin posts under the id of whoever set
     // it up; whoever holds its URL is not that person.
     if post.is_integration() && !ctx.app.config.allow_integration_posts {
         debug!("integration post (webhook, command, plugin or bot); not a person's, ignored");
-        return;
+        return advance_cursor(ctx, post).await;
     }
     if inbound.channel_type.is_empty() {
         match conn.rest.channel(&post.channel_id).await {
@@ -107,13 +98,13 @@ async fn route(router: &Arc<Router>, mut inbound: InboundPost) {
     let post = &inbound.post;
     if !ctx.app.access.channel_allowed(&inbound.channel_type) {
         debug!(kind = %inbound.channel_type, "channel type not enabled");
-        return;
+        return advance_cursor(ctx, post).await;
     }
     let is_dm = inbound.channel_type == "D";
     let mentioned = inbound.mentions.iter().any(|m| m == &bot.id)
         || text::mentions(&post.message, &bot.username);
     if !is_dm && !mentioned {
-        return;
+        return advance_cursor(ctx, post).await;
     }
 
     // A reply in a thread goes to the thread's session; a top-level DM to
@@ -130,7 +121,7 @@ async fn route(router: &Arc<Router>, mut inbound: InboundPost) {
         && b.instance_id != ctx.app.instance.id
         && ctx.app.instance_alive(&b.instance_id).await
     {
-        return;
+        return advance_cursor(ctx, post).await;
     }
     let claimed = if inbound.recovered {
         Ok(true)
@@ -141,10 +132,10 @@ async fn route(router: &Arc<Router>, mut inbound: InboundPost) {
             .await
     };
     match claimed {
-        Ok(true) => {}
+        Ok(true) => advance_cursor(ctx, post).await,
         Ok(false) => {
             debug!("already claimed");
-            return;
+            return advance_cursor(ctx, post).await;
         }
         Err(e) => {
             warn!(error = %e, "cannot claim the post; not answering it");
@@ -297,5 +288,18 @@ async fn thread_of(
                 .await?;
             Ok(None)
         }
+    }
+}
+
+/// Record that this instance has decided `post`, so catch-up starts after it.
+async fn advance_cursor(ctx: &Engine, post: &Post) {
+    let key = ctx.app.cursor_key(&post.channel_id);
+    if let Err(e) = ctx
+        .app
+        .store
+        .advance_cursor(&key, post.create_at, &post.id)
+        .await
+    {
+        warn!(error = %e, "cannot record the channel cursor");
     }
 }

@@ -25,6 +25,7 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use futures::FutureExt;
 use tokio::sync::mpsc;
 use tracing::{Instrument, info, info_span, warn};
 
@@ -144,10 +145,20 @@ impl Router {
             tokio::spawn(
                 async move {
                     while let Some(work) = work_rx.recv().await {
-                        match work {
-                            Work::Post(post) => inbound::handle(&router, *post).await,
-                            Work::Reaction(reaction) => reactions::reacted(&router, reaction).await,
-                            Work::Recover => recover::recover(&router).await,
+                        // Supervised: a bug hit by one post is counted and
+                        // logged, and the posts after it are still served.
+                        let done = std::panic::AssertUnwindSafe(router.work(work))
+                            .catch_unwind()
+                            .await;
+                        if done.is_err() {
+                            router
+                                .engine
+                                .stats
+                                .worker_panics
+                                .fetch_add(1, Ordering::Relaxed);
+                            tracing::error!(
+                                "handling one inbound event panicked; the worker goes on"
+                            );
                         }
                     }
                 }
@@ -196,6 +207,15 @@ impl Router {
                     let _ = work_tx.send(Work::Recover);
                 }
             }
+        }
+    }
+
+    /// One inbound event, on the ordered worker.
+    async fn work(self: &Arc<Self>, work: Work) {
+        match work {
+            Work::Post(post) => inbound::handle(self, *post).await,
+            Work::Reaction(reaction) => reactions::reacted(self, reaction).await,
+            Work::Recover => recover::recover(self).await,
         }
     }
 

@@ -107,13 +107,15 @@ pub(super) async fn resume_claims(router: &Arc<Router>) {
             }
             continue;
         };
-        let landed = ctx
-            .app
-            .opencode()
-            .messages(session_id)
-            .await
-            .map(|m| m.iter().any(|m| &m.info.id == message_id))
-            .unwrap_or(false);
+        // Unknown is not "no": a slow or failing OpenCode must not make a
+        // prompt run twice. The claim stays for the next recovery.
+        let landed = match ctx.app.opencode().messages(session_id).await {
+            Ok(messages) => messages.iter().any(|m| &m.info.id == message_id),
+            Err(e) => {
+                warn!(error = %e, post = %claim.post_id, "cannot tell whether an interrupted prompt landed; left for the next recovery");
+                continue;
+            }
+        };
         if landed {
             ctx.app
                 .set_claim_state(&claim.post_id, ClaimState::Prompted)

@@ -64,6 +64,8 @@ pub struct BridgeStats {
     pub queued: AtomicU64,
     /// Prompts that waited for a running turn, in all.
     pub queued_total: AtomicU64,
+    /// Inbound events whose handling panicked (the worker went on).
+    pub worker_panics: AtomicU64,
     /// Post received → `prompt_async` sent, for posts in an existing
     /// session: the bridge's own overhead.
     pub follow_up_latency: Samples,
@@ -109,6 +111,9 @@ impl BridgeStats {
             self.queued_total.load(Ordering::Relaxed),
             self.reply_posts.load(Ordering::Relaxed),
             self.edits.load(Ordering::Relaxed),
-        )
+        ) + &match self.worker_panics.load(Ordering::Relaxed) {
+            0 => String::new(),
+            n => format!(", {n} inbound events failed with a bug (see the log)"),
+        }
     }
 }
