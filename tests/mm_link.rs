@@ -629,3 +629,41 @@ async fn five_hundred_posts_fifty_kills_each_post_exactly_once() {
     drop(link);
     let _ = tokio::time::timeout(WAIT, consumer).await;
 }
+
+/// `mattermost_status` and streaming edits read the connection while a
+/// connect waits on the network: they must not wait with it.
+#[tokio::test]
+async fn a_slow_connect_never_blocks_readers_of_the_connection() {
+    use opencode_mattermost::config::Config;
+    use opencode_mattermost::mattermost::connection::Connector;
+
+    let w = World::start(SimConfig::default()).await;
+    let team = w.sim.create_team("eng", "Engineering");
+    w.sim.add_to_team(&team.id, &w.bot.id).unwrap();
+    let env: HashMap<&str, String> = HashMap::from([
+        ("MATTERMOST_URL", w.sim.base_url()),
+        ("MATTERMOST_TOKEN", w.bot.token.clone()),
+    ]);
+    let config = Config::from_sources(&|k| env.get(k).cloned(), None);
+    let (tx, _rx) = mpsc::channel(16);
+    let connector = Arc::new(Connector::new(tx));
+    // The second request of a connect (the bot's teams) is slow.
+    w.sim
+        .delay_next("GET", "/users/me/teams", Duration::from_secs(3), 1);
+    let connecting = {
+        let (connector, config) = (connector.clone(), config.clone());
+        tokio::spawn(async move { connector.connect(&config).await.map(|_| ()) })
+    };
+    // Once its first request is answered, the connect is in the slow one.
+    eventually("the connect to check the token", || {
+        w.sim
+            .requests()
+            .iter()
+            .any(|r| r.path.ends_with("/users/me"))
+    })
+    .await;
+    let read = tokio::time::timeout(Duration::from_millis(500), connector.current()).await;
+    assert!(matches!(read, Ok(None)), "a reader waited for the connect");
+    connecting.await.unwrap().unwrap();
+    assert!(connector.current().await.is_some());
+}

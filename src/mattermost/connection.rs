@@ -62,7 +62,11 @@ pub enum ConnectError {
 /// Owns at most one [`Connection`]; connect is idempotent.
 #[derive(Default)]
 pub struct Connector {
+    /// Held only to read or swap: never across the network, so status and
+    /// streaming edits are never stuck behind a slow connect.
     current: Mutex<Option<Arc<Connection>>>,
+    /// One connect at a time (two would open two links).
+    connecting: Mutex<()>,
     /// Inbound events go here; the bridge takes the receiver.
     inbound: Mutex<Option<mpsc::Sender<Inbound>>>,
     /// Counts fresh connections, so the bridge can catch up after each.
@@ -74,6 +78,7 @@ impl Connector {
     pub fn new(events: mpsc::Sender<Inbound>) -> Self {
         Self {
             current: Mutex::new(None),
+            connecting: Mutex::new(()),
             inbound: Mutex::new(Some(events)),
             generation: tokio::sync::watch::Sender::new(0),
         }
@@ -92,11 +97,11 @@ impl Connector {
     /// bot's teams over REST before opening the WebSocket, so a bad token is
     /// one clear error instead of a reconnect storm.
     pub async fn connect(&self, config: &Config) -> Result<(Arc<Connection>, bool), ConnectError> {
-        let mut current = self.current.lock().await;
-        if let Some(c) = current.as_ref()
+        let _one_at_a_time = self.connecting.lock().await;
+        if let Some(c) = self.current().await
             && !matches!(c.link.state(), LinkState::Stopped)
         {
-            return Ok((c.clone(), false));
+            return Ok((c, false));
         }
         let (Some(api_url), Some(ws_url), Some(token)) = (
             config.api_url(),
@@ -182,7 +187,7 @@ impl Connector {
             link,
             connected_at: Instant::now(),
         });
-        *current = Some(conn.clone());
+        *self.current.lock().await = Some(conn.clone());
         self.generation.send_modify(|g| *g += 1);
         Ok((conn, true))
     }
