@@ -93,6 +93,33 @@ pub async fn clear_session(config: &crate::config::Config, session_id: &str) -> 
     }
 }
 
+/// At start: session folders under the temp root untouched for longer than
+/// `older_than` belong to sessions gone long ago (or to a crash); they are
+/// removed. Returns how many. The root itself, and anything that is not a
+/// real directory of ours, is left alone.
+pub fn remove_orphans(config: &crate::config::Config, older_than: std::time::Duration) -> usize {
+    let root = temp_root(config);
+    let Ok(entries) = std::fs::read_dir(&root) else {
+        return 0;
+    };
+    let now = std::time::SystemTime::now();
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        let Ok(meta) = entry.path().symlink_metadata() else {
+            continue;
+        };
+        let old = meta
+            .modified()
+            .ok()
+            .and_then(|m| now.duration_since(m).ok())
+            .is_some_and(|age| age > older_than);
+        if meta.is_dir() && old && std::fs::remove_dir_all(entry.path()).is_ok() {
+            removed += 1;
+        }
+    }
+    removed
+}
+
 /// Regular files under a folder (symlinks are not followed).
 fn walk_count(dir: &std::path::Path) -> usize {
     let Ok(entries) = std::fs::read_dir(dir) else {
@@ -106,4 +133,41 @@ fn walk_count(dir: &std::path::Path) -> usize {
             _ => 0,
         })
         .sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, SystemTime};
+
+    use super::*;
+
+    #[test]
+    fn orphaned_session_folders_are_removed_at_start_and_nothing_else() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("root");
+        let outside = tmp.path().join("outside");
+        std::fs::create_dir_all(root.join("ses_old/f1")).unwrap();
+        std::fs::write(root.join("ses_old/f1/a.txt"), "x").unwrap();
+        std::fs::create_dir_all(root.join("ses_new")).unwrap();
+        std::fs::create_dir_all(&outside).unwrap();
+        std::os::unix::fs::symlink(&outside, root.join("ses_link")).unwrap();
+        let two_days_ago = SystemTime::now() - Duration::from_secs(2 * 24 * 60 * 60);
+        for dir in [root.join("ses_old"), outside.clone()] {
+            std::fs::File::open(&dir)
+                .unwrap()
+                .set_modified(two_days_ago)
+                .unwrap();
+        }
+        let config = crate::config::Config {
+            temp_dir: Some(root.clone()),
+            ..crate::config::Config::from_sources(&|_| None, None)
+        };
+        assert_eq!(
+            remove_orphans(&config, Duration::from_secs(24 * 60 * 60)),
+            1
+        );
+        assert!(!root.join("ses_old").exists());
+        assert!(root.join("ses_new").exists());
+        assert!(outside.exists() && root.join("ses_link").symlink_metadata().is_ok());
+    }
 }

@@ -43,13 +43,17 @@ use crate::opencode::events::Event;
 use crate::render::Turn;
 use crate::scheduler::Schedules;
 use crate::sessions::{Attachments, Engine, Hooks, Spot};
-use crate::store::{Instance, Reply, Store, ThreadBinding, now_millis};
+use crate::store::{Instance, KEEP_FINISHED_MS, Reply, Store, ThreadBinding, now_millis};
 use crate::tui::Tui;
 
 pub use inbound::InboundPost;
 
 /// How often this instance tells the store it is alive.
 const HEARTBEAT_EVERY: Duration = Duration::from_secs(10);
+/// Temporary folders untouched this long are removed at start.
+const ORPHAN_AGE: Duration = Duration::from_secs(24 * 60 * 60);
+/// Finished claims and replies are pruned every this many heartbeats (1 h).
+const PRUNE_EVERY_BEATS: u64 = 360;
 
 /// The running bridge: the engine and every feature.
 pub struct Router {
@@ -112,6 +116,20 @@ impl Router {
         });
         let hooks: Weak<dyn Hooks> = Arc::downgrade(&router) as Weak<dyn Hooks>;
         engine.set_hooks(hooks);
+        {
+            let config = engine.app.config.clone();
+            let removed = tokio::task::spawn_blocking(move || {
+                crate::files::remove_orphans(&config, ORPHAN_AGE)
+            })
+            .await
+            .unwrap_or(0);
+            if removed > 0 {
+                info!(
+                    removed,
+                    "removed temporary folders of sessions gone over a day"
+                );
+            }
+        }
         if let Err(e) = engine.load_bound().await {
             warn!(error = %e, "cannot read this instance's threads");
         }
@@ -169,11 +187,27 @@ impl Router {
             let app = self.engine.app.clone();
             tokio::spawn(async move {
                 let mut tick = tokio::time::interval(HEARTBEAT_EVERY);
+                let mut beats: u64 = 0;
                 loop {
                     tick.tick().await;
                     if let Err(e) = app.store.heartbeat(&app.instance.id, now_millis()).await {
                         warn!(error = %e, "heartbeat failed");
                     }
+                    // Housekeeping at start and then hourly.
+                    if beats.is_multiple_of(PRUNE_EVERY_BEATS) {
+                        match app.store.prune(now_millis() - KEEP_FINISHED_MS).await {
+                            Ok(p) if p.claims + p.replies > 0 => {
+                                info!(
+                                    claims = p.claims,
+                                    replies = p.replies,
+                                    "pruned finished claims and replies"
+                                );
+                            }
+                            Ok(_) => {}
+                            Err(e) => warn!(error = %e, "pruning failed"),
+                        }
+                    }
+                    beats += 1;
                 }
             });
         }
@@ -224,8 +258,17 @@ impl Router {
     /// with no thread here (subagents) go to the asks feature.
     fn dispatch(self: &Arc<Self>, event: Event) {
         self.monitor.observe(&self.engine.app, &event);
-        if let Event::SessionCreated(created) = &event {
-            Tui::session_created(&self.engine, &created.info);
+        match &event {
+            Event::SessionCreated(created) => Tui::session_created(&self.engine, &created.info),
+            // Its files from chat go with it.
+            Event::SessionDeleted(deleted) if !deleted.info.id.is_empty() => {
+                let (config, id) = (self.engine.app.config.clone(), deleted.info.id.clone());
+                tokio::spawn(async move {
+                    let said = crate::files::clear_session(&config, &id).await;
+                    tracing::debug!(session = %id, said, "temporary files of a deleted session");
+                });
+            }
+            _ => {}
         }
         if let Err(event) = self.engine.deliver(event)
             && crate::asks::chat::is_ask(&event)

@@ -365,6 +365,17 @@ impl ReplyState {
     }
 }
 
+/// What [`Store::prune`] removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Pruned {
+    pub claims: usize,
+    pub replies: usize,
+}
+
+/// Finished claims and replies are kept this long (for late duplicates and
+/// questions), then pruned.
+pub const KEEP_FINISHED_MS: Millis = 7 * 24 * 60 * 60 * 1000;
+
 /// Persistent state shared by every instance using the same database.
 ///
 /// Implementations must make [`Store::claim_post`] exactly-once across
@@ -438,6 +449,11 @@ pub trait Store: Send + Sync {
     /// Claims of this instance not yet Done/Failed, oldest first (to resume
     /// after a crash).
     async fn unfinished_claims(&self, instance_id: &str) -> Result<Vec<Claim>, StoreError>;
+
+    /// Delete what is finished and older than `before`: claims that are
+    /// Done or Failed, and replies that are Done. Unfinished ones stay (a
+    /// restart still needs them). How many of each went.
+    async fn prune(&self, before: Millis) -> Result<Pruned, StoreError>;
 
     /// Insert or replace by `(session_id, user_message_id)`.
     async fn save_reply(&self, reply: &Reply) -> Result<(), StoreError>;

@@ -151,3 +151,9 @@ pub(super) fn unfinished_claims(
         claim_row,
     )
 }
+
+pub(super) fn prune_claims(conn: &Connection, before: Millis) -> Result<usize, StoreError> {
+    Ok(conn
+        .prepare_cached("DELETE FROM claims WHERE claimed_at < ?1 AND state IN (?2, ?3)")?
+        .execute((before, ClaimState::Done, ClaimState::Failed))?)
+}

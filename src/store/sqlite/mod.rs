@@ -19,7 +19,6 @@ mod replies;
 mod schedules;
 mod threads;
 
-use crate::private_fs::{Existing, private_dir, private_file};
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -31,9 +30,10 @@ use rusqlite::{Connection, Row};
 
 use super::migrations;
 use super::{
-    Claim, Instance, Millis, MonitorRow, Reply, RunClaim, Schedule, ScheduleRun, Store, StoreError,
-    ThreadBinding, ThreadStatus,
+    Claim, Instance, Millis, MonitorRow, Pruned, Reply, RunClaim, Schedule, ScheduleRun, Store,
+    StoreError, ThreadBinding, ThreadStatus,
 };
+use crate::private_fs::{Existing, private_dir, private_file};
 
 /// How long a writer waits for another connection's write to finish.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -307,6 +307,16 @@ impl Store for SqliteStore {
         let instance = instance_id.to_owned();
         self.call(move |conn| instances::unfinished_claims(conn, &instance))
             .await
+    }
+
+    async fn prune(&self, before: Millis) -> Result<Pruned, StoreError> {
+        self.call(move |conn| {
+            Ok(Pruned {
+                claims: instances::prune_claims(conn, before)?,
+                replies: replies::prune_replies(conn, before)?,
+            })
+        })
+        .await
     }
 
     async fn save_reply(&self, reply: &Reply) -> Result<(), StoreError> {

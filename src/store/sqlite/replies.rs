@@ -130,3 +130,9 @@ pub(super) fn cursors(conn: &Connection) -> Result<Vec<(String, Millis)>, StoreE
         |row| Ok((row.get(0)?, row.get(1)?)),
     )
 }
+
+pub(super) fn prune_replies(conn: &Connection, before: Millis) -> Result<usize, StoreError> {
+    Ok(conn
+        .prepare_cached("DELETE FROM replies WHERE started_at < ?1 AND state = ?2")?
+        .execute((before, ReplyState::Done))?)
+}

@@ -120,3 +120,55 @@ async fn cursor_post(store: &SqliteStore, channel: &str) -> String {
         .await
         .unwrap()
 }
+
+#[tokio::test]
+async fn finished_claims_and_replies_are_pruned_unfinished_ones_stay() {
+    let s = mem();
+    let day: Millis = 24 * 60 * 60 * 1000;
+    let now = now_millis();
+    let old = now - 8 * day;
+    for (post, state, at) in [
+        ("old-done", ClaimState::Done, old),
+        ("old-failed", ClaimState::Failed, old),
+        ("old-open", ClaimState::Claimed, old),
+        ("new-done", ClaimState::Done, now),
+    ] {
+        assert!(s.claim_post(post, "i1", at).await.unwrap());
+        let mut claim = s.claim(post).await.unwrap().unwrap();
+        claim.state = state;
+        s.update_claim(&claim).await.unwrap();
+    }
+    let mut done_old = reply("ses", "m-old", "i1", old);
+    done_old.state = ReplyState::Done;
+    let streaming_old = reply("ses", "m-streaming", "i1", old);
+    let mut done_new = reply("ses", "m-new", "i1", now);
+    done_new.state = ReplyState::Done;
+    for r in [&done_old, &streaming_old, &done_new] {
+        s.save_reply(r).await.unwrap();
+    }
+
+    let pruned = s.prune(now - KEEP_FINISHED_MS).await.unwrap();
+    assert_eq!(
+        pruned,
+        Pruned {
+            claims: 2,
+            replies: 1
+        }
+    );
+    for (post, kept) in [
+        ("old-done", false),
+        ("old-failed", false),
+        ("old-open", true),
+        ("new-done", true),
+    ] {
+        assert_eq!(s.claim(post).await.unwrap().is_some(), kept, "{post}");
+    }
+    assert!(s.reply("ses", "m-old").await.unwrap().is_none());
+    assert!(s.reply("ses", "m-streaming").await.unwrap().is_some());
+    assert!(s.reply("ses", "m-new").await.unwrap().is_some());
+    // Again: nothing more to prune.
+    assert_eq!(
+        s.prune(now - KEEP_FINISHED_MS).await.unwrap(),
+        Pruned::default()
+    );
+}
