@@ -208,7 +208,7 @@ async fn permissions_questions_and_reactions_from_chat() {
     rig.sim
         .react_as(&mallory.id, &ask.id, "white_check_mark")
         .unwrap();
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    rig.sentinel(&rig.alice.id).await;
     assert!(!project.join("once.txt").exists(), "a stranger approved");
     assert_eq!(pending(&oc, "permission").await.len(), 1);
     assert!(rig.sim.post(&ask.id).unwrap().message.contains("React"));
@@ -471,7 +471,7 @@ async fn permissions_questions_and_reactions_from_chat() {
     rig.sim
         .react_as(&mallory.id, &lobby_reply.id, "repeat")
         .unwrap();
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    rig.sentinel(&rig.alice.id).await;
     assert_eq!(rig.turns(&root.id).len(), 4, "a stranger re-ran a prompt");
 
     oc.stop().await;

@@ -13,7 +13,7 @@ use std::time::Duration;
 use bridge_support::{Rig, body_of, last_user_text, wait_until};
 use harness::model::{ScriptedModel, Step};
 use opencode_mattermost::store::SqliteStore;
-use opencode_mattermost::store::Store;
+use opencode_mattermost::store::{ClaimState, Store};
 
 /// How many model requests answered a prompt containing `phrase`.
 fn requests_for(model: &ScriptedModel, phrase: &str) -> usize {
@@ -22,6 +22,35 @@ fn requests_for(model: &ScriptedModel, phrase: &str) -> usize {
         .iter()
         .filter(|r| last_user_text(r).contains(phrase))
         .count()
+}
+
+/// Wait until every post is claimed and finished and no reply streams:
+/// from then on no agent posts anything more about them, so counting is
+/// final (no sleep and hope).
+async fn settled(store: &SqliteStore, posts: &[String]) {
+    for _ in 0..600 {
+        let mut done = true;
+        for id in posts {
+            let finished = matches!(
+                store.claim(id).await,
+                Ok(Some(c)) if c.state == ClaimState::Done
+            );
+            done &= finished;
+        }
+        let mut streaming = 0;
+        for instance in store.instances().await.unwrap_or_default() {
+            streaming += store
+                .streaming_replies(&instance.id)
+                .await
+                .map(|r| r.len())
+                .unwrap_or(1);
+        }
+        if done && streaming == 0 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the agents never settled");
 }
 
 fn story() -> String {
@@ -48,7 +77,8 @@ async fn kill_9_mid_reply_finishes_the_reply_once_and_runs_missed_prompts() {
         .join(".local/share/opencode-mattermost/state.db");
     let dm = rig.dm(&rig.alice.id);
 
-    rig.sim
+    let asked = rig
+        .sim
         .post_as(&rig.alice.id, &dm, "tell me a slow story", None)
         .unwrap();
     let card = rig.card_for(&dm, 0).await;
@@ -85,15 +115,20 @@ async fn kill_9_mid_reply_finishes_the_reply_once_and_runs_missed_prompts() {
     assert!(card2.message.contains("while you were down"));
     let turns2 = rig.finished_turns(&card2.id, 1).await;
     assert_eq!(body_of(&turns2[0]), "ran once");
-    // Give a duplicate the chance to show up before counting.
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    settled(&store, &[asked.id.clone(), missed.id.clone()]).await;
     assert_eq!(requests_for(&model, "while you were down"), 1);
     assert_eq!(requests_for(&model, "slow story"), 1);
     assert_eq!(rig.bot_roots(&dm).len(), 2, "two cards, no duplicates");
     assert_eq!(rig.turns(&card.id).len(), 1);
     assert_eq!(rig.turns(&card2.id).len(), 1);
+    // Posted while no agent listened: the restarted agent caught up on it.
     let claim = store.claim(&missed.id).await.unwrap().unwrap();
     println!("missed post claim: {claim:?}");
+    assert_eq!(claim.state, ClaimState::Done);
+    let instances = store.instances().await.unwrap();
+    assert_eq!(instances.len(), 1);
+    assert_eq!(claim.instance_id, instances[0].id);
+    assert_ne!(instances[0].pid, pid, "claimed by the restarted agent");
     oc.stop().await;
 }
 
@@ -134,7 +169,9 @@ async fn two_agents_on_one_store_answer_each_post_once() {
             })
     })
     .await;
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    let store = SqliteStore::open(&db).unwrap();
+    let ids: Vec<String> = asked.iter().map(|p| p.id.clone()).collect();
+    settled(&store, &ids).await;
 
     let cards = rig.bot_roots(&dm);
     assert_eq!(cards.len(), POSTS, "one card per post");
@@ -156,7 +193,6 @@ async fn two_agents_on_one_store_answer_each_post_once() {
         assert_eq!(per_job.get(&job), Some(&1), "{job}");
         assert_eq!(requests_for(&model, &job), 1, "{job} ran once");
     }
-    let store = SqliteStore::open(&db).unwrap();
     let mut by_instance: HashMap<String, usize> = HashMap::new();
     for post in &asked {
         let claim = store.claim(&post.id).await.unwrap().expect("claimed");
@@ -164,6 +200,9 @@ async fn two_agents_on_one_store_answer_each_post_once() {
     }
     println!("posts per agent: {by_instance:?}");
     assert_eq!(by_instance.values().sum::<usize>(), POSTS);
+    // Both agents took part: each won some of the races, none all.
+    assert_eq!(by_instance.len(), 2, "{by_instance:?}");
+    assert!(by_instance.values().all(|n| *n > 0), "{by_instance:?}");
     first.stop().await;
     second.stop().await;
 }

@@ -135,6 +135,20 @@ impl Rig {
             .collect()
     }
 
+    /// A synchronisation point: `!help` typed by `user_id` at the top of
+    /// their DM, answered (by the help, or by the one-time notice of an
+    /// agent nobody may use). Posts and reactions are handled in order, so
+    /// by then everything sent before it was handled.
+    pub async fn sentinel(&self, user_id: &str) -> Post {
+        let dm = self.dm(user_id);
+        let post = self.sim.post_as(user_id, &dm, "!help", None).unwrap();
+        wait_until(Duration::from_secs(60), "the sentinel answered", || {
+            !self.bot_replies(&post.id).is_empty()
+        })
+        .await;
+        post
+    }
+
     /// The thread the bot opened for a top-level DM post: its card.
     pub async fn card_for(&self, channel: &str, after: usize) -> Post {
         let mut found = None;
