@@ -50,6 +50,8 @@ pub use inbound::InboundPost;
 
 /// How often this instance tells the store it is alive.
 const HEARTBEAT_EVERY: Duration = Duration::from_secs(10);
+/// Inbound posts and reactions waiting for the ordered worker.
+const WORK_QUEUE: usize = 256;
 /// Temporary folders untouched this long are removed at start.
 const ORPHAN_AGE: Duration = Duration::from_secs(24 * 60 * 60);
 /// Finished claims and replies are pruned every this many heartbeats (1 h).
@@ -157,7 +159,10 @@ impl Router {
 
         // Posts are handled in order by one worker, so a slow OpenCode call
         // delays later posts but never reorders them.
-        let (work_tx, mut work_rx) = mpsc::unbounded_channel::<Work>();
+        // The queue is bounded: when the worker falls behind, the forwarder
+        // below waits, the link's own bounded queue fills, and the link stops
+        // reading the socket. Backpressure, never loss.
+        let (work_tx, mut work_rx) = mpsc::channel::<Work>(WORK_QUEUE);
         {
             let router = self.clone();
             tokio::spawn(
@@ -214,31 +219,56 @@ impl Router {
         let mut connections = self.engine.app.link.connections();
         // A connection made before we subscribed still needs its recovery.
         if *connections.borrow_and_update() > 0 {
-            let _ = work_tx.send(Work::Recover);
+            let _ = work_tx.send(Work::Recover).await;
         }
-        loop {
-            tokio::select! {
-                event = inbound_rx.recv() => {
-                    let Some(event) = event else { break };
-                    match event {
-                        Inbound::Posted { post, channel_type, sender_name, mentions, caught_up } => {
-                            self.engine.stats.posts_seen.fetch_add(1, Ordering::Relaxed);
-                            let post = InboundPost { post, channel_type, sender_name, mentions, caught_up, recovered: false, received: std::time::Instant::now() };
-                            let _ = work_tx.send(Work::Post(Box::new(post)));
+        let mut forward = {
+            let (router, work_tx) = (self.clone(), work_tx.clone());
+            tokio::spawn(async move {
+                while let Some(event) = inbound_rx.recv().await {
+                    let work = match event {
+                        Inbound::Posted {
+                            post,
+                            channel_type,
+                            sender_name,
+                            mentions,
+                            caught_up,
+                        } => {
+                            router
+                                .engine
+                                .stats
+                                .posts_seen
+                                .fetch_add(1, Ordering::Relaxed);
+                            Work::Post(Box::new(InboundPost {
+                                post,
+                                channel_type,
+                                sender_name,
+                                mentions,
+                                caught_up,
+                                recovered: false,
+                                received: std::time::Instant::now(),
+                            }))
                         }
-                        Inbound::ReactionAdded(reaction) => {
-                            let _ = work_tx.send(Work::Reaction(reaction));
-                        }
-                        _ => {}
+                        Inbound::ReactionAdded(reaction) => Work::Reaction(reaction),
+                        _ => continue,
+                    };
+                    if work_tx.send(work).await.is_err() {
+                        return;
                     }
                 }
+            })
+        };
+        loop {
+            tokio::select! {
+                _ = &mut forward => break,
                 event = events_rx.recv() => {
                     let Some(event) = event else { break };
                     self.dispatch(event);
                 }
                 changed = connections.changed() => {
                     if changed.is_err() { break }
-                    let _ = work_tx.send(Work::Recover);
+                    // Queued without holding up OpenCode's events.
+                    let work_tx = work_tx.clone();
+                    tokio::spawn(async move { work_tx.send(Work::Recover).await });
                 }
             }
         }
