@@ -45,6 +45,8 @@ impl Book {
 struct Permission {
     req: PermissionAsked,
     post_id: String,
+    /// The thread it was posted in (a subagent's goes to its parent's).
+    spot: Spot,
     /// An answer from chat is on its way to OpenCode; the `replied` event
     /// it causes must not be mistaken for an answer from elsewhere.
     answering: bool,
@@ -157,7 +159,7 @@ pub async fn permission_asked(ctx: &Asks, spot: Spot, req: PermissionAsked) {
         return;
     }
     let posted = post_permission(ctx, &spot, &req).await;
-    let Some((conn, post_id)) = record_permission(ctx, req, posted) else {
+    let Some((conn, post_id)) = record_permission(ctx, &spot, req, posted) else {
         return;
     };
     // One click to answer: the bot's own reactions offer the two choices.
@@ -176,6 +178,7 @@ pub async fn permission_asked(ctx: &Asks, spot: Spot, req: PermissionAsked) {
 /// missed), and release its posting claim either way.
 fn record_permission(
     ctx: &Asks,
+    spot: &Spot,
     req: PermissionAsked,
     posted: Option<(Arc<Connection>, String)>,
 ) -> Option<(Arc<Connection>, String)> {
@@ -188,6 +191,7 @@ fn record_permission(
         Permission {
             req,
             post_id: post_id.clone(),
+            spot: spot.clone(),
             answering: false,
         },
     );
@@ -469,22 +473,60 @@ pub async fn answer_text(
     sender: &str,
     text: &str,
 ) -> bool {
-    // A permission word goes to the permission request; anything else to an
-    // open question.
-    if let Some(reply) = asks::parse_permission(text)
-        && let Some(result) = answer_permission(ctx, None, session_id, reply, sender).await
-    {
-        if let Err(message) = result {
-            say(conn, post, &message).await;
+    // A permission word goes to the permission request waiting in this
+    // thread (the session's own, or a subagent's posted here); anything
+    // else to an open question.
+    let thread = post.thread_root();
+    if let Some(reply) = asks::parse_permission(text) {
+        let waiting: Vec<String> = {
+            let b = book(ctx);
+            let mut ids: Vec<String> = b
+                .permissions
+                .iter()
+                .filter(|(_, p)| {
+                    !p.answering && (p.spot.root_id == thread || p.req.session_id == session_id)
+                })
+                .map(|(id, _)| id.clone())
+                .collect();
+            ids.sort();
+            ids
+        };
+        match waiting.as_slice() {
+            [] => {}
+            [id] => {
+                if let Some(result) =
+                    answer_permission(ctx, Some(id), session_id, reply, sender).await
+                {
+                    if let Err(message) = result {
+                        say(conn, post, &message).await;
+                    }
+                    return true;
+                }
+            }
+            several => {
+                // Which one was meant is not in the words: ask, never guess.
+                say(
+                    conn,
+                    post,
+                    &format!(
+                        ":grey_question: {} permission requests wait in this thread. React \
+                         :white_check_mark: or :x: on the one you mean.",
+                        several.len()
+                    ),
+                )
+                .await;
+                return true;
+            }
         }
-        return true;
     }
     let (id, info, asked) = {
         let mut b = book(ctx);
         let Some((id, q)) = b
             .questions
             .iter_mut()
-            .filter(|(_, q)| q.req.session_id == session_id && !q.answering)
+            .filter(|(_, q)| {
+                !q.answering && (q.spot.root_id == thread || q.req.session_id == session_id)
+            })
             .min_by(|a, b| a.0.cmp(b.0))
         else {
             return false;
