@@ -229,18 +229,7 @@ async fn agent_text_in_a_channel_notifies_nobody_and_loads_no_image() {
     model.on("megaphone please", vec![Step::text(loud)]);
     let env = rig.env(&[("MATTERMOST_OWNER_USER_ID", &rig.alice.id)]);
     let _oc = rig.opencode(&model, env).await;
-    let town = rig
-        .sim
-        .create_channel(
-            &rig.team.id,
-            "town",
-            "Town",
-            mattermost_sim::ChannelType::Open,
-        )
-        .unwrap();
-    for u in [&rig.alice.id, &rig.bot.id] {
-        rig.sim.add_member(&town.id, u).unwrap();
-    }
+    let town = rig.channel_with_bot("town");
     let asked = rig
         .sim
         .post_as(

@@ -16,7 +16,6 @@ use tracing::{Instrument, debug, info, info_span, warn};
 use super::{self as asks, Asked, PermissionOutcome, QuestionOutcome};
 use crate::mattermost::budget::Priority;
 use crate::mattermost::connection::Connection;
-use crate::mattermost::rest::NewPost;
 use crate::mattermost::types::Post;
 use crate::opencode::events::{Event, PermissionAsked, PermissionReplied, QuestionAsked};
 use crate::opencode::{OpenCodeError, PermissionReply};
@@ -234,20 +233,15 @@ async fn post_permission(
         }
     }
     let text = with_mention(ctx, &conn, spot, text).await;
-    let created = conn
-        .rest
-        .create_post(
-            &conn.info.bot.id,
-            &NewPost {
-                channel_id: spot.channel_id.clone(),
-                message: text,
-                root_id: spot.root_id.clone(),
-                file_ids,
-                ..NewPost::default()
-            },
-            Priority::Urgent,
-        )
-        .await;
+    let created = crate::sessions::reply_with_files(
+        &conn,
+        &spot.channel_id,
+        &spot.root_id,
+        text,
+        file_ids,
+        Priority::Urgent,
+    )
+    .await;
     match created {
         Ok(post) => Some((conn, post.id)),
         Err(e) => {

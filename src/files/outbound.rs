@@ -12,7 +12,6 @@ use crate::app::App;
 use crate::mattermost::MattermostError;
 use crate::mattermost::budget::Priority;
 use crate::mattermost::connection::Connection;
-use crate::mattermost::rest::NewPost;
 use crate::render::Turn;
 use crate::store::{Reply, ThreadBinding, ThreadStatus};
 
@@ -157,20 +156,15 @@ async fn upload_and_post(
     message: String,
 ) -> Result<(String, String), SendError> {
     let info = conn.rest.upload_file(channel_id, name, bytes).await?;
-    let post = conn
-        .rest
-        .create_post(
-            &conn.info.bot.id,
-            &NewPost {
-                channel_id: channel_id.to_owned(),
-                message,
-                root_id: root_id.to_owned(),
-                file_ids: vec![info.id.clone()],
-                ..NewPost::default()
-            },
-            Priority::Normal,
-        )
-        .await?;
+    let post = crate::sessions::reply_with_files(
+        conn,
+        channel_id,
+        root_id,
+        message,
+        vec![info.id.clone()],
+        Priority::Normal,
+    )
+    .await?;
     if !post.file_ids.contains(&info.id) {
         return Err(SendError::NotAttached);
     }

@@ -33,7 +33,7 @@ use crate::store::{Reply, StoreError, ThreadBinding, ThreadStatus};
 pub use stats::{BridgeStats, Samples};
 pub use task::FlushError;
 pub(crate) use task::thread_for;
-pub use threads::{NewThread, ThreadSpot, reply_in, say};
+pub use threads::{NewThread, ThreadSpot, reply_in, reply_with_files, say};
 pub use turn::{Attachments, LastPrompt, Started};
 
 use task::SessionMsg;

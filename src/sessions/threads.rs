@@ -197,6 +197,18 @@ pub async fn reply_in(
     message: String,
     priority: Priority,
 ) -> Result<Post, crate::mattermost::MattermostError> {
+    reply_with_files(conn, channel_id, root_id, message, Vec::new(), priority).await
+}
+
+/// [`reply_in`] with files already uploaded to the channel.
+pub async fn reply_with_files(
+    conn: &Connection,
+    channel_id: &str,
+    root_id: &str,
+    message: String,
+    file_ids: Vec<String>,
+    priority: Priority,
+) -> Result<Post, crate::mattermost::MattermostError> {
     conn.rest
         .create_post(
             &conn.info.bot.id,
@@ -204,6 +216,7 @@ pub async fn reply_in(
                 channel_id: channel_id.to_owned(),
                 message,
                 root_id: root_id.to_owned(),
+                file_ids,
                 ..NewPost::default()
             },
             priority,

@@ -135,6 +135,18 @@ impl Rig {
             .collect()
     }
 
+    /// A public channel with alice and the bot in it.
+    pub fn channel_with_bot(&self, name: &str) -> mattermost_sim::model::Channel {
+        let channel = self
+            .sim
+            .create_channel(&self.team.id, name, name, mattermost_sim::ChannelType::Open)
+            .unwrap();
+        for u in [&self.alice.id, &self.bot.id] {
+            self.sim.add_member(&channel.id, u).unwrap();
+        }
+        channel
+    }
+
     /// A synchronisation point: `!help` typed by `user_id` at the top of
     /// their DM, answered (by the help, or by the one-time notice of an
     /// agent nobody may use). Posts and reactions are handled in order, so
