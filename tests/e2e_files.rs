@@ -149,7 +149,12 @@ fn seed_project(project: &Path) -> Vec<u8> {
 async fn files_travel_both_ways_and_hostile_paths_are_refused() {
     let rig = Rig::new().await;
     let temp = tempfile::tempdir().unwrap();
-    let temp_root = temp.path().canonicalize().unwrap();
+    // The temp root must be private (a shared one others can open is refused).
+    let temp_root = temp.path().join("files");
+    std::os::unix::fs::DirBuilderExt::mode(&mut std::fs::DirBuilder::new(), 0o700)
+        .create(&temp_root)
+        .unwrap();
+    let temp_root = temp_root.canonicalize().unwrap();
     let model = ScriptedModel::start().await.unwrap();
     model.on(
         "look at these files",
