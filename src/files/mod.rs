@@ -95,10 +95,16 @@ pub async fn clear_session(config: &crate::config::Config, session_id: &str) -> 
 
 /// At start: session folders under the temp root untouched for longer than
 /// `older_than` belong to sessions gone long ago (or to a crash); they are
-/// removed. Returns how many. The root itself, and anything that is not a
-/// real directory of ours, is left alone.
-pub fn remove_orphans(config: &crate::config::Config, older_than: std::time::Duration) -> usize {
+/// removed, except those of `live` sessions (a thread still talks to them,
+/// perhaps on another agent sharing the root). Returns how many. The root
+/// itself, and anything that is not a real directory, is left alone.
+pub fn remove_orphans(
+    config: &crate::config::Config,
+    older_than: std::time::Duration,
+    live: &[String],
+) -> usize {
     let root = temp_root(config);
+    let live: Vec<PathBuf> = live.iter().map(|s| session_dir(&root, s)).collect();
     let Ok(entries) = std::fs::read_dir(&root) else {
         return 0;
     };
@@ -113,7 +119,11 @@ pub fn remove_orphans(config: &crate::config::Config, older_than: std::time::Dur
             .ok()
             .and_then(|m| now.duration_since(m).ok())
             .is_some_and(|age| age > older_than);
-        if meta.is_dir() && old && std::fs::remove_dir_all(entry.path()).is_ok() {
+        if meta.is_dir()
+            && old
+            && !live.contains(&entry.path())
+            && std::fs::remove_dir_all(entry.path()).is_ok()
+        {
             removed += 1;
         }
     }
@@ -149,10 +159,11 @@ mod tests {
         std::fs::create_dir_all(root.join("ses_old/f1")).unwrap();
         std::fs::write(root.join("ses_old/f1/a.txt"), "x").unwrap();
         std::fs::create_dir_all(root.join("ses_new")).unwrap();
+        std::fs::create_dir_all(root.join("ses_live")).unwrap();
         std::fs::create_dir_all(&outside).unwrap();
         std::os::unix::fs::symlink(&outside, root.join("ses_link")).unwrap();
         let two_days_ago = SystemTime::now() - Duration::from_secs(2 * 24 * 60 * 60);
-        for dir in [root.join("ses_old"), outside.clone()] {
+        for dir in [root.join("ses_old"), root.join("ses_live"), outside.clone()] {
             std::fs::File::open(&dir)
                 .unwrap()
                 .set_modified(two_days_ago)
@@ -162,11 +173,16 @@ mod tests {
             temp_dir: Some(root.clone()),
             ..crate::config::Config::from_sources(&|_| None, None)
         };
+        let live = ["ses_live".to_owned()];
         assert_eq!(
-            remove_orphans(&config, Duration::from_secs(24 * 60 * 60)),
+            remove_orphans(&config, Duration::from_secs(24 * 60 * 60), &live),
             1
         );
         assert!(!root.join("ses_old").exists());
+        assert!(
+            root.join("ses_live").exists(),
+            "a live session's files stay"
+        );
         assert!(root.join("ses_new").exists());
         assert!(outside.exists() && root.join("ses_link").symlink_metadata().is_ok());
     }

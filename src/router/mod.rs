@@ -120,8 +120,9 @@ impl Router {
         engine.set_hooks(hooks);
         {
             let config = engine.app.config.clone();
+            let live = live_sessions(&engine.app).await;
             let removed = tokio::task::spawn_blocking(move || {
-                crate::files::remove_orphans(&config, ORPHAN_AGE)
+                crate::files::remove_orphans(&config, ORPHAN_AGE, &live)
             })
             .await
             .unwrap_or(0);
@@ -314,6 +315,24 @@ impl Router {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .insert(key.to_owned())
     }
+}
+
+/// Sessions some thread still talks to, on any instance of the store.
+async fn live_sessions(app: &App) -> Vec<String> {
+    let mut live = Vec::new();
+    for instance in app.store.instances().await.unwrap_or_default() {
+        for t in app
+            .store
+            .threads_of_instance(&instance.id)
+            .await
+            .unwrap_or_default()
+        {
+            if t.status == crate::store::ThreadStatus::Active {
+                live.push(t.session_id);
+            }
+        }
+    }
+    live
 }
 
 enum Work {
