@@ -67,15 +67,19 @@ pub fn session_here<'a>(ctx: &Engine, here: &'a Here<'_>) -> Result<&'a ThreadBi
     }
 }
 
-/// A session by its short id, its id, or a unique prefix of either.
-pub async fn resolve_session(ctx: &Engine, wanted: &str) -> Result<Session, String> {
-    let prefix = &ctx.app.config.command_prefix;
-    let sessions = ctx
-        .app
+/// OpenCode's sessions, or the answer to give when they cannot be listed.
+async fn list_sessions(ctx: &Engine) -> Result<Vec<Session>, String> {
+    ctx.app
         .opencode()
         .list_sessions()
         .await
-        .map_err(|e| format!(":x: Could not list OpenCode's sessions: {e}"))?;
+        .map_err(|e| format!(":x: Could not list OpenCode's sessions: {e}"))
+}
+
+/// A session by its short id, its id, or a unique prefix of either.
+pub async fn resolve_session(ctx: &Engine, wanted: &str) -> Result<Session, String> {
+    let prefix = &ctx.app.config.command_prefix;
+    let sessions = list_sessions(ctx).await?;
     let wanted_lower = wanted.to_lowercase();
     if let Some(exact) = sessions
         .iter()
@@ -115,12 +119,7 @@ pub async fn sessions_report(
     conn: Option<&Connection>,
     current: Option<&str>,
 ) -> Result<String, String> {
-    let sessions = ctx
-        .app
-        .opencode()
-        .list_sessions()
-        .await
-        .map_err(|e| format!(":x: Could not list OpenCode's sessions: {e}"))?;
+    let sessions = list_sessions(ctx).await?;
     let sessions: Vec<Session> = sessions
         .into_iter()
         .filter(|s| s.parent_id.is_none())

@@ -108,7 +108,7 @@ impl Config {
                 && matches!(url.scheme(), "http" | "ws")
                 && !is_loopback(url)
             {
-                r.warn(
+                r.problem(
                     key,
                     format!(
                         "`{}` is not encrypted and {} is not this machine: the token and every \

@@ -55,7 +55,7 @@ impl Reader<'_> {
         self.entries.push(Entry { key, value, origin });
     }
 
-    fn problem(&mut self, key: &'static str, message: String) {
+    pub(super) fn problem(&mut self, key: &'static str, message: String) {
         self.problems.push(Problem {
             key: key.into(),
             message,
@@ -360,11 +360,6 @@ impl Reader<'_> {
     }
 
     /// File keys that no reader asked for are typos or unsupported settings.
-    /// A problem that is not about the value's syntax (it is still used).
-    pub(super) fn warn(&mut self, key: &'static str, message: String) {
-        self.problem(key, message);
-    }
-
     /// A setting nothing reads any more: set, it is a problem saying why.
     pub(super) fn retired(&mut self, key: &'static str, why: &str) {
         if self.get(key).is_some() {

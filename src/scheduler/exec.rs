@@ -117,9 +117,9 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
-/// Titles of the sessions scheduled runs start. Their thread is the result
-/// DM, so they get none in the default channel.
-pub(crate) use crate::sessions::text::SCHEDULED_TITLE_PREFIX as SESSION_TITLE_PREFIX;
+// Titles of the sessions scheduled runs start: their thread is the result
+// DM, so they get none in the default channel.
+use crate::sessions::text::SCHEDULED_TITLE_PREFIX;
 
 /// What OpenCode receives: which schedule this is and where the answer goes,
 /// then the prompt.
@@ -142,7 +142,7 @@ pub(crate) async fn produce(
     timeout: Duration,
 ) -> Produced {
     let started = tokio::time::Instant::now();
-    let title = format!("{SESSION_TITLE_PREFIX}{}", schedule.name);
+    let title = format!("{SCHEDULED_TITLE_PREFIX}{}", schedule.name);
     let session = match opencode.create_session(Some(&title)).await {
         Ok(s) => s,
         Err(e) => {

@@ -13,7 +13,6 @@ use tracing::{Instrument, debug, info_span, warn};
 
 use super::{Engine, Spot};
 use crate::mattermost::budget::Priority;
-use crate::mattermost::rest::NewPost;
 use crate::opencode::events::Event;
 use crate::opencode::{Activity, OpenCodeError, Prompt};
 use crate::render::{Outcome, Throttle, Turn, outcome_of};
@@ -618,13 +617,9 @@ pub(crate) async fn flush(
     priority: Priority,
 ) -> Result<(), FlushError> {
     let conn = ctx.app.connection().await.ok_or(FlushError::NotConnected)?;
-    let mut texts = run.turn.render(&ctx.app.limits(&conn), now_ms());
-    if ctx.app.is_shared_channel(&run.reply.channel_id).await {
-        let images = ctx.app.config.channel_images;
-        texts = texts
-            .into_iter()
-            .map(|t| crate::render::quiet(&t, images))
-            .collect();
+    let mut texts = Vec::new();
+    for text in run.turn.render(&ctx.app.limits(&conn), now_ms()) {
+        texts.push(ctx.app.for_channel(&run.reply.channel_id, text).await);
     }
     for (i, text) in texts.iter().enumerate() {
         if let Some(id) = run.reply.post_ids.get(i).cloned() {
@@ -639,19 +634,14 @@ pub(crate) async fn flush(
             ctx.stats.edit();
             run.sent[i] = text.clone();
         } else {
-            let post = conn
-                .rest
-                .create_post(
-                    &conn.info.bot.id,
-                    &NewPost {
-                        channel_id: run.reply.channel_id.clone(),
-                        message: text.clone(),
-                        root_id: run.reply.root_post_id.clone(),
-                        ..NewPost::default()
-                    },
-                    priority,
-                )
-                .await?;
+            let post = super::reply_in(
+                &conn,
+                &run.reply.channel_id,
+                &run.reply.root_post_id,
+                text.clone(),
+                priority,
+            )
+            .await?;
             ctx.stats.post();
             run.reply.post_ids.push(post.id);
             run.sent.push(text.clone());

@@ -117,19 +117,7 @@ pub async fn open_thread(
         prompt: prompt_text,
     });
     let root_id = spot.reply_to.unwrap_or_default().to_owned();
-    let created = conn
-        .rest
-        .create_post(
-            &conn.info.bot.id,
-            &NewPost {
-                channel_id: spot.channel_id.to_owned(),
-                message: card,
-                root_id: root_id.clone(),
-                ..NewPost::default()
-            },
-            Priority::Urgent,
-        )
-        .await;
+    let created = reply_in(conn, spot.channel_id, &root_id, card, Priority::Urgent).await;
     let card_post = match created {
         Ok(p) => p,
         Err(e) => {
