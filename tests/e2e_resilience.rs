@@ -132,6 +132,84 @@ async fn kill_9_mid_reply_finishes_the_reply_once_and_runs_missed_prompts() {
     oc.stop().await;
 }
 
+/// The agent dies after Mattermost made its first reply post but before it
+/// heard the post's id: the restarted agent finds that post (by the pending
+/// id it recorded first) and finishes the reply in it, not in a second one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_between_creating_a_reply_post_and_recording_it_posts_once() {
+    let rig = Rig::new().await;
+    let model = ScriptedModel::start().await.unwrap();
+    model.on(
+        "lost answer",
+        vec![Step::slow(story(), 12, Duration::from_millis(50))],
+    );
+    let env = rig.env(&[("MATTERMOST_OWNER_USER_ID", &rig.alice.id)]);
+    let oc = rig.opencode(&model, env).await;
+    let db = oc
+        .home
+        .path()
+        .join(".local/share/opencode-mattermost/state.db");
+    let dm = rig.dm(&rig.alice.id);
+    // The card goes through; the first reply post is made, and its answer
+    // never comes.
+    rig.sim
+        .lose_answer_after("POST", "/posts", 1, Duration::from_secs(600));
+    rig.sim
+        .post_as(&rig.alice.id, &dm, "a lost answer please", None)
+        .unwrap();
+    let card = rig.card_for(&dm, 0).await;
+    let mut made = Vec::new();
+    wait_until(Duration::from_secs(60), "the first reply post", || {
+        made = rig.bot_replies(&card.id);
+        !made.is_empty()
+    })
+    .await;
+    let store = SqliteStore::open(&db).unwrap();
+    let instance = store.instances().await.unwrap()[0].clone();
+    let rows = store.streaming_replies(&instance.id).await.unwrap();
+    assert_eq!(rows.len(), 1);
+    assert!(
+        rows[0].post_ids.is_empty(),
+        "the id never arrived: {rows:?}"
+    );
+    assert!(rows[0].pending_post_id.is_some(), "{rows:?}");
+
+    // The server forgets pending ids after 30 s; a restart may come later.
+    rig.sim.configure(|c| c.pending_post_ttl = Duration::ZERO);
+    let status = std::process::Command::new("kill")
+        .args(["-9", &instance.pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    wait_until(Duration::from_secs(10), "the socket to drop", || {
+        rig.bot_sockets() == 0
+    })
+    .await;
+
+    let turns = rig.finished_turns(&card.id, 1).await;
+    assert_eq!(turns.len(), 1, "{turns:#?}");
+    assert_eq!(body_of(&turns[0]), story());
+    let replies: Vec<String> = rig
+        .bot_replies(&card.id)
+        .into_iter()
+        .filter(|p| !bridge_support::is_side_post(&p.message))
+        .map(|p| p.id)
+        .collect();
+    assert_eq!(
+        replies,
+        vec![made[0].id.clone()],
+        "finished in the post made before the kill"
+    );
+    let row = store
+        .reply(&rows[0].session_id, &rows[0].user_message_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(row.post_ids, vec![made[0].id.clone()]);
+    assert_eq!(row.pending_post_id, None);
+    oc.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_agents_on_one_store_answer_each_post_once() {
     let rig = Rig::new().await;

@@ -51,7 +51,8 @@ pub struct RestStats {
     pub retries: AtomicU64,
 }
 
-/// A new post. `pending_post_id` is set by [`RestClient::create_post`].
+/// A new post. [`RestClient::create_post`] sets `pending_post_id` when the
+/// caller has not fixed one (with [`RestClient::new_pending_post_id`]).
 #[derive(Debug, Clone, Default, Serialize, PartialEq)]
 pub struct NewPost {
     pub channel_id: String,
@@ -62,6 +63,8 @@ pub struct NewPost {
     pub file_ids: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub props: Option<Value>,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub pending_post_id: String,
 }
 
 pub struct RestClient {
@@ -373,9 +376,17 @@ impl RestClient {
             what: "post",
             reason: e.to_string(),
         })?;
-        body["pending_post_id"] = json!(pending_post_id(bot_user_id, &self.pending_seq));
+        if post.pending_post_id.is_empty() {
+            body["pending_post_id"] = json!(self.new_pending_post_id(bot_user_id));
+        }
         self.json(Method::POST, "/posts", &[], Body::Json(body), priority)
             .await
+    }
+
+    /// A `pending_post_id` unique to this client, for a caller that records
+    /// it before creating the post.
+    pub fn new_pending_post_id(&self, bot_user_id: &str) -> String {
+        pending_post_id(bot_user_id, &self.pending_seq)
     }
 
     /// Replace a post's message (and props, when given: they replace the map).

@@ -426,6 +426,7 @@ async fn tui_turn(
         post_ids: Vec::new(),
         started_at: now_millis(),
         state: ReplyState::Streaming,
+        pending_post_id: None,
     };
     if let Err(e) = ctx.app.store.save_reply(&reply).await {
         warn!(error = %e, "cannot record the reply");
@@ -634,16 +635,32 @@ pub(crate) async fn flush(
             ctx.stats.edit();
             run.sent[i] = text.clone();
         } else {
-            let post = super::reply_in(
+            // The pending id is recorded first and kept until the post's id
+            // is: a retry reuses it (the server answers with the first post)
+            // and a restart finds the post by it.
+            let pending = match run.reply.pending_post_id.clone() {
+                Some(pending) => pending,
+                None => {
+                    let pending = conn.rest.new_pending_post_id(&conn.info.bot.id);
+                    run.reply.pending_post_id = Some(pending.clone());
+                    if let Err(e) = ctx.app.store.save_reply(&run.reply).await {
+                        warn!(error = %e, "could not record a reply post about to be made");
+                    }
+                    pending
+                }
+            };
+            let post = super::threads::reply_recorded(
                 &conn,
                 &run.reply.channel_id,
                 &run.reply.root_post_id,
                 text.clone(),
+                &pending,
                 priority,
             )
             .await?;
             ctx.stats.post();
             run.reply.post_ids.push(post.id);
+            run.reply.pending_post_id = None;
             run.sent.push(text.clone());
             if let Err(e) = ctx.app.store.save_reply(&run.reply).await {
                 warn!(error = %e, "could not record a reply post");

@@ -212,6 +212,54 @@ pub async fn reply_with_files(
         .await
 }
 
+/// The prop a streamed reply post carries with its `pending_post_id`: Mattermost
+/// forgets pending ids after 30 s, so after a crash between creating the post
+/// and recording its id, this is how the post is found again.
+pub const PENDING_PROP: &str = "opencode_mm_pending";
+
+/// A reply post created under a `pending_post_id` the caller has already
+/// recorded, marked with it (see [`PENDING_PROP`]).
+pub(crate) async fn reply_recorded(
+    conn: &Connection,
+    channel_id: &str,
+    root_id: &str,
+    message: String,
+    pending: &str,
+    priority: Priority,
+) -> Result<Post, crate::mattermost::MattermostError> {
+    conn.rest
+        .create_post(
+            &conn.info.bot.id,
+            &NewPost {
+                channel_id: channel_id.to_owned(),
+                message,
+                root_id: root_id.to_owned(),
+                props: Some(serde_json::json!({ PENDING_PROP: pending })),
+                pending_post_id: pending.to_owned(),
+                ..NewPost::default()
+            },
+            priority,
+        )
+        .await
+}
+
+/// The post of thread `root_id` that an earlier life created under
+/// `pending`, if the create call landed.
+pub(crate) async fn find_recorded(
+    conn: &Connection,
+    root_id: &str,
+    pending: &str,
+) -> Result<Option<String>, crate::mattermost::MattermostError> {
+    let posts = conn.rest.thread(root_id).await?;
+    Ok(posts
+        .into_iter()
+        .find(|p| {
+            p.user_id == conn.info.bot.id
+                && p.props.get(PENDING_PROP).and_then(|v| v.as_str()) == Some(pending)
+        })
+        .map(|p| p.id))
+}
+
 /// The live thread of a session on this instance, preferring one in
 /// `channel` when given.
 pub async fn thread_of_session(

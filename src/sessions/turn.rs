@@ -99,6 +99,7 @@ pub async fn start_turn(
         post_ids: Vec::new(),
         started_at: now_millis(),
         state: ReplyState::Streaming,
+        pending_post_id: None,
     });
     let turn = Turn::new(
         binding.session_id.clone(),
@@ -212,8 +213,9 @@ pub async fn resume_replies(ctx: &Arc<Engine>) {
             return;
         }
     };
-    for reply_row in replies {
+    for mut reply_row in replies {
         info!(session = %reply_row.session_id, "finishing a reply interrupted by a restart");
+        adopt_recorded(ctx, &mut reply_row).await;
         let mut turn = Turn::new(
             reply_row.session_id.clone(),
             reply_row.user_message_id.clone(),
@@ -227,6 +229,34 @@ pub async fn resume_replies(ctx: &Arc<Engine>) {
         run.prompted = true;
         let task = ctx.session(&reply_row.session_id);
         let _ = task.send(SessionMsg::Start(Box::new(run), None));
+    }
+}
+
+/// A reply post whose create call was under way at the crash: if it
+/// landed, it becomes the reply's next post rather than being made again.
+/// Unknown (Mattermost unreachable) keeps the pending id, which the next
+/// create reuses.
+async fn adopt_recorded(ctx: &Engine, reply: &mut Reply) {
+    let Some(pending) = reply.pending_post_id.clone() else {
+        return;
+    };
+    let Some(conn) = ctx.app.connection().await else {
+        return;
+    };
+    match super::threads::find_recorded(&conn, &reply.root_post_id, &pending).await {
+        Ok(found) => {
+            if let Some(id) = found
+                && !reply.post_ids.contains(&id)
+            {
+                info!(post = %id, "adopting a reply post made just before the restart");
+                reply.post_ids.push(id);
+            }
+            reply.pending_post_id = None;
+            if let Err(e) = ctx.app.store.save_reply(reply).await {
+                warn!(error = %e, "cannot record the adopted reply post");
+            }
+        }
+        Err(e) => warn!(error = %e, "cannot look for a reply post made before the restart"),
     }
 }
 

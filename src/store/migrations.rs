@@ -167,6 +167,16 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         );
     ",
     },
+    Migration {
+        version: 5,
+        name: "reply_pending_post",
+        sql: "
+        -- The `pending_post_id` of the reply post being created, written
+        -- before the create call: after a crash the post it made is found
+        -- (by that id in its props) instead of being posted twice.
+        ALTER TABLE replies ADD COLUMN pending_post_id TEXT;
+    ",
+    },
 ];
 
 /// The newest schema version this build knows.

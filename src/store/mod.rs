@@ -122,6 +122,11 @@ pub struct Reply {
     pub post_ids: Vec<String>,
     pub started_at: Millis,
     pub state: ReplyState,
+    /// Set from just before a reply post is created until its id is in
+    /// `post_ids`: the `pending_post_id` the create call carries (also in
+    /// the post's props), so a restart adopts that post instead of making
+    /// a second one.
+    pub pending_post_id: Option<String>,
 }
 
 /// A prompt run on a cron schedule, its result DM'd to a user.

@@ -21,7 +21,7 @@ impl FromSql for ReplyState {
 }
 
 const REPLY_COLUMNS: &str = "session_id, user_message_id, instance_id, channel_id, \
-                             root_post_id, post_ids, started_at, state";
+                             root_post_id, post_ids, started_at, state, pending_post_id";
 
 fn reply_row(row: &Row<'_>) -> rusqlite::Result<Reply> {
     let post_ids: String = row.get(5)?;
@@ -41,6 +41,7 @@ fn reply_row(row: &Row<'_>) -> rusqlite::Result<Reply> {
         post_ids,
         started_at: row.get(6)?,
         state: row.get(7)?,
+        pending_post_id: row.get(8)?,
     })
 }
 
@@ -49,14 +50,15 @@ pub(super) fn save_reply(conn: &Connection, r: &Reply) -> Result<(), StoreError>
         .map_err(|e| StoreError::Corrupt(format!("cannot encode post ids: {e}")))?;
     conn.prepare_cached(&format!(
         "INSERT INTO replies ({REPLY_COLUMNS})
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
          ON CONFLICT (session_id, user_message_id) DO UPDATE SET
              instance_id = excluded.instance_id,
              channel_id = excluded.channel_id,
              root_post_id = excluded.root_post_id,
              post_ids = excluded.post_ids,
              started_at = excluded.started_at,
-             state = excluded.state"
+             state = excluded.state,
+             pending_post_id = excluded.pending_post_id"
     ))?
     .execute((
         &r.session_id,
@@ -67,6 +69,7 @@ pub(super) fn save_reply(conn: &Connection, r: &Reply) -> Result<(), StoreError>
         &post_ids,
         r.started_at,
         r.state,
+        &r.pending_post_id,
     ))?;
     Ok(())
 }

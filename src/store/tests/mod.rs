@@ -70,5 +70,6 @@ fn reply(session: &str, message: &str, instance: &str, started_at: Millis) -> Re
         post_ids: vec!["p1".into(), "p2".into()],
         started_at,
         state: ReplyState::Streaming,
+        pending_post_id: None,
     }
 }

@@ -27,6 +27,11 @@ async fn replies_round_trip_and_upsert() {
     r.channel_id = "chan-2".into();
     r.root_post_id = "root-2".into();
     r.started_at = 6;
+    r.pending_post_id = Some("bot:17000".into());
+    store.save_reply(&r).await.unwrap();
+    assert_eq!(store.reply("s1", "m1").await.unwrap(), Some(r.clone()));
+    // Cleared once the post is known.
+    r.pending_post_id = None;
     store.save_reply(&r).await.unwrap();
     assert_eq!(store.reply("s1", "m1").await.unwrap(), Some(r.clone()));
 

@@ -387,6 +387,7 @@ async fn fail_next(State(sim): S, Json(r): Json<FaultReq>) -> Json<Value> {
             retry_after_secs: r.retry_after_secs,
         },
         remaining: r.count,
+        skip: 0,
     });
     Json(json!({"status": "OK"}))
 }
@@ -397,6 +398,7 @@ async fn delay_next(State(sim): S, Json(r): Json<DelayReq>) -> Json<Value> {
         path: r.path,
         action: FaultAction::Delay { millis: r.millis },
         remaining: r.count,
+        skip: 0,
     });
     Json(json!({"status": "OK"}))
 }

@@ -107,6 +107,9 @@ pub enum FaultAction {
     },
     /// Hold the request this long, then run it normally.
     Delay { millis: u64 },
+    /// Run the request, then hold its answer this long: the change is made
+    /// but the client does not learn it (a crash or lost answer mid-call).
+    DelayAnswer { millis: u64 },
 }
 
 fn one() -> u64 {
@@ -124,6 +127,9 @@ pub struct FaultRule {
     pub action: FaultAction,
     /// How many more requests it applies to.
     pub remaining: u32,
+    /// Matching requests to let through untouched before it applies.
+    #[serde(default)]
+    pub skip: u32,
 }
 
 /// The faults to inject, consumed as requests arrive.
@@ -136,6 +142,8 @@ pub struct Faults {
 #[derive(Debug, Default, PartialEq)]
 pub struct Injection {
     pub delay: Option<Duration>,
+    /// Held after the handler ran, before the answer goes out.
+    pub answer_delay: Option<Duration>,
     pub status: Option<(u16, u64)>,
 }
 
@@ -170,11 +178,20 @@ impl Faults {
             {
                 continue;
             }
+            if rule.skip > 0 {
+                rule.skip -= 1;
+                continue;
+            }
             match rule.action {
                 FaultAction::Delay { millis } => {
                     rule.remaining -= 1;
                     let d = out.delay.unwrap_or_default() + Duration::from_millis(millis);
                     out.delay = Some(d);
+                }
+                FaultAction::DelayAnswer { millis } => {
+                    rule.remaining -= 1;
+                    let d = out.answer_delay.unwrap_or_default() + Duration::from_millis(millis);
+                    out.answer_delay = Some(d);
                 }
                 FaultAction::Status {
                     status,
@@ -256,11 +273,29 @@ mod tests {
                 retry_after_secs: 1,
             },
             remaining: 2,
+            skip: 0,
         });
         assert_eq!(f.take("GET", "/api/v4/posts").status, None);
         assert_eq!(f.take("POST", "/api/v4/posts").status, Some((503, 1)));
         assert_eq!(f.take("post", "/api/v4/posts").status, Some((503, 1)));
         assert_eq!(f.take("POST", "/api/v4/posts").status, None);
+        assert!(f.rules().is_empty());
+    }
+
+    #[test]
+    fn skipped_requests_pass_before_a_fault_applies() {
+        let mut f = Faults::default();
+        f.add(FaultRule {
+            method: "POST".into(),
+            path: "posts".into(),
+            action: FaultAction::DelayAnswer { millis: 5 },
+            remaining: 1,
+            skip: 1,
+        });
+        assert_eq!(f.take("POST", "/api/v4/posts"), Injection::default());
+        let hit = f.take("POST", "/api/v4/posts");
+        assert_eq!(hit.answer_delay, Some(Duration::from_millis(5)));
+        assert_eq!(hit.delay, None);
         assert!(f.rules().is_empty());
     }
 }

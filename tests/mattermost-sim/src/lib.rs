@@ -259,6 +259,7 @@ impl Simulator {
                 retry_after_secs: 1,
             },
             remaining: n,
+            skip: 0,
         });
     }
 
@@ -271,6 +272,22 @@ impl Simulator {
                 millis: u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
             },
             remaining: n,
+            skip: 0,
+        });
+    }
+
+    /// Lets `skip` matching requests through, then runs the next one but
+    /// holds its answer for `hold`: the server made the change, the client
+    /// never hears of it.
+    pub fn lose_answer_after(&self, method: &str, path: &str, skip: u32, hold: Duration) {
+        self.sim.faults.lock().add(FaultRule {
+            method: method.to_owned(),
+            path: path.to_owned(),
+            action: FaultAction::DelayAnswer {
+                millis: u64::try_from(hold.as_millis()).unwrap_or(u64::MAX),
+            },
+            remaining: 1,
+            skip,
         });
     }
 

@@ -242,6 +242,9 @@ async fn observe(State(sim): State<Arc<Sim>>, req: Request, next: Next) -> Respo
                         }
                         None => REQUEST_ID.scope(request_id.clone(), next.run(req)).await,
                     };
+                    if let Some(hold) = injection.answer_delay {
+                        tokio::time::sleep(hold).await;
+                    }
                     let h = r.headers_mut();
                     if let Ok(v) = HeaderValue::from_str(&request_id) {
                         h.insert(HeaderName::from_static("x-request-id"), v);
