@@ -133,9 +133,9 @@ async fn corrupt_rows_are_errors_not_panics() {
          INSERT INTO claims (post_id, instance_id, claimed_at, state)
              VALUES ('bad-time', 'i1', 'yesterday', 'claimed');
          INSERT INTO threads VALUES ('bad-status', 'c', 's', 'i1', 'u', 1, 'paused', NULL);
-         INSERT INTO replies VALUES ('s', 'bad-json', 'i1', 'c', 'r', '[\"a\",', 1, 'streaming');
-         INSERT INTO replies VALUES ('s', 'bad-ids', 'i2', 'c', 'r', '[1, 2]', 1, 'streaming');
-         INSERT INTO replies VALUES ('s', 'bad-state', 'i3', 'c', 'r', '[]', 1, 'STREAMING');
+         INSERT INTO replies VALUES ('s', 'bad-json', 'i1', 'c', 'r', '[\"a\",', 1, 'streaming', NULL);
+         INSERT INTO replies VALUES ('s', 'bad-ids', 'i2', 'c', 'r', '[1, 2]', 1, 'streaming', NULL);
+         INSERT INTO replies VALUES ('s', 'bad-state', 'i3', 'c', 'r', '[]', 1, 'STREAMING', NULL);
          INSERT INTO instances VALUES ('bad-pid', 'h', '/d', NULL, -1, 1, 1);",
     )
     .unwrap();
