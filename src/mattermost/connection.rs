@@ -48,6 +48,10 @@ impl CatchUp for RestClient {
             .await
             .map_err(|e| e.to_string())
     }
+
+    async fn token_rejected(&self) -> bool {
+        matches!(self.me().await, Err(MattermostError::InvalidToken { .. }))
+    }
 }
 
 /// Why connecting failed, worded for the user.
@@ -99,7 +103,7 @@ impl Connector {
     pub async fn connect(&self, config: &Config) -> Result<(Arc<Connection>, bool), ConnectError> {
         let _one_at_a_time = self.connecting.lock().await;
         if let Some(c) = self.current().await
-            && !matches!(c.link.state(), LinkState::Stopped)
+            && !c.link.state().is_ended()
         {
             return Ok((c, false));
         }
@@ -256,6 +260,17 @@ pub fn audience(config: &Config, bot: &User) -> String {
     )
 }
 
+/// What status says once the server refused the token.
+pub fn token_rejected_line(at_ms: i64) -> String {
+    let at = chrono::DateTime::from_timestamp_millis(at_ms)
+        .map(|t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string())
+        .unwrap_or_else(|| "an unknown time".into());
+    format!(
+        "token rejected at {at}: Mattermost refused MATTERMOST_TOKEN, so the link stopped. \
+         Set a valid bot token, then run mattermost_connect"
+    )
+}
+
 /// The link's counters as status lines.
 pub fn describe_link(conn: &Connection) -> Vec<String> {
     let stats: LinkStats = conn.link.stats();
@@ -275,6 +290,7 @@ pub fn describe_link(conn: &Connection) -> Vec<String> {
             last_error,
         } => format!("reconnecting (attempt {attempt}, next in {retry_in:?}): {last_error}"),
         LinkState::Stopped => "stopped".into(),
+        LinkState::TokenRejected { at_ms } => token_rejected_line(at_ms),
     };
     let last = stats
         .last_event

@@ -20,12 +20,19 @@ impl Worker {
             }
         };
         if value.get("seq_reply").is_some() && value.get("event").is_none() {
+            // The socket lost (or never had) its session: nothing more will
+            // come on it, and it is no sign of a resume. Say so now rather
+            // than at the next timeout.
+            let failed = value.get("status").and_then(Value::as_str) == Some("FAIL");
+            if failed && value.pointer("/error/status_code").and_then(Value::as_i64) == Some(401) {
+                return Err(self.lost("the socket is not authenticated (401)", false));
+            }
             // A reply to one of our actions; hello always precedes it, so on
             // a resume it means nothing was missed.
             if !conn.established && conn.resuming {
                 self.resumed(conn);
             }
-            if value.get("status").and_then(Value::as_str) == Some("FAIL") {
+            if failed {
                 tracing::debug!(reply = %value, "action failed");
             }
             return Ok(());

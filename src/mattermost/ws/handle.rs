@@ -84,7 +84,7 @@ impl LinkHandle {
                     if pred(&s) {
                         return Ok(s.clone());
                     }
-                    if *s == LinkState::Stopped {
+                    if s.is_ended() {
                         return Err(LinkError::Stopped);
                     }
                 }
@@ -161,7 +161,7 @@ impl LinkHandle {
         // The task closes the socket (waiting up to 1 s for the close) and
         // then reports Stopped; shared handles cannot join it, so wait for that.
         let _ = self
-            .wait_for(Duration::from_secs(5), |s| *s == LinkState::Stopped)
+            .wait_for(Duration::from_secs(5), LinkState::is_ended)
             .await;
     }
 }

@@ -57,6 +57,13 @@ const EDIT_DEDUPE_CAPACITY: usize = 2_000;
 pub trait CatchUp: Send + Sync {
     /// Posts of `channel_id` created or updated after `since_ms` (Mattermost `GET /channels/{id}/posts?since=`), any order.
     async fn posts_since(&self, channel_id: &str, since_ms: i64) -> Result<Vec<Post>, String>;
+
+    /// Whether the server refuses the token right now (REST says 401). Asked
+    /// when a connection failed to come up, so a revoked token ends the link
+    /// instead of reconnecting forever; anything but a clear refusal is no.
+    async fn token_rejected(&self) -> bool {
+        false
+    }
 }
 
 /// Settings of the link. [`LinkConfig::new`] gives the defaults.
@@ -154,6 +161,16 @@ pub enum LinkState {
     },
     /// The task has ended.
     Stopped,
+    /// The server refused the token (confirmed over REST) at `at_ms` (Unix
+    /// ms): the task has ended, and only a new connect can help.
+    TokenRejected { at_ms: i64 },
+}
+
+impl LinkState {
+    /// Whether the link's task is over (stopped, or given up on the token).
+    pub fn is_ended(&self) -> bool {
+        matches!(self, LinkState::Stopped | LinkState::TokenRejected { .. })
+    }
 }
 
 /// Counters of the link since it was spawned.

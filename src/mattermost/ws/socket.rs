@@ -126,6 +126,15 @@ impl Worker {
             };
             if healthy {
                 failures = 0;
+            } else if self.token_refused().await {
+                tracing::error!(
+                    error = %error,
+                    "Mattermost refuses the token; the link stops until mattermost_connect is run with a valid one"
+                );
+                self.state.send_replace(LinkState::TokenRejected {
+                    at_ms: chrono::Utc::now().timestamp_millis(),
+                });
+                return;
             }
             failures = failures.saturating_add(1);
             let delay = backoff(failures, self.cfg.backoff_initial, self.cfg.backoff_max);
@@ -148,6 +157,17 @@ impl Worker {
         }
         tracing::info!("mattermost websocket link stopped");
         self.state.send_replace(LinkState::Stopped);
+    }
+
+    /// One REST confirmation that the token is refused, bounded by the
+    /// connect timeout and a stop.
+    async fn token_refused(&self) -> bool {
+        let mut stop = self.stop.clone();
+        let check = tokio::time::timeout(self.cfg.connect_timeout, self.catch_up.token_rejected());
+        tokio::select! {
+            _ = stop_requested(&mut stop) => false,
+            r = check => r.unwrap_or(false),
+        }
     }
 
     pub(super) fn scrub(&self, text: &str) -> String {

@@ -242,6 +242,25 @@ impl Simulator {
         self.sim.hub.lock().kill_user(user_id, mode)
     }
 
+    /// Revokes every access token of a user, as an admin disabling a bot's
+    /// token does: REST answers 401, and open sockets stay open but silent,
+    /// answering actions with 401. Returns how many sockets were open.
+    pub fn revoke_tokens(&self, user_id: &str) -> usize {
+        self.sim.store.lock().tokens.retain(|_, id| id != user_id);
+        self.sim.hub.lock().deauthenticate_user(user_id)
+    }
+
+    /// A new access token for a user.
+    pub fn issue_token(&self, user_id: &str) -> String {
+        let token = ids::new_id();
+        self.sim
+            .store
+            .lock()
+            .tokens
+            .insert(token.clone(), user_id.to_owned());
+        token
+    }
+
     /// Stops writing to a user's sockets for a while (events queue up).
     pub fn stall_sockets(&self, user_id: &str, duration: Duration) -> usize {
         self.sim.hub.lock().stall_user(user_id, duration)

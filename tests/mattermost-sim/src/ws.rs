@@ -38,6 +38,10 @@ pub enum Control {
     Kill(KillMode),
     /// Write nothing (events, replies, pings) until this much time has passed.
     Stall(Duration),
+    /// The session behind the socket was revoked: like the real server, the
+    /// socket stays open but gets no more events, and its actions are
+    /// answered `401 not_authenticated`.
+    Deauthenticate,
 }
 
 /// The `broadcast` object every event carries.
@@ -273,6 +277,20 @@ impl Hub {
         n
     }
 
+    /// Revokes the sessions of a user's connections (see
+    /// [`Control::Deauthenticate`]); returns how many sockets were open.
+    pub fn deauthenticate_user(&mut self, user_id: &str) -> usize {
+        let mut n = 0;
+        for conn in self.conns.values().filter(|c| c.user_id == user_id) {
+            if let Some(link) = &conn.link {
+                let _ = link.ctl.send(Control::Deauthenticate);
+                n += 1;
+            }
+        }
+        self.conns.retain(|_, c| c.user_id != user_id);
+        n
+    }
+
     /// Stops writing to every socket of a user for `duration`.
     pub fn stall_user(&mut self, user_id: &str, duration: Duration) -> usize {
         let mut n = 0;
@@ -462,6 +480,8 @@ pub async fn serve_socket(sim: Arc<Sim>, mut socket: WebSocket, up: Upgrade) {
     let mut pong_deadline = Instant::now() + cfg.ws_pong_wait;
     let mut stalled_until: Option<Instant> = None;
     let mut shutdown = sim.shutdown_signal();
+    // A revoked socket stays open (unlike one never authenticated).
+    let mut revoked = false;
 
     loop {
         let stalled = stalled_until.is_some();
@@ -477,8 +497,12 @@ pub async fn serve_socket(sim: Arc<Sim>, mut socket: WebSocket, up: Upgrade) {
                 }
                 Some(Control::Kill(KillMode::Drop)) | None => break,
                 Some(Control::Stall(d)) => stalled_until = Some(Instant::now() + d),
+                Some(Control::Deauthenticate) => {
+                    task.auth = None;
+                    revoked = true;
+                }
             },
-            _ = sleep_until(auth_deadline), if task.auth.is_none() => break,
+            _ = sleep_until(auth_deadline), if task.auth.is_none() && !revoked => break,
             _ = sleep_until(pong_deadline) => break,
             _ = sleep_until(stalled_until.unwrap_or_else(Instant::now)), if stalled => {
                 stalled_until = None;
