@@ -9,8 +9,13 @@ import { createInterface } from "node:readline"
 
 const SHIM_VERSION = "0.1.0"
 const PROTOCOL_VERSION = 1
-const INIT_TIMEOUT_MS = 15_000
+// The handshake's deadline; OPENCODE_MM_SHIM_INIT_TIMEOUT_MS overrides it (tests shorten it).
+const initTimeoutMs = () => Number(process.env.OPENCODE_MM_SHIM_INIT_TIMEOUT_MS) || 15_000
 const CALL_TIMEOUT_MS = 15 * 60_000
+// Events held while the agent is not ready or not reading; beyond this the oldest go.
+const MAX_HELD_EVENTS = 1000
+type Variant = "info" | "success" | "warning" | "error"
+const TOAST_VARIANTS: Variant[] = ["info", "success", "warning", "error"]
 const here = new URL(".", import.meta.url).pathname
 
 // The token goes to the agent alone: shells OpenCode starts for the model never inherit it.
@@ -22,6 +27,9 @@ for (const key of ["MATTERMOST_TOKEN"]) {
 
 type Spec = { name: string; description: string; inputSchema: any }
 type Waiter = { resolve: (v: any) => void; reject: (e: Error) => void; timer: ReturnType<typeof setTimeout> }
+/** A line not yet written to the agent; events may wait for `live` and may be dropped, other frames not. */
+type Out = { line: string; event: boolean }
+const frame = (f: object) => JSON.stringify({ jsonrpc: "2.0", ...f }) + "\n"
 
 /** The agent binary: $OPENCODE_MATTERMOST_BIN, then PATH, then what the installer wrote. */
 function findAgent(): string | undefined {
@@ -81,8 +89,17 @@ class Agent {
   failures = 0
   stopping = false
   restartTimer?: ReturnType<typeof setTimeout>
+  live = false // handshake done: events may flow
+  blocked = false // stdin refused more (write returned false) until 'drain'
+  out: Out[] = [] // in order; only this.pump() writes to the child
+  heldEvents = 0 // events in `out`
+  dropped = 0 // events dropped since the agent last heard of it
 
-  constructor(private init: Record<string, unknown>, private serveFetch: (p: any) => Promise<any>) {}
+  constructor(
+    private init: Record<string, unknown>,
+    private serveFetch: (p: any) => Promise<any>,
+    private toast: (p: any) => Promise<void>,
+  ) {}
 
   /** Start (or reuse) the agent and finish the handshake; resolves to the catalog. */
   start(): Promise<Spec[]> {
@@ -98,15 +115,38 @@ class Agent {
       if (this.stderrTail.length > 20) this.stderrTail.shift()
     })
     child.stdin.on("error", () => {}) // EPIPE after a crash; the exit handler reports it.
+    child.stdin.on("drain", () => {
+      if (this.child !== child) return
+      this.blocked = false
+      this.pump()
+    })
     child.on("error", (e) => this.onExit(child, `cannot start ${bin}: ${e.message}`))
     child.on("exit", (code, signal) => {
       if (Date.now() - started > 60_000) this.failures = 0
       this.onExit(child, `agent exited (${signal ?? `code ${code}`})`)
     })
-    this.ready = this.request("initialize", { ...this.init, shimVersion: SHIM_VERSION, protocolVersion: PROTOCOL_VERSION }, INIT_TIMEOUT_MS).then(
+    const params = { ...this.init, shimVersion: SHIM_VERSION, protocolVersion: PROTOCOL_VERSION }
+    this.ready = this.request("initialize", params, initTimeoutMs()).then(
       (r: any) => {
-        this.send({ jsonrpc: "2.0", method: "initialized", params: {} })
+        if (this.child === child) {
+          // `initialized` first, then the events held meanwhile, in order.
+          this.out.unshift({ line: frame({ method: "initialized", params: {} }), event: false })
+          this.live = true
+          this.pump()
+        }
         return r.tools as Spec[]
+      },
+      async (e) => {
+        // Hung or refused: a live child would linger and this rejection stay cached
+        // forever. Forget it (the next call spawns afresh), kill it, and fail only
+        // once it is gone. (If it died by itself, onExit already forgot it.)
+        if (this.child === child) {
+          const gone = new Promise((resolve) => child.once("exit", resolve))
+          this.onExit(child, `initialize failed: ${e.message}`)
+          child.kill("SIGKILL")
+          await gone
+        }
+        throw e
       },
     )
     return this.ready
@@ -116,6 +156,10 @@ class Agent {
     if (this.child !== child) return
     this.child = undefined
     this.ready = undefined
+    this.live = false
+    this.blocked = false
+    // Requests and answers were for that child (its calls fail below); events wait for the next.
+    this.out = this.out.filter((o) => o.event)
     const tail = this.stderrTail.length ? `; last log lines:\n${this.stderrTail.slice(-5).join("\n")}` : ""
     for (const [id, w] of this.pending) {
       clearTimeout(w.timer)
@@ -137,7 +181,8 @@ class Agent {
       return // stdout carries frames only; nothing else is expected
     }
     if (msg.method && msg.id !== undefined) return void this.onRequest(msg)
-    if (msg.method) return // log/message and future notifications: nothing to do
+    if (msg.method === "tui/toast") return void this.toast(msg.params)
+    if (msg.method) return // log/message (the agent keeps its own log) and unknown ones: nothing to do
     const w = this.pending.get(String(msg.id))
     if (!w) return
     this.pending.delete(String(msg.id))
@@ -148,17 +193,48 @@ class Agent {
 
   async onRequest(msg: any) {
     if (msg.method !== "opencode/fetch") {
-      return this.send({ jsonrpc: "2.0", id: msg.id, error: { code: -32601, message: `shim has no method ${msg.method}` } })
+      return this.send({ id: msg.id, error: { code: -32601, message: `shim has no method ${msg.method}` } })
     }
     try {
-      this.send({ jsonrpc: "2.0", id: msg.id, result: await this.serveFetch(msg.params) })
+      this.send({ id: msg.id, result: await this.serveFetch(msg.params) })
     } catch (e: any) {
-      this.send({ jsonrpc: "2.0", id: msg.id, error: { code: -32000, message: `fetch failed: ${e?.message ?? e}` } })
+      this.send({ id: msg.id, error: { code: -32000, message: `fetch failed: ${e?.message ?? e}` } })
     }
   }
 
-  send(frame: unknown) {
-    if (this.child?.stdin.writable) this.child.stdin.write(JSON.stringify(frame) + "\n")
+  /** Requests and answers: for the running child only. */
+  send(f: object) {
+    if (!this.child) return
+    this.out.push({ line: frame(f), event: false })
+    this.pump()
+  }
+
+  /** OpenCode bus events: held, bounded, until an agent is live and reading. */
+  event(event: unknown) {
+    this.out.push({ line: frame({ method: "opencode/event", params: { event } }), event: true })
+    if (++this.heldEvents > MAX_HELD_EVENTS) {
+      this.out.splice(this.out.findIndex((o) => o.event), 1)
+      this.heldEvents--
+      this.dropped++
+    }
+    this.pump()
+  }
+
+  /** Write what may go now, in order, until stdin pushes back ('drain' resumes). */
+  pump() {
+    while (this.child && !this.blocked) {
+      // Before the handshake, events wait and everything else passes them.
+      const i = this.live ? 0 : this.out.findIndex((o) => !o.event)
+      if (i < 0 || i >= this.out.length) return
+      const next = this.out.splice(i, 1)[0]
+      let line = next.line
+      if (next.event && --this.heldEvents === 0 && this.dropped) {
+        // The backlog is out: tell the agent how many it missed, so it resyncs.
+        line += frame({ method: "opencode/eventsDropped", params: { count: this.dropped } })
+        this.dropped = 0
+      }
+      this.blocked = !this.child.stdin.write(line)
+    }
   }
 
   request(method: string, params: unknown, timeoutMs: number): Promise<any> {
@@ -170,7 +246,7 @@ class Agent {
         reject(new Error(`opencode-mattermost agent did not answer ${method} within ${timeoutMs / 1000}s`))
       }, timeoutMs)
       this.pending.set(id, { resolve, reject, timer })
-      this.send({ jsonrpc: "2.0", id, method, params })
+      this.send({ id, method, params })
     })
   }
 
@@ -183,7 +259,7 @@ class Agent {
   stop() {
     this.stopping = true
     clearTimeout(this.restartTimer)
-    this.send({ jsonrpc: "2.0", method: "exit" })
+    this.send({ method: "exit" })
     const child = this.child
     setTimeout(() => child?.kill(), 1000).unref?.()
   }
@@ -215,7 +291,21 @@ export const OpencodeMattermost: Plugin = async ({ client, directory, worktree, 
     return { status: res.status, headers: Object.fromEntries(res.headers.entries()), body, bodyEncoding }
   }
 
-  const agent = new Agent({ directory, worktree, projectID: project?.id ?? "", serverUrl: String(serverUrl) }, serveFetch)
+  // The agent's `tui/toast`: best effort, so malformed ones and OpenCode's refusals are ignored.
+  async function toast(p: any) {
+    if (!p || typeof p !== "object" || typeof p.message !== "string") return
+    const body = {
+      title: typeof p.title === "string" ? p.title : undefined,
+      message: p.message,
+      variant: TOAST_VARIANTS.includes(p.variant) ? (p.variant as Variant) : "info",
+    }
+    try {
+      await client.tui.showToast({ body })
+    } catch {}
+  }
+
+  const init = { directory, worktree, projectID: project?.id ?? "", serverUrl: String(serverUrl) }
+  const agent = new Agent(init, serveFetch, toast)
   let catalog: Spec[]
   let startError = ""
   try {
@@ -246,7 +336,7 @@ export const OpencodeMattermost: Plugin = async ({ client, directory, worktree, 
   )
   return {
     tool: tools,
-    event: async ({ event }) => agent.send({ jsonrpc: "2.0", method: "opencode/event", params: { event } }),
+    event: async ({ event }) => agent.event(event),
     dispose: async () => agent.stop(),
   }
 }
