@@ -56,6 +56,7 @@ where
     let (peer, out_rx) = rpc::transport::channel();
     let agent = Agent::new(config, peer.clone(), log_target);
     tokio::spawn(start_bridge(agent.clone()));
+    tokio::spawn(toast_token_rejections(agent.clone()));
     if agent.config.auto_connect {
         let agent = agent.clone();
         tokio::spawn(async move {
@@ -71,6 +72,45 @@ where
     let reason = rpc::serve(input, output, module, peer, out_rx, sink).await;
     agent.connector.disconnect().await;
     reason
+}
+
+/// Whoever sits at the TUI learns at once when Mattermost refuses the token
+/// (the link has stopped): status says it too, but nobody may ask.
+async fn toast_token_rejections(agent: Arc<Agent>) {
+    let mut connections = agent.connector.connections();
+    'connections: loop {
+        if let Some(conn) = agent.connector.current().await {
+            let mut states = conn.link.subscribe();
+            let rejected_at = loop {
+                let state = states.borrow_and_update().clone();
+                if let mattermost::ws::LinkState::TokenRejected { at_ms } = state {
+                    break Some(at_ms);
+                }
+                tokio::select! {
+                    changed = states.changed() => if changed.is_err() { break None },
+                    // A new connection replaced this one: watch that instead.
+                    _ = connections.changed() => continue 'connections,
+                }
+            };
+            if let Some(at_ms) = rejected_at {
+                let toast = rpc::protocol::ToastParams {
+                    title: "Mattermost".into(),
+                    message: mattermost::connection::token_rejected_line(at_ms),
+                    variant: "error".into(),
+                };
+                if let Err(e) = agent
+                    .peer
+                    .notify(rpc::protocol::method::TUI_TOAST, &toast)
+                    .await
+                {
+                    tracing::debug!(error = %e, "cannot show the token toast");
+                }
+            }
+        }
+        if connections.changed().await.is_err() {
+            return;
+        }
+    }
 }
 
 /// Open the state store and run the bridge once the shim has initialized

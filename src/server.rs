@@ -13,8 +13,8 @@ use crate::agent::{AGENT_VERSION, Agent};
 use crate::opencode::events::Event;
 use crate::rpc::NotificationSink;
 use crate::rpc::protocol::{
-    InitializeParams, InitializeResponse, OpencodeEventParams, PROTOCOL_VERSION, ToolsCallParams,
-    ToolsCallResponse, ToolsListResponse, code, method,
+    EventsDroppedParams, InitializeParams, InitializeResponse, OpencodeEventParams,
+    PROTOCOL_VERSION, ToolsCallParams, ToolsCallResponse, ToolsListResponse, code, method,
 };
 use crate::tools::{Tool, ToolError, catalog};
 
@@ -148,6 +148,25 @@ impl Server {
         }
     }
 
+    fn on_events_dropped(&self, params: Value) {
+        let count = serde_json::from_value::<EventsDroppedParams>(params)
+            .map(|p| p.count)
+            .unwrap_or(0);
+        match self.agent.bridge() {
+            Ok(router) => {
+                warn!(
+                    count,
+                    "the shim dropped OpenCode events while the agent was busy; resyncing asks from OpenCode"
+                );
+                tokio::spawn(async move { router.resync().await });
+            }
+            Err(_) => warn!(
+                count,
+                "the shim dropped OpenCode events before the bridge started; it resyncs when it starts"
+            ),
+        }
+    }
+
     fn on_event(&self, params: Value) {
         match serde_json::from_value::<OpencodeEventParams>(params) {
             Ok(p) => self.agent.event(Event::from_value(&p.event)),
@@ -161,6 +180,7 @@ impl NotificationSink for Server {
         match name {
             method::OPENCODE_EVENT => self.on_event(params),
             method::INITIALIZED => debug!("shim confirmed initialization"),
+            method::EVENTS_DROPPED => self.on_events_dropped(params),
             other => debug!(method = other, "unknown notification ignored"),
         }
     }

@@ -420,6 +420,8 @@ async fn no_server_means_reconnecting_with_growing_attempts() {
     assert_eq!(link.state(), LinkState::Stopped);
 }
 
+/// A socket that never authenticates keeps reconnecting while REST does
+/// not say the token is bad (here: the link's REST view uses another token).
 #[tokio::test]
 async fn a_bad_token_never_counts_as_connected() {
     let w = World::start(SimConfig {
@@ -442,7 +444,90 @@ async fn a_bad_token_never_counts_as_connected() {
         unreachable!()
     };
     assert!(!last_error.contains("not-a-valid-token-at-all"));
+    assert!(last_error.contains("not authenticated"), "{last_error}");
     assert_eq!(link.stats().connects, 0);
+}
+
+/// An admin revokes the bot's token while the link is up: the server keeps
+/// the socket open but silent and answers our ping with 401. One REST check
+/// confirms it, and the link ends there instead of reconnecting forever.
+#[tokio::test]
+async fn a_revoked_token_ends_the_link_after_one_confirmation() {
+    let w = World::start(SimConfig::default()).await;
+    let catch_up = w.catch_up();
+    let (tx, _rx) = mpsc::channel(16);
+    let cfg = w
+        .link_config()
+        .with_ping_interval(Duration::from_millis(200));
+    let link = ws::spawn(cfg, catch_up.clone(), tx);
+    link.wait_connected(WAIT).await.unwrap();
+    assert_eq!(catch_up.token_checks.load(Ordering::SeqCst), 0);
+    let upgrades = |w: &World| {
+        w.sim
+            .requests()
+            .iter()
+            .filter(|r| r.path.ends_with("/websocket"))
+            .count()
+    };
+    assert_eq!(upgrades(&w), 1, "socket upgrades are in the request log");
+    w.sim.clear_requests();
+
+    assert_eq!(w.sim.revoke_tokens(&w.bot.id), 1, "one socket was open");
+    let state = link
+        .wait_for(WAIT, |s| matches!(s, LinkState::TokenRejected { .. }))
+        .await
+        .unwrap();
+    let LinkState::TokenRejected { at_ms } = state else {
+        unreachable!()
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    assert!((now - at_ms).abs() < 60_000, "{at_ms} vs {now}");
+    assert_eq!(catch_up.token_checks.load(Ordering::SeqCst), 1);
+    assert_eq!(upgrades(&w), 0, "no reconnect after the 401");
+    assert!(link.state().is_ended());
+    let line = opencode_mattermost::mattermost::connection::token_rejected_line(at_ms);
+    assert!(line.contains("token rejected at"), "{line}");
+    assert!(line.contains("mattermost_connect"), "{line}");
+}
+
+/// After the token was refused, `connect` with a good token makes a new
+/// connection instead of handing back the dead one.
+#[tokio::test]
+async fn connect_starts_again_after_the_token_was_refused() {
+    use opencode_mattermost::config::Config;
+    use opencode_mattermost::mattermost::connection::Connector;
+
+    let w = World::start(SimConfig::default()).await;
+    let team = w.sim.create_team("eng", "Engineering");
+    w.sim.add_to_team(&team.id, &w.bot.id).unwrap();
+    let config_with = |token: &str| {
+        let env: HashMap<&str, String> = HashMap::from([
+            ("MATTERMOST_URL", w.sim.base_url()),
+            ("MATTERMOST_TOKEN", token.to_owned()),
+        ]);
+        Config::from_sources(&|k| env.get(k).cloned(), None)
+    };
+    let (tx, _rx) = mpsc::channel(16);
+    let connector = Connector::new(tx);
+    let (first, fresh) = connector.connect(&config_with(&w.bot.token)).await.unwrap();
+    assert!(fresh);
+    w.sim.revoke_tokens(&w.bot.id);
+    // The socket is silent now; a socket drop makes the link try again at
+    // once rather than at its next 30 s ping.
+    w.sim.kill_sockets(&w.bot.id, KillMode::Drop);
+    first
+        .link
+        .wait_for(WAIT, |s| matches!(s, LinkState::TokenRejected { .. }))
+        .await
+        .unwrap();
+
+    let token = w.sim.issue_token(&w.bot.id);
+    let (second, fresh) = connector.connect(&config_with(&token)).await.unwrap();
+    assert!(fresh, "a new connection, not the dead one");
+    second.link.wait_connected(WAIT).await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -666,4 +751,61 @@ async fn a_slow_connect_never_blocks_readers_of_the_connection() {
     assert!(matches!(read, Ok(None)), "a reader waited for the connect");
     connecting.await.unwrap().unwrap();
     assert!(connector.current().await.is_some());
+}
+
+/// The agent process tells the TUI through the shim (a `tui/toast`) when
+/// Mattermost refuses its token, and `mattermost_status` says since when.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_agent_toasts_and_reports_a_refused_token() {
+    use harness::agent::AgentProcess;
+    use serde_json::json;
+
+    let w = World::start(SimConfig::default()).await;
+    let team = w.sim.create_team("eng", "Engineering");
+    w.sim.add_to_team(&team.id, &w.bot.id).unwrap();
+    let url = w.sim.base_url();
+    let mut agent = AgentProcess::spawn(
+        std::path::Path::new(env!("CARGO_BIN_EXE_opencode-mattermost")),
+        &[
+            ("MATTERMOST_URL", url.as_str()),
+            ("MATTERMOST_TOKEN", w.bot.token.as_str()),
+            ("MATTERMOST_AUTO_CONNECT", "true"),
+            ("OPENCODE_MM_FETCH_TIMEOUT", "300"),
+        ],
+    )
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    agent
+        .initialize(&dir.path().display().to_string())
+        .await
+        .unwrap();
+    eventually("the agent's socket", || w.bot_online()).await;
+    w.sim.revoke_tokens(&w.bot.id);
+    w.sim.kill_sockets(&w.bot.id, KillMode::Drop);
+
+    let toast = loop {
+        let frame = agent.recv(WAIT).await.unwrap();
+        if frame["method"] == "tui/toast" {
+            break frame;
+        }
+    };
+    assert_eq!(toast["params"]["variant"], "error");
+    let message = toast["params"]["message"].as_str().unwrap();
+    assert!(message.contains("token rejected at"), "{message}");
+    assert!(!message.contains(&w.bot.token), "the token never leaves");
+
+    agent
+        .send(&json!({"jsonrpc": "2.0", "id": "s", "method": "tools/call",
+                      "params": {"name": "mattermost_status", "arguments": {}}}))
+        .await
+        .unwrap();
+    let answer = loop {
+        let frame = agent.recv(WAIT).await.unwrap();
+        if frame["id"] == "s" {
+            break frame;
+        }
+    };
+    let text = answer["result"]["output"].as_str().unwrap();
+    assert!(text.contains("WebSocket: token rejected at"), "{text}");
+    assert!(!text.contains(&w.bot.token));
 }

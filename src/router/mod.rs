@@ -139,6 +139,13 @@ impl Router {
         Ok(router)
     }
 
+    /// OpenCode events were lost (the shim dropped some while the agent was
+    /// not ready): ask OpenCode again for what they would have said.
+    /// Streaming turns settle from OpenCode's stored messages by themselves.
+    pub async fn resync(&self) {
+        crate::asks::chat::resync(&self.asks).await;
+    }
+
     /// One line on the remote-control loop, for status answers.
     pub fn summary(&self) -> String {
         format!(

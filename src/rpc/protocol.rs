@@ -29,6 +29,11 @@ pub mod method {
     pub const OPENCODE_FETCH: &str = "opencode/fetch";
     /// agent → shim notification: a log line worth surfacing.
     pub const LOG_MESSAGE: &str = "log/message";
+    /// agent → shim notification: show a toast in OpenCode's TUI.
+    pub const TUI_TOAST: &str = "tui/toast";
+    /// shim → agent notification: events held while the agent was not ready
+    /// overflowed, and this many were dropped.
+    pub const EVENTS_DROPPED: &str = "opencode/eventsDropped";
 }
 
 /// JSON-RPC and application error codes.
@@ -150,6 +155,21 @@ pub struct FetchResponse {
     pub body: String,
     /// `base64` when the body was not valid UTF-8; absent for text.
     pub body_encoding: Option<String>,
+}
+
+/// A toast for the person at the TUI; `variant` is `info`, `success`,
+/// `warning` or `error`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ToastParams {
+    pub title: String,
+    pub message: String,
+    pub variant: String,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct EventsDroppedParams {
+    pub count: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

@@ -22,6 +22,8 @@ pub const WAIT: Duration = Duration::from_secs(20);
 pub struct SimCatchUp {
     rest: RestClient,
     pub calls: AtomicUsize,
+    /// Times the link asked whether the token is refused.
+    pub token_checks: AtomicUsize,
 }
 
 impl SimCatchUp {
@@ -36,6 +38,7 @@ impl SimCatchUp {
         SimCatchUp {
             rest,
             calls: AtomicUsize::new(0),
+            token_checks: AtomicUsize::new(0),
         }
     }
 }
@@ -45,6 +48,11 @@ impl CatchUp for SimCatchUp {
     async fn posts_since(&self, channel_id: &str, since_ms: i64) -> Result<Vec<Post>, String> {
         self.calls.fetch_add(1, Ordering::SeqCst);
         CatchUp::posts_since(&self.rest, channel_id, since_ms).await
+    }
+
+    async fn token_rejected(&self) -> bool {
+        self.token_checks.fetch_add(1, Ordering::SeqCst);
+        CatchUp::token_rejected(&self.rest).await
     }
 }
 

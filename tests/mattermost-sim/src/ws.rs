@@ -110,6 +110,8 @@ struct Conn {
     buffer: VecDeque<(i64, Utf8Bytes)>,
     link: Option<Link>,
     inactive_since: Option<Instant>,
+    /// Its session was revoked: no events, no resume.
+    revoked: bool,
 }
 
 /// Sizes and times the hub enforces.
@@ -193,6 +195,7 @@ impl Hub {
             buffer: VecDeque::new(),
             link: Some(link),
             inactive_since: None,
+            revoked: false,
         };
         let mut data = EventData::new();
         data.insert("connection_id".into(), json!(id));
@@ -228,7 +231,11 @@ impl Hub {
         self.reap();
         let mut discarded = Vec::new();
         for (user_id, data) in &event.deliveries {
-            for (id, conn) in self.conns.iter_mut().filter(|(_, c)| &c.user_id == user_id) {
+            for (id, conn) in self
+                .conns
+                .iter_mut()
+                .filter(|(_, c)| &c.user_id == user_id && !c.revoked)
+            {
                 if event.name == "typing" && conn.half_full() {
                     continue;
                 }
@@ -281,13 +288,14 @@ impl Hub {
     /// [`Control::Deauthenticate`]); returns how many sockets were open.
     pub fn deauthenticate_user(&mut self, user_id: &str) -> usize {
         let mut n = 0;
-        for conn in self.conns.values().filter(|c| c.user_id == user_id) {
+        for conn in self.conns.values_mut().filter(|c| c.user_id == user_id) {
+            conn.revoked = true;
+            conn.resumable = false;
             if let Some(link) = &conn.link {
                 let _ = link.ctl.send(Control::Deauthenticate);
                 n += 1;
             }
         }
-        self.conns.retain(|_, c| c.user_id != user_id);
         n
     }
 
@@ -480,8 +488,9 @@ pub async fn serve_socket(sim: Arc<Sim>, mut socket: WebSocket, up: Upgrade) {
     let mut pong_deadline = Instant::now() + cfg.ws_pong_wait;
     let mut stalled_until: Option<Instant> = None;
     let mut shutdown = sim.shutdown_signal();
-    // A revoked socket stays open (unlike one never authenticated).
-    let mut revoked = false;
+    // A revoked socket stays open (unlike one never authenticated); its
+    // connection id, to detach at the end.
+    let mut revoked: Option<String> = None;
 
     loop {
         let stalled = stalled_until.is_some();
@@ -498,11 +507,10 @@ pub async fn serve_socket(sim: Arc<Sim>, mut socket: WebSocket, up: Upgrade) {
                 Some(Control::Kill(KillMode::Drop)) | None => break,
                 Some(Control::Stall(d)) => stalled_until = Some(Instant::now() + d),
                 Some(Control::Deauthenticate) => {
-                    task.auth = None;
-                    revoked = true;
+                    revoked = task.auth.take().map(|(conn_id, _)| conn_id);
                 }
             },
-            _ = sleep_until(auth_deadline), if task.auth.is_none() && !revoked => break,
+            _ = sleep_until(auth_deadline), if task.auth.is_none() && revoked.is_none() => break,
             _ = sleep_until(pong_deadline) => break,
             _ = sleep_until(stalled_until.unwrap_or_else(Instant::now)), if stalled => {
                 stalled_until = None;
@@ -533,7 +541,7 @@ pub async fn serve_socket(sim: Arc<Sim>, mut socket: WebSocket, up: Upgrade) {
             },
         }
     }
-    if let Some((conn_id, _)) = &task.auth {
+    if let Some(conn_id) = task.auth.as_ref().map(|(id, _)| id).or(revoked.as_ref()) {
         sim.hub.lock().detach(conn_id, socket_id);
     }
 }
