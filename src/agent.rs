@@ -19,6 +19,9 @@ use crate::rpc::Peer;
 use crate::rpc::protocol::{CallContext, InitializeParams};
 
 pub const AGENT_VERSION: &str = env!("CARGO_PKG_VERSION");
+/// OpenCode events held for the bridge before new ones are dropped (and
+/// requests resynced): far more than a burst of streaming deltas needs.
+pub const EVENT_QUEUE: usize = 16_384;
 
 /// Counters over the OpenCode events the shim forwarded.
 #[derive(Debug, Default, Clone)]
@@ -26,6 +29,8 @@ pub struct EventStats {
     pub received: u64,
     /// Known types whose properties did not decode (kept, not fatal).
     pub undecodable: u64,
+    /// Dropped because the bridge's queue was full (then resynced).
+    pub dropped: u64,
     pub last: Option<(String, Instant)>,
 }
 
@@ -40,10 +45,12 @@ pub struct Agent {
     pub connector: Arc<Connector>,
     /// Inbound Mattermost events, until the consumer takes them.
     inbound: Mutex<Option<tokio::sync::mpsc::Receiver<Inbound>>>,
-    /// Decoded OpenCode events go to the bridge. Unbounded on purpose: the
-    /// sender is the stdio read loop, which must never wait on a consumer.
-    events_tx: tokio::sync::mpsc::UnboundedSender<Event>,
-    events_rx: Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<Event>>>,
+    /// Decoded OpenCode events go to the bridge. The sender is the stdio
+    /// read loop, which must never wait on a consumer (answers to our own
+    /// `opencode/fetch` come the same way), so a full queue drops the event
+    /// and counts it, and the caller resyncs.
+    events_tx: tokio::sync::mpsc::Sender<Event>,
+    events_rx: Mutex<Option<tokio::sync::mpsc::Receiver<Event>>>,
     /// Flips to true once `initialize` succeeded.
     initialized: tokio::sync::watch::Sender<bool>,
     init: RwLock<Option<InitializeParams>>,
@@ -73,7 +80,7 @@ impl Agent {
         log_target: Result<std::path::PathBuf, String>,
     ) -> Arc<Self> {
         let (inbound_tx, inbound_rx) = tokio::sync::mpsc::channel(INBOUND_QUEUE);
-        let (events_tx, events_rx) = tokio::sync::mpsc::unbounded_channel();
+        let (events_tx, events_rx) = tokio::sync::mpsc::channel(EVENT_QUEUE);
         Arc::new(Self {
             config,
             started: Instant::now(),
@@ -147,7 +154,7 @@ impl Agent {
 
     /// Take the stream of decoded OpenCode events (once). Events sent before
     /// anyone takes it are kept.
-    pub fn take_events(&self) -> Option<tokio::sync::mpsc::UnboundedReceiver<Event>> {
+    pub fn take_events(&self) -> Option<tokio::sync::mpsc::Receiver<Event>> {
         self.events_rx
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -175,8 +182,9 @@ impl Agent {
             .clone()
     }
 
-    /// Count a decoded OpenCode event and hand it to the bridge.
-    pub(crate) fn event(&self, event: Event) {
+    /// Count a decoded OpenCode event and hand it to the bridge; false when
+    /// the bridge's queue was full and the event was dropped.
+    pub(crate) fn event(&self, event: Event) -> bool {
         {
             let mut stats = self
                 .events
@@ -193,9 +201,19 @@ impl Agent {
             }
             stats.last = Some((event.kind().to_owned(), Instant::now()));
         }
-        if !matches!(event, Event::Other { .. }) {
-            // Fails only when the bridge is gone (shutdown).
-            let _ = self.events_tx.send(event);
+        if matches!(event, Event::Other { .. }) {
+            return true;
+        }
+        match self.events_tx.try_send(event) {
+            Err(tokio::sync::mpsc::error::TrySendError::Full(_)) => {
+                self.events
+                    .lock()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner())
+                    .dropped += 1;
+                false
+            }
+            // Closed only when the bridge is gone (shutdown).
+            _ => true,
         }
     }
 }
@@ -203,4 +221,37 @@ impl Agent {
 /// The calling session's context, for tools that act on "this session".
 pub fn calling_session(ctx: &CallContext) -> Option<&str> {
     ctx.session_id.as_deref().filter(|s| !s.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn idle(n: usize) -> Event {
+        Event::from_value(&serde_json::json!({
+            "type": "session.idle",
+            "properties": {"sessionID": format!("ses_{n}")}
+        }))
+    }
+
+    /// Nobody reads the bridge's queue: it holds `EVENT_QUEUE` events, then
+    /// drops and counts the rest instead of growing.
+    #[tokio::test]
+    async fn a_full_event_queue_drops_and_counts_instead_of_growing() {
+        let config = Config::from_sources(&|_| None, None);
+        let (peer, _out) = crate::rpc::transport::channel();
+        let agent = Agent::new(config, peer, Err("no log in tests".into()));
+        let kept = (0..EVENT_QUEUE + 25)
+            .filter(|n| agent.event(idle(*n)))
+            .count();
+        assert_eq!(kept, EVENT_QUEUE);
+        let stats = agent.event_stats();
+        assert_eq!(stats.dropped, 25);
+        assert_eq!(stats.received, (EVENT_QUEUE + 25) as u64);
+        // Room again once the bridge reads one.
+        let mut rx = agent.take_events().into_iter().next();
+        let first = rx.as_mut().and_then(|rx| rx.try_recv().ok());
+        assert!(first.is_some());
+        assert!(agent.event(idle(0)));
+    }
 }

@@ -161,7 +161,7 @@ async fn bridge_off(agent: Arc<Agent>, why: String) {
 /// the link never stalls and nothing piles up in memory.
 async fn drain(
     inbound: Option<tokio::sync::mpsc::Receiver<mattermost::ws::Inbound>>,
-    events: Option<tokio::sync::mpsc::UnboundedReceiver<opencode::events::Event>>,
+    events: Option<tokio::sync::mpsc::Receiver<opencode::events::Event>>,
 ) {
     let posts = async {
         if let Some(mut inbound) = inbound {

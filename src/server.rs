@@ -16,6 +16,7 @@ use crate::rpc::protocol::{
     EventsDroppedParams, InitializeParams, InitializeResponse, OpencodeEventParams,
     PROTOCOL_VERSION, ToolsCallParams, ToolsCallResponse, ToolsListResponse, code, method,
 };
+use crate::sessions::Hooks;
 use crate::tools::{Tool, ToolError, catalog};
 
 /// The agent as the shim sees it: its state and its tools.
@@ -152,24 +153,28 @@ impl Server {
         let count = serde_json::from_value::<EventsDroppedParams>(params)
             .map(|p| p.count)
             .unwrap_or(0);
-        match self.agent.bridge() {
-            Ok(router) => {
-                warn!(
-                    count,
-                    "the shim dropped OpenCode events while the agent was busy; resyncing asks from OpenCode"
-                );
-                tokio::spawn(async move { router.resync().await });
-            }
-            Err(_) => warn!(
-                count,
-                "the shim dropped OpenCode events before the bridge started; it resyncs when it starts"
-            ),
+        warn!(
+            count,
+            "the shim dropped OpenCode events while the agent was not ready"
+        );
+        self.events_lost();
+    }
+
+    /// Requests are read again from OpenCode (turns settle from its stored
+    /// messages by themselves); a bridge not yet running resyncs at start.
+    fn events_lost(&self) {
+        if let Ok(router) = self.agent.bridge() {
+            router.events_lost();
         }
     }
 
     fn on_event(&self, params: Value) {
         match serde_json::from_value::<OpencodeEventParams>(params) {
-            Ok(p) => self.agent.event(Event::from_value(&p.event)),
+            Ok(p) => {
+                if !self.agent.event(Event::from_value(&p.event)) {
+                    self.events_lost();
+                }
+            }
             Err(e) => debug!(error = %e, "opencode/event without an `event` object; ignored"),
         }
     }

@@ -132,6 +132,72 @@ async fn kill_9_mid_reply_finishes_the_reply_once_and_runs_missed_prompts() {
     oc.stop().await;
 }
 
+/// A flood of follow-ups behind a running turn: 32 wait their turn and run
+/// once each; the rest are refused in their own reply, never silently
+/// queued without bound or lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_follow_ups_waits_up_to_the_cap_and_refuses_the_rest_visibly() {
+    const WAITING: usize = 32;
+    const FLOOD: usize = WAITING + 3;
+    let rig = Rig::new().await;
+    let model = ScriptedModel::start().await.unwrap();
+    model.on(
+        "slow story",
+        vec![Step::slow(story(), 12, Duration::from_millis(50))],
+    );
+    model.on("queued", vec![Step::text("ok")]);
+    let env = rig.env(&[("MATTERMOST_OWNER_USER_ID", &rig.alice.id)]);
+    let oc = rig.opencode(&model, env).await;
+    let db = oc
+        .home
+        .path()
+        .join(".local/share/opencode-mattermost/state.db");
+    let dm = rig.dm(&rig.alice.id);
+    let first = rig
+        .sim
+        .post_as(&rig.alice.id, &dm, "tell me a slow story", None)
+        .unwrap();
+    let card = rig.card_for(&dm, 0).await;
+    wait_until(Duration::from_secs(60), "the story streaming", || {
+        rig.bot_replies(&card.id)
+            .iter()
+            .any(|p| p.message.contains("Sentence 2"))
+    })
+    .await;
+    let mut posts = vec![first.id.clone()];
+    for i in 1..=FLOOD {
+        let p = rig
+            .sim
+            .post_as(
+                &rig.alice.id,
+                &dm,
+                &format!("queued {i:02}"),
+                Some(&card.id),
+            )
+            .unwrap();
+        posts.push(p.id);
+    }
+    let store = SqliteStore::open(&db).unwrap();
+    settled(&store, &posts).await;
+
+    let turns = rig.turns(&card.id);
+    let refused: Vec<&Vec<String>> = turns
+        .iter()
+        .filter(|t| t.concat().contains("prompts already wait for this session"))
+        .collect();
+    assert_eq!(refused.len(), FLOOD - WAITING, "{turns:#?}");
+    assert_eq!(turns.len(), 1 + FLOOD, "one reply per post");
+    for i in 1..=FLOOD {
+        let ran = requests_for(&model, &format!("queued {i:02}"));
+        assert!(ran <= 1, "queued {i:02} ran {ran} times");
+    }
+    let ran: usize = (1..=FLOOD)
+        .map(|i| requests_for(&model, &format!("queued {i:02}")).min(1))
+        .sum();
+    assert_eq!(ran, WAITING, "every prompt under the cap ran once");
+    oc.stop().await;
+}
+
 /// The agent dies after Mattermost made its first reply post but before it
 /// heard the post's id: the restarted agent finds that post (by the pending
 /// id it recorded first) and finishes the reply in it, not in a second one.

@@ -68,7 +68,12 @@ pub struct Router {
     pub choices: Choices,
     /// Channels told that nobody is configured, and strangers told once.
     notified: Mutex<HashSet<String>>,
+    /// An asks resync after lost events is scheduled (one at a time).
+    resync_due: Arc<std::sync::atomic::AtomicBool>,
 }
+
+/// How long lost events wait before the resync, so a burst costs one.
+const RESYNC_AFTER: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// What the bridge is started from: the handles that exist before it.
 pub struct Parts {
@@ -114,6 +119,7 @@ impl Router {
             tui: Tui::default(),
             choices: Choices::default(),
             notified: Mutex::new(HashSet::new()),
+            resync_due: Arc::default(),
             engine: engine.clone(),
         });
         let hooks: Weak<dyn Hooks> = Arc::downgrade(&router) as Weak<dyn Hooks>;
@@ -139,13 +145,6 @@ impl Router {
         Ok(router)
     }
 
-    /// OpenCode events were lost (the shim dropped some while the agent was
-    /// not ready): ask OpenCode again for what they would have said.
-    /// Streaming turns settle from OpenCode's stored messages by themselves.
-    pub async fn resync(&self) {
-        crate::asks::chat::resync(&self.asks).await;
-    }
-
     /// One line on the remote-control loop, for status answers.
     pub fn summary(&self) -> String {
         format!(
@@ -161,7 +160,7 @@ impl Router {
     pub async fn run(
         self: Arc<Self>,
         mut inbound_rx: mpsc::Receiver<Inbound>,
-        mut events_rx: mpsc::UnboundedReceiver<Event>,
+        mut events_rx: mpsc::Receiver<Event>,
     ) {
         tokio::spawn(self.schedules.clone().run());
 
@@ -383,5 +382,19 @@ impl Hooks for Router {
 
     async fn aborted(&self, session_id: &str) {
         crate::asks::chat::drop_session(&self.asks, session_id).await;
+    }
+
+    fn events_lost(&self) {
+        use std::sync::atomic::Ordering;
+        if self.resync_due.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        warn!("a session fell behind and OpenCode events were dropped; resyncing requests");
+        let (asks, due) = (self.asks.clone(), self.resync_due.clone());
+        tokio::spawn(async move {
+            tokio::time::sleep(RESYNC_AFTER).await;
+            due.store(false, Ordering::Release);
+            crate::asks::chat::resync(&asks).await;
+        });
     }
 }

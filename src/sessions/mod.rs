@@ -68,6 +68,9 @@ pub trait Hooks: Send + Sync {
     async fn attachments(&self, binding: &ThreadBinding, post: &Post) -> Attachments;
     /// A turn of the session was aborted.
     async fn aborted(&self, session_id: &str);
+    /// A session's queue was full and OpenCode events were dropped: pending
+    /// requests must be read again from OpenCode.
+    fn events_lost(&self);
 }
 
 /// The engine of a running bridge.
@@ -75,7 +78,7 @@ pub struct Engine {
     pub app: Arc<App>,
     pub stats: Arc<BridgeStats>,
     /// Session id → its task.
-    sessions: Mutex<HashMap<String, mpsc::UnboundedSender<SessionMsg>>>,
+    sessions: Mutex<HashMap<String, mpsc::Sender<SessionMsg>>>,
     /// Sessions with a live thread of this instance: their events start a
     /// session task (prompts typed at the TUI stream into the thread).
     bound: Mutex<HashSet<String>>,
@@ -133,7 +136,7 @@ impl Engine {
     }
 
     /// The task of a session, started on first use.
-    fn session(self: &Arc<Self>, session_id: &str) -> mpsc::UnboundedSender<SessionMsg> {
+    fn session(self: &Arc<Self>, session_id: &str) -> mpsc::Sender<SessionMsg> {
         let mut sessions = self
             .sessions
             .lock()
@@ -174,7 +177,19 @@ impl Engine {
                 self.session(id)
             }
         };
-        let _ = tx.send(SessionMsg::Event(Box::new(event)));
+        // The OpenCode event stream must not wait on one slow session; a
+        // dropped event is made good by the task's settle from OpenCode's
+        // stored messages, and requests by an asks resync.
+        if let Err(mpsc::error::TrySendError::Full(_)) =
+            tx.try_send(SessionMsg::Event(Box::new(event)))
+        {
+            self.stats
+                .events_dropped
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            if let Some(hooks) = self.hooks() {
+                hooks.events_lost();
+            }
+        }
         Ok(())
     }
 }

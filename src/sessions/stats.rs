@@ -66,6 +66,8 @@ pub struct BridgeStats {
     pub queued_total: AtomicU64,
     /// Inbound events whose handling panicked (the worker went on).
     pub worker_panics: AtomicU64,
+    /// OpenCode events dropped because their session's queue was full.
+    pub events_dropped: AtomicU64,
     /// Post received → `prompt_async` sent, for posts in an existing
     /// session: the bridge's own overhead.
     pub follow_up_latency: Samples,
@@ -114,6 +116,9 @@ impl BridgeStats {
         ) + &match self.worker_panics.load(Ordering::Relaxed) {
             0 => String::new(),
             n => format!(", {n} inbound events failed with a bug (see the log)"),
+        } + &match self.events_dropped.load(Ordering::Relaxed) {
+            0 => String::new(),
+            n => format!(", {n} OpenCode events dropped by a full session queue (resynced)"),
         }
     }
 }

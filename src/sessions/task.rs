@@ -27,6 +27,13 @@ const CHECK_EVERY: Duration = Duration::from_secs(3);
 /// given up as failed (about `CHECK_EVERY` apart).
 const UNANSWERED_CHECKS: u8 = 4;
 
+/// Messages a session task holds before senders wait (turn starts) or
+/// events are dropped for the task to settle from OpenCode's stored state.
+pub(crate) const SESSION_QUEUE: usize = 1024;
+/// Prompts that may wait behind a session's running turn; more are refused
+/// in their own reply, so a flood cannot grow without bound.
+pub(crate) const MAX_WAITING_PROMPTS: usize = 32;
+
 /// A turn being streamed into its reply posts.
 pub(crate) struct Run {
     pub turn: Turn,
@@ -105,8 +112,8 @@ pub(crate) enum SessionMsg {
 }
 
 /// Start the task of one session; it ends when the sender is dropped.
-pub(crate) fn spawn(ctx: Arc<Engine>, session_id: String) -> mpsc::UnboundedSender<SessionMsg> {
-    let (tx, rx) = mpsc::unbounded_channel();
+pub(crate) fn spawn(ctx: Arc<Engine>, session_id: String) -> mpsc::Sender<SessionMsg> {
+    let (tx, rx) = mpsc::channel(SESSION_QUEUE);
     let span = info_span!("session", id = %session_id);
     let own = tx.downgrade();
     tokio::spawn(session_loop(ctx, session_id, rx, own).instrument(span));
@@ -122,8 +129,8 @@ fn holds_session(run: &Run) -> bool {
 async fn session_loop(
     ctx: Arc<Engine>,
     session_id: String,
-    mut rx: mpsc::UnboundedReceiver<SessionMsg>,
-    own: mpsc::WeakUnboundedSender<SessionMsg>,
+    mut rx: mpsc::Receiver<SessionMsg>,
+    own: mpsc::WeakSender<SessionMsg>,
 ) {
     let mut runs: Vec<Run> = Vec::new();
     // Prompts waiting for the running turn, oldest first.
@@ -157,7 +164,16 @@ async fn session_loop(
                             hooks.our_prompt(&session_id, run.turn.user_message_id());
                         }
                         if let Some(job) = job {
-                            if runs.iter().any(holds_session) {
+                            if queue.len() >= MAX_WAITING_PROMPTS {
+                                run.turn.finish(
+                                    Outcome::Failed(format!(
+                                        "{MAX_WAITING_PROMPTS} prompts already wait for this session; \
+                                         send this again once they ran, or stop them with !stop"
+                                    )),
+                                    now_ms(),
+                                );
+                                run.throttle.changed(Instant::now(), 0, true);
+                            } else if runs.iter().any(holds_session) {
                                 run.queued = true;
                                 run.turn.set_waiting(Some(QUEUED.to_owned()));
                                 let mut job = *job;
@@ -294,12 +310,7 @@ async fn session_loop(
 
 /// Send a prompt without holding up the session task; the outcome comes
 /// back as a message.
-fn launch(
-    ctx: &Arc<Engine>,
-    session_id: &str,
-    job: PromptJob,
-    own: mpsc::WeakUnboundedSender<SessionMsg>,
-) {
+fn launch(ctx: &Arc<Engine>, session_id: &str, job: PromptJob, own: mpsc::WeakSender<SessionMsg>) {
     let ctx = ctx.clone();
     let session_id = session_id.to_owned();
     tokio::spawn(
@@ -310,7 +321,7 @@ fn launch(
                 Err(error) => SessionMsg::Failed(id, error),
             };
             if let Some(tx) = own.upgrade() {
-                let _ = tx.send(msg);
+                let _ = tx.send(msg).await;
             }
         }
         .in_current_span(),

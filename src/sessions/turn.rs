@@ -144,9 +144,11 @@ pub async fn start_turn(
         handed: std::time::Instant::now(),
         queued: false,
     };
-    let _ = ctx
-        .session(&binding.session_id)
-        .send(SessionMsg::Start(Box::new(run), Some(Box::new(job))));
+    // Waits when the session's queue is full: backpressure to the router.
+    let task = ctx.session(&binding.session_id);
+    let _ = task
+        .send(SessionMsg::Start(Box::new(run), Some(Box::new(job))))
+        .await;
 }
 
 /// Send one prompt to OpenCode and record how it went. A session OpenCode
@@ -228,7 +230,7 @@ pub async fn resume_replies(ctx: &Arc<Engine>) {
         let mut run = Run::new(turn, reply_row.clone(), ctx.app.throttle(), claim);
         run.prompted = true;
         let task = ctx.session(&reply_row.session_id);
-        let _ = task.send(SessionMsg::Start(Box::new(run), None));
+        let _ = task.send(SessionMsg::Start(Box::new(run), None)).await;
     }
 }
 

@@ -89,6 +89,7 @@ struct Report {
     /// The remote-control loop's counters, or why it is not running.
     bridge: String,
     events_undecodable: u64,
+    events_dropped: u64,
     last_event: Option<(String, Duration)>,
     config_file: Option<String>,
     log_target: Result<String, String>,
@@ -147,6 +148,7 @@ impl Report {
             events_received: stats.received,
             bridge: agent.bridge_summary(),
             events_undecodable: stats.undecodable,
+            events_dropped: stats.dropped,
             last_event: stats.last.map(|(k, at)| (k, at.elapsed())),
             config_file: agent.config.file.as_ref().map(|p| p.display().to_string()),
             log_target: agent
@@ -223,10 +225,18 @@ impl Report {
         };
         let _ = writeln!(
             out,
-            "OpenCode events received: {}{last}{}",
+            "OpenCode events received: {}{last}{}{}",
             self.events_received,
             if self.events_undecodable > 0 {
                 format!(" ({} not understood, ignored)", self.events_undecodable)
+            } else {
+                String::new()
+            },
+            if self.events_dropped > 0 {
+                format!(
+                    "; {} dropped by a full queue (requests resynced)",
+                    self.events_dropped
+                )
             } else {
                 String::new()
             }
@@ -294,6 +304,7 @@ impl Report {
                 "sessions": sessions, "callingSession": self.calling,
                 "events": {"received": self.events_received,
                            "undecodable": self.events_undecodable,
+                           "dropped": self.events_dropped,
                            "last": self.last_event.as_ref().map(|(k, _)| k)},
             },
             "bridge": self.bridge,
