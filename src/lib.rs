@@ -136,6 +136,7 @@ async fn start_bridge(agent: Arc<Agent>) {
         link: agent.connector.clone(),
         store,
         directory: init.directory,
+        clock: Arc::new(app::SystemClock),
     };
     match router::Router::build(parts).await {
         Ok(router) => {

@@ -251,6 +251,9 @@ async fn refused_resume_catches_up_every_served_channel() {
         assert_ne!(post.id, own.id);
         assert!(got.insert(post.id), "delivered twice");
     }
+    // Reactions made meanwhile are not replayed: the consumer is told to
+    // look for itself once the posts are in.
+    assert_eq!(next(&mut rx).await, Inbound::CaughtUp);
     let stats = link.stats();
     assert_eq!(stats.resumes_refused, 1);
     assert_eq!(stats.posts_recovered, 24);

@@ -20,6 +20,8 @@ pub enum Reaction {
     Retry,
     /// Delete the session's temporary files.
     Clear,
+    /// Run a post that was caught up too late and only offered.
+    Run,
 }
 
 /// Mattermost emoji names (no colons) mapped to what they ask for; the
@@ -31,6 +33,7 @@ pub fn reaction(emoji_name: &str) -> Option<Reaction> {
         "octagonal_sign" | "stop_sign" | "stop_button" => Reaction::Stop,
         "repeat" | "arrows_counterclockwise" => Reaction::Retry,
         "wastebasket" | "trash" => Reaction::Clear,
+        "arrow_forward" => Reaction::Run,
         _ => return None,
     })
 }

@@ -47,6 +47,7 @@ fn reactions_use_mattermost_names() {
     assert_eq!(reaction("octagonal_sign"), Some(Reaction::Stop));
     assert_eq!(reaction("repeat"), Some(Reaction::Retry));
     assert_eq!(reaction("wastebasket"), Some(Reaction::Clear));
+    assert_eq!(reaction("arrow_forward"), Some(Reaction::Run));
     for other in ["", "eyes", ":x:", "X", "white_check_mark ", "🛑"] {
         assert_eq!(reaction(other), None, "{other:?}");
     }

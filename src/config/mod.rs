@@ -153,6 +153,11 @@ pub struct Config {
     /// waits for an answer in chat before it is declined, so the agent is
     /// never stuck on an unattended thread.
     pub question_timeout: Duration,
+    /// `OPENCODE_MM_CATCH_UP_MAX_AGE`: a post found at catch-up (after a
+    /// link outage or a restart) older than this is not run but offered,
+    /// since a prompt from hours ago may no longer be wanted; `0` (`None`)
+    /// runs every post however old.
+    pub catch_up_max_age: Option<Duration>,
     /// The config file that was read, if any.
     pub file: Option<PathBuf>,
     /// Every known setting with its effective, redacted value.

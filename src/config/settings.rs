@@ -96,6 +96,9 @@ impl Config {
             1_800_000,
             1_000..=604_800_000,
         );
+        let catch_up_max_age =
+            Some(r.millis("OPENCODE_MM_CATCH_UP_MAX_AGE", 3_600_000, 0..=604_800_000))
+                .filter(|age| !age.is_zero());
 
         for (key, why) in RETIRED {
             r.retired(key, why);
@@ -187,6 +190,7 @@ impl Config {
             timezone,
             schedule_timeout,
             question_timeout,
+            catch_up_max_age,
             schedule_grace,
             schedule_min_interval,
             file: file_path,

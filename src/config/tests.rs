@@ -309,6 +309,27 @@ fn question_timeout_defaults_to_half_an_hour() {
 }
 
 #[test]
+fn catch_up_max_age_defaults_to_an_hour_and_zero_turns_it_off() {
+    assert_eq!(
+        load(&[], None).catch_up_max_age,
+        Some(Duration::from_secs(3600))
+    );
+    let c = load(&[("OPENCODE_MM_CATCH_UP_MAX_AGE", "90000")], None);
+    assert_eq!(c.catch_up_max_age, Some(Duration::from_secs(90)));
+    let c = load(&[("OPENCODE_MM_CATCH_UP_MAX_AGE", "0")], None);
+    assert_eq!(c.catch_up_max_age, None);
+    assert!(problem(&c, "OPENCODE_MM_CATCH_UP_MAX_AGE").is_none());
+    for bad in ["-1", "1h", "604800001"] {
+        let c = load(&[("OPENCODE_MM_CATCH_UP_MAX_AGE", bad)], None);
+        assert!(
+            problem(&c, "OPENCODE_MM_CATCH_UP_MAX_AGE").is_some(),
+            "{bad}"
+        );
+        assert_eq!(c.catch_up_max_age, Some(Duration::from_secs(3600)), "{bad}");
+    }
+}
+
+#[test]
 fn a_config_file_with_the_token_must_be_private() {
     use std::os::unix::fs::PermissionsExt;
     let dir = tempfile::tempdir().unwrap();

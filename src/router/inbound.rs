@@ -27,9 +27,12 @@ pub struct InboundPost {
     pub sender_name: String,
     /// User ids the server says the post mentions.
     pub mentions: Vec<String>,
+    /// Found by a catch-up (after a link outage or a restart): past the
+    /// age limit it is offered rather than run.
     pub caught_up: bool,
-    /// Claimed by this instance before a restart, never finished: judged
-    /// again in full, without claiming it a second time.
+    /// Already claimed by this instance (before a restart, or offered as
+    /// missed and now asked for): judged again in full, without claiming it
+    /// a second time.
     pub recovered: bool,
     /// When the bridge got it, for the post → prompt latency.
     pub received: std::time::Instant,
@@ -55,6 +58,14 @@ impl InboundPost {
         InboundPost {
             recovered: true,
             ..InboundPost::caught_up(post)
+        }
+    }
+
+    /// A missed post someone asked to run: as if it had just arrived.
+    pub(super) fn asked_for(post: Post) -> InboundPost {
+        InboundPost {
+            caught_up: false,
+            ..InboundPost::recovered(post)
         }
     }
 }
@@ -160,6 +171,12 @@ async fn route(router: &Arc<Router>, mut inbound: InboundPost) {
             ctx.app.set_claim_state(&post.id, ClaimState::Done).await;
             return;
         }
+    }
+
+    // Found at catch-up long after it was sent: claimed above, so no other
+    // agent runs it either, but only offered.
+    if inbound.caught_up && super::missed::too_old(&ctx.app, post) {
+        return super::missed::offer(ctx, &conn, post).await;
     }
 
     let (sender, prompt_text) = sender_and_text(&conn, post, &inbound.sender_name).await;

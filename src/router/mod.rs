@@ -8,7 +8,9 @@
 //! - [`inbound`]: one post: who sent it, where, and what it asks for;
 //! - [`chat`]: the `!command` parser and its table of operations;
 //! - [`reactions`]: reactions that answer requests or act on a session;
-//! - [`recover`]: what a fresh connection catches up on.
+//! - [`recover`]: what a fresh connection catches up on;
+//! - [`missed`]: posts caught up too late to run, offered instead, and
+//!   reactions lost in an outage.
 //!
 //! A new feature is a module beside the others plus its lines here: a field
 //! in [`Router`], and its calls in [`Router::dispatch`], the hooks or the
@@ -16,6 +18,7 @@
 
 pub(crate) mod chat;
 mod inbound;
+mod missed;
 mod reactions;
 mod recover;
 
@@ -30,7 +33,7 @@ use tokio::sync::mpsc;
 use tracing::{Instrument, info, info_span, warn};
 
 use crate::access::Access;
-use crate::app::{App, SystemClock};
+use crate::app::{App, Clock};
 use crate::asks::Asks;
 use crate::commands::Choices;
 use crate::config::Config;
@@ -83,6 +86,8 @@ pub struct Parts {
     pub store: Arc<dyn Store>,
     /// The project directory the shim's handshake named.
     pub directory: String,
+    /// "Now" for the bridge's decisions (the system clock outside tests).
+    pub clock: Arc<dyn Clock>,
 }
 
 impl Router {
@@ -106,7 +111,7 @@ impl Router {
             config: parts.config,
             opencode: parts.opencode,
             link: parts.link,
-            clock: Arc::new(SystemClock),
+            clock: parts.clock,
             store: parts.store,
             instance,
             shared_channels: Default::default(),
@@ -256,6 +261,7 @@ impl Router {
                             }))
                         }
                         Inbound::ReactionAdded(reaction) => Work::Reaction(reaction),
+                        Inbound::CaughtUp => Work::LostReactions,
                         _ => continue,
                     };
                     if work_tx.send(work).await.is_err() {
@@ -287,6 +293,7 @@ impl Router {
             Work::Post(post) => inbound::handle(self, *post).await,
             Work::Reaction(reaction) => reactions::reacted(self, reaction).await,
             Work::Recover => recover::recover(self).await,
+            Work::LostReactions => missed::catch_up_reactions(self).await,
         }
     }
 
@@ -345,6 +352,8 @@ enum Work {
     Post(Box<InboundPost>),
     Reaction(crate::mattermost::types::Reaction),
     Recover,
+    /// The link lost events and caught up on posts; reactions are read back.
+    LostReactions,
 }
 
 /// The engine's hooks, carried out by the features.
@@ -398,3 +407,6 @@ impl Hooks for Router {
         });
     }
 }
+
+#[cfg(test)]
+mod tests;

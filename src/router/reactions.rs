@@ -1,6 +1,7 @@
-//! Reactions: ✅/❌ answer a permission request (the asks feature); on the
-//! bot's posts in a session thread, 🛑 stops the running turn, 🔁 sends the
-//! thread's last prompt again, 🗑️ deletes the session's temporary files.
+//! Reactions: ✅/❌ answer a permission request (the asks feature); ▶️ runs
+//! a post that was offered as missed; on the bot's posts in a session
+//! thread, 🛑 stops the running turn, 🔁 sends the thread's last prompt
+//! again, 🗑️ deletes the session's temporary files.
 //! Only permitted users' reactions count, and only the instance that owns
 //! the thread acts, so two agents sharing a bot never both do.
 
@@ -15,7 +16,7 @@ use crate::sessions::turn::{start_turn, stop_session};
 use crate::sessions::{Engine, LastPrompt, Started, say};
 use crate::store::ThreadStatus;
 
-/// A reaction added to a post.
+/// A reaction added to a post (live, or read back after an outage).
 pub(super) async fn reacted(router: &Arc<Router>, reaction: crate::mattermost::types::Reaction) {
     let app = &router.engine.app;
     let Some(conn) = app.connection().await else {
@@ -43,6 +44,7 @@ pub(super) async fn reacted(router: &Arc<Router>, reaction: crate::mattermost::t
             crate::asks::chat::answer_reaction(&router.asks, &conn, &reaction.post_id, allow, &by)
                 .await;
         }
+        Reaction::Run => super::missed::run(router, &conn, &reaction, &by).await,
         action => on_bot_post(router, &conn, &reaction.post_id, action, &by).await,
     }
 }
@@ -99,7 +101,7 @@ async fn on_bot_post(
                 .to_owned(),
         },
         Reaction::Clear => crate::files::clear_session(&ctx.app.config, &binding.session_id).await,
-        Reaction::Allow | Reaction::Deny => String::new(),
+        Reaction::Allow | Reaction::Deny | Reaction::Run => String::new(),
     };
     if !answer.is_empty() {
         say(conn, &post, &answer).await;

@@ -1,7 +1,8 @@
 //! After a fresh connection: serve the channels we answer in, finish
 //! replies that were streaming, re-send prompts whose delivery was cut
-//! short, post again the requests OpenCode still waits on, and run posts
-//! that arrived while nobody listened.
+//! short, post again the requests OpenCode still waits on, run (or, past the
+//! age limit, offer) posts that arrived while nobody listened, and act on
+//! reactions given meanwhile.
 
 use std::sync::Arc;
 
@@ -14,8 +15,9 @@ use crate::sessions::turn::{resume_replies, start_turn};
 use crate::store::ClaimState;
 
 /// After a fresh connection: serve the channels we answer in, finish replies
-/// that were streaming, re-send prompts whose delivery was cut short, and
-/// run posts that arrived while nobody listened.
+/// that were streaming, re-send prompts whose delivery was cut short, run
+/// posts that arrived while nobody listened, and read back the reactions
+/// given to posts still waiting for one.
 pub(super) async fn recover(router: &Arc<Router>) {
     let ctx = &router.engine;
     let Some(conn) = ctx.app.connection().await else {
@@ -74,6 +76,7 @@ pub(super) async fn recover(router: &Arc<Router>) {
             Err(e) => warn!(error = %e, channel, "catch-up failed"),
         }
     }
+    super::missed::catch_up_reactions(router).await;
 }
 
 /// Claims whose prompt may not have reached OpenCode: send it (again, under

@@ -84,6 +84,10 @@ pub enum ClaimState {
     Prompted,
     Done,
     Failed,
+    /// Caught up after the agent was away longer than the catch-up age
+    /// limit: not run, but offered by a notice post (kept in `message_id`)
+    /// until someone asks for it with a reaction.
+    Missed,
 }
 
 /// One inbound post claimed by one instance.
@@ -95,7 +99,9 @@ pub struct Claim {
     pub state: ClaimState,
     pub session_id: Option<String>,
     /// The OpenCode user message id chosen for `prompt_async`; choosing it
-    /// before sending lets a restart check whether the prompt arrived.
+    /// before sending lets a restart check whether the prompt arrived. For a
+    /// [`ClaimState::Missed`] claim, no prompt exists yet: the bot's notice
+    /// post that offers to run it.
     pub message_id: Option<String>,
     pub root_post_id: Option<String>,
     pub channel_id: Option<String>,
@@ -289,6 +295,7 @@ impl ClaimState {
             ClaimState::Prompted => "prompted",
             ClaimState::Done => "done",
             ClaimState::Failed => "failed",
+            ClaimState::Missed => "missed",
         }
     }
 
@@ -298,6 +305,7 @@ impl ClaimState {
             "prompted" => Some(ClaimState::Prompted),
             "done" => Some(ClaimState::Done),
             "failed" => Some(ClaimState::Failed),
+            "missed" => Some(ClaimState::Missed),
             _ => None,
         }
     }
@@ -454,10 +462,16 @@ pub trait Store: Send + Sync {
     /// Claims of this instance not yet Done/Failed, oldest first (to resume
     /// after a crash).
     async fn unfinished_claims(&self, instance_id: &str) -> Result<Vec<Claim>, StoreError>;
+    /// Exactly-once: turn this instance's [`ClaimState::Missed`] claim back
+    /// into a plain [`ClaimState::Claimed`] one (its notice forgotten), so
+    /// the post runs. True only for the first caller; false when the claim
+    /// is not Missed, not this instance's, or gone.
+    async fn take_missed(&self, post_id: &str, instance_id: &str) -> Result<bool, StoreError>;
 
     /// Delete what is finished and older than `before`: claims that are
-    /// Done or Failed, and replies that are Done. Unfinished ones stay (a
-    /// restart still needs them). How many of each went.
+    /// Done or Failed, offers of Missed posts nobody took, and replies that
+    /// are Done. Unfinished ones stay (a restart still needs them). How many
+    /// of each went.
     async fn prune(&self, before: Millis) -> Result<Pruned, StoreError>;
 
     /// Insert or replace by `(session_id, user_message_id)`.

@@ -104,6 +104,17 @@ pub fn waiting(ctx: &Asks, session_id: &str) -> bool {
         || b.questions.values().any(|q| q.req.session_id == session_id)
 }
 
+/// Posts of permission requests still waiting for ✅ or ❌: after an outage
+/// their reactions are read back, since nothing replays the lost events.
+pub fn permission_posts(ctx: &Asks) -> Vec<String> {
+    book(ctx)
+        .permissions
+        .values()
+        .filter(|p| !p.answering)
+        .map(|p| p.post_id.clone())
+        .collect()
+}
+
 /// With `OPENCODE_MM_NOTIFY_PERMISSION`, a new request mentions the person
 /// who started the thread, so it notifies them even where thread replies
 /// do not (a followed channel thread, a muted channel).

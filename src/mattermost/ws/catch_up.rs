@@ -1,6 +1,7 @@
 //! Recovery over REST when events may have been lost (a refused resume or a
 //! gap in `seq`): where each served channel must be caught up from, fetching
-//! through [`CatchUp`](super::CatchUp) with retries, and delivering the posts not yet seen.
+//! through [`CatchUp`](super::CatchUp) with retries, delivering the posts not
+//! yet seen, then [`Inbound::CaughtUp`] so the consumer can re-read the rest.
 
 use super::Inbound;
 use super::shared::{lock, millis};
@@ -19,6 +20,7 @@ pub(super) struct Pending {
 impl Worker {
     /// Records, for every served channel, where a catch-up must start.
     pub(super) fn schedule_catch_up(&mut self) {
+        self.events_lost = true;
         let margin = millis(self.cfg.catch_up_margin);
         let channels = lock(&self.shared.channels).clone();
         for (id, mark) in channels {
@@ -37,11 +39,20 @@ impl Worker {
     }
 
     /// Fetches missed posts of every pending channel and delivers the new
-    /// ones. Channels that fail stay pending and are retried.
+    /// ones. Channels that fail stay pending and are retried. Once no
+    /// channel is pending, the consumer is told that other events (reactions)
+    /// may have been lost, since REST has no feed of them to replay.
     pub(super) async fn run_catch_up(&mut self) -> Result<(), End> {
-        if self.pending.is_empty() {
-            return Ok(());
+        if !self.pending.is_empty() {
+            self.catch_up_posts().await?;
         }
+        if self.pending.is_empty() && std::mem::take(&mut self.events_lost) {
+            self.deliver(Inbound::CaughtUp).await?;
+        }
+        Ok(())
+    }
+
+    async fn catch_up_posts(&mut self) -> Result<(), End> {
         self.shared.stats(|s| s.catch_ups += 1);
         let channels: Vec<(String, Pending)> =
             self.pending.iter().map(|(k, v)| (k.clone(), *v)).collect();

@@ -48,6 +48,7 @@ pub fn spawn(
         seen: Seen::new(DEDUPE_CAPACITY),
         seen_edits: Seen::new(EDIT_DEDUPE_CAPACITY),
         pending: BTreeMap::new(),
+        events_lost: false,
         action_seq: 0,
     };
     tokio::spawn(worker.run());

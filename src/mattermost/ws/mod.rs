@@ -139,6 +139,10 @@ pub enum Inbound {
     PostDeleted(Post),
     ReactionAdded(Reaction),
     ReactionRemoved(Reaction),
+    /// Events may have been lost (a refused resume, a gap in `seq`) and the
+    /// posts among them were delivered by catch-up. Nothing replays the
+    /// rest, such as reactions: what still matters must be read over REST.
+    CaughtUp,
 }
 
 /// Where the link stands.

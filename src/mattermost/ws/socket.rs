@@ -105,6 +105,8 @@ pub(super) struct Worker {
     pub(super) seen_edits: Seen,
     /// Channels awaiting a REST catch-up, with the time to catch up from.
     pub(super) pending: BTreeMap<String, Pending>,
+    /// Events may have been lost since the last [`Inbound::CaughtUp`].
+    pub(super) events_lost: bool,
     pub(super) action_seq: i64,
 }
 

@@ -91,6 +91,7 @@ fn worker(events: mpsc::Sender<Inbound>) -> (Worker, watch::Sender<bool>) {
         seen: Seen::new(10),
         seen_edits: Seen::new(10),
         pending: BTreeMap::new(),
+        events_lost: false,
         action_seq: 0,
     };
     (worker, stop_tx)
@@ -192,4 +193,21 @@ fn catch_up_starts_before_the_newest_delivered_post() {
     worker.shared.note_post(&post("c", 90_000));
     worker.schedule_catch_up();
     assert_eq!(worker.pending.get("c1").map(|p| p.since_ms), Some(49_000));
+}
+
+#[tokio::test]
+async fn after_lost_events_the_consumer_is_told_once_posts_are_caught_up() {
+    let (events, mut rx) = mpsc::channel(4);
+    let (mut worker, _stop) = worker(events);
+    // Nothing lost: a catch-up pass says nothing.
+    worker.run_catch_up().await.unwrap();
+    assert!(rx.try_recv().is_err());
+    // A refused resume with a served channel: its posts first, then the word.
+    worker.shared.note_post(&post("a", 50_000));
+    worker.schedule_catch_up();
+    worker.run_catch_up().await.unwrap();
+    assert_eq!(rx.try_recv().ok(), Some(Inbound::CaughtUp));
+    assert!(worker.pending.is_empty());
+    worker.run_catch_up().await.unwrap();
+    assert!(rx.try_recv().is_err(), "told once per loss");
 }

@@ -152,8 +152,29 @@ pub(super) fn unfinished_claims(
     )
 }
 
+pub(super) fn take_missed(
+    conn: &Connection,
+    post: &str,
+    instance: &str,
+) -> Result<bool, StoreError> {
+    // One conditional statement: SQLite's write lock makes the state check
+    // and the change one step, so only one caller sees a row change.
+    let changed = conn
+        .prepare_cached(
+            "UPDATE claims SET state = ?3, message_id = NULL
+             WHERE post_id = ?1 AND instance_id = ?2 AND state = ?4",
+        )?
+        .execute((&post, &instance, ClaimState::Claimed, ClaimState::Missed))?;
+    Ok(changed == 1)
+}
+
 pub(super) fn prune_claims(conn: &Connection, before: Millis) -> Result<usize, StoreError> {
     Ok(conn
-        .prepare_cached("DELETE FROM claims WHERE claimed_at < ?1 AND state IN (?2, ?3)")?
-        .execute((before, ClaimState::Done, ClaimState::Failed))?)
+        .prepare_cached("DELETE FROM claims WHERE claimed_at < ?1 AND state IN (?2, ?3, ?4)")?
+        .execute((
+            before,
+            ClaimState::Done,
+            ClaimState::Failed,
+            ClaimState::Missed,
+        ))?)
 }

@@ -309,6 +309,13 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn take_missed(&self, post_id: &str, instance_id: &str) -> Result<bool, StoreError> {
+        let post = post_id.to_owned();
+        let instance = instance_id.to_owned();
+        self.call(move |conn| instances::take_missed(conn, &post, &instance))
+            .await
+    }
+
     async fn prune(&self, before: Millis) -> Result<Pruned, StoreError> {
         self.call(move |conn| {
             Ok(Pruned {

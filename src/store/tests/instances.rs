@@ -80,7 +80,12 @@ async fn claims_round_trip() {
     };
     assert_eq!(store.claim("p1").await.unwrap(), Some(fresh.clone()));
 
-    for state in [ClaimState::Prompted, ClaimState::Done, ClaimState::Failed] {
+    for state in [
+        ClaimState::Prompted,
+        ClaimState::Done,
+        ClaimState::Failed,
+        ClaimState::Missed,
+    ] {
         let updated = Claim {
             state,
             session_id: Some("s1".into()),
@@ -157,6 +162,60 @@ async fn unfinished_claims_filter_by_instance_and_state() {
     );
     assert_eq!(store.unfinished_claims("i2").await.unwrap().len(), 1);
     assert_eq!(store.unfinished_claims("i3").await.unwrap(), vec![]);
+}
+
+#[tokio::test]
+async fn a_missed_post_is_taken_once_by_its_own_instance() {
+    let store = mem();
+    assert!(store.claim_post("p1", "i1", 10).await.unwrap());
+    assert!(
+        !store.take_missed("p1", "i1").await.unwrap(),
+        "a plain claim is not an offer"
+    );
+    let mut claim = store.claim("p1").await.unwrap().unwrap();
+    claim.state = ClaimState::Missed;
+    claim.message_id = Some("notice1".into());
+    claim.channel_id = Some("c1".into());
+    store.update_claim(&claim).await.unwrap();
+    // Still waiting after a restart: listed with its notice.
+    let open = store.unfinished_claims("i1").await.unwrap();
+    assert_eq!(open, vec![claim.clone()]);
+
+    assert!(
+        !store.take_missed("p1", "i2").await.unwrap(),
+        "another instance's offer"
+    );
+    assert!(store.take_missed("p1", "i1").await.unwrap());
+    assert!(
+        !store.take_missed("p1", "i1").await.unwrap(),
+        "taken once only"
+    );
+    assert!(!store.take_missed("never", "i1").await.unwrap());
+    let taken = store.claim("p1").await.unwrap().unwrap();
+    assert_eq!(
+        (taken.state, taken.message_id, taken.channel_id),
+        (ClaimState::Claimed, None, Some("c1".into()))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_missed_post_raced_on_several_connections_is_taken_once() {
+    let (_dir, path) = temp_db();
+    let first = SqliteStore::open(&path).unwrap();
+    assert!(first.claim_post("p1", "i1", 10).await.unwrap());
+    let mut claim = first.claim("p1").await.unwrap().unwrap();
+    claim.state = ClaimState::Missed;
+    first.update_claim(&claim).await.unwrap();
+    let mut tasks = JoinSet::new();
+    for _ in 0..8 {
+        let store = SqliteStore::open(&path).unwrap();
+        tasks.spawn(async move { store.take_missed("p1", "i1").await.unwrap() });
+    }
+    let mut won = 0;
+    while let Some(joined) = tasks.join_next().await {
+        won += usize::from(joined.unwrap());
+    }
+    assert_eq!(won, 1);
 }
 
 // ---- exactly-once under contention -------------------------------------------

@@ -127,7 +127,7 @@ async fn cursor_post(store: &SqliteStore, channel: &str) -> String {
 }
 
 #[tokio::test]
-async fn finished_claims_and_replies_are_pruned_unfinished_ones_stay() {
+async fn finished_claims_old_offers_and_replies_are_pruned_unfinished_ones_stay() {
     let s = mem();
     let day: Millis = 24 * 60 * 60 * 1000;
     let now = now_millis();
@@ -136,7 +136,9 @@ async fn finished_claims_and_replies_are_pruned_unfinished_ones_stay() {
         ("old-done", ClaimState::Done, old),
         ("old-failed", ClaimState::Failed, old),
         ("old-open", ClaimState::Claimed, old),
+        ("old-offer", ClaimState::Missed, old),
         ("new-done", ClaimState::Done, now),
+        ("new-offer", ClaimState::Missed, now),
     ] {
         assert!(s.claim_post(post, "i1", at).await.unwrap());
         let mut claim = s.claim(post).await.unwrap().unwrap();
@@ -156,7 +158,7 @@ async fn finished_claims_and_replies_are_pruned_unfinished_ones_stay() {
     assert_eq!(
         pruned,
         Pruned {
-            claims: 2,
+            claims: 3,
             replies: 1
         }
     );
@@ -164,7 +166,9 @@ async fn finished_claims_and_replies_are_pruned_unfinished_ones_stay() {
         ("old-done", false),
         ("old-failed", false),
         ("old-open", true),
+        ("old-offer", false),
         ("new-done", true),
+        ("new-offer", true),
     ] {
         assert_eq!(s.claim(post).await.unwrap().is_some(), kept, "{post}");
     }
