@@ -157,7 +157,7 @@ pub(super) struct World {
 pub(super) struct Agent {
     connector: Arc<Connector>,
     /// OpenCode's event stream stays open while the agent runs.
-    _events: mpsc::UnboundedSender<Event>,
+    _events: mpsc::Sender<Event>,
     run: tokio::task::JoinHandle<()>,
 }
 
@@ -231,7 +231,7 @@ impl World {
         let connector = Arc::new(Connector::new(link_tx));
         let config = self.config();
         connector.connect(&config).await.unwrap();
-        let (events_tx, events_rx) = mpsc::unbounded_channel();
+        let (events_tx, events_rx) = mpsc::channel(16);
         let router = Router::build(Parts {
             config,
             opencode: self.opencode.clone(),
