@@ -275,6 +275,23 @@ fn save(session_dir: &Path, file_dir: &Path, path: &Path, bytes: &[u8]) -> std::
 mod tests {
     use super::*;
 
+    /// The final rename fails (a folder holds the name): the temporary
+    /// `.partial-download` is removed, not left beside it.
+    #[test]
+    fn a_failed_save_leaves_no_partial_download() {
+        let root = tempfile::tempdir().unwrap();
+        let temp_root = root.path().join("root");
+        let session_dir = temp_root.join("ses_1");
+        let file_dir = session_dir.join("in");
+        let target = file_dir.join("report.txt");
+        std::fs::create_dir_all(target.join("occupied")).unwrap();
+        private_dir(&temp_root, Existing::Tighten).unwrap();
+        let saved = save(&session_dir, &file_dir, &target, b"payload");
+        assert!(saved.is_err());
+        assert!(!target.with_extension("partial-download").exists());
+        assert!(target.is_dir(), "the folder in the way is untouched");
+    }
+
     #[test]
     fn the_prompt_names_every_file_and_every_refusal() {
         let attached = Attached {
