@@ -135,6 +135,10 @@ async fn start_bridge(agent: Arc<Agent>) {
         opencode: agent.opencode.clone(),
         link: agent.connector.clone(),
         store,
+        identity: app::identity::for_directory(
+            logging::default_log_dir().as_deref(),
+            &init.directory,
+        ),
         directory: init.directory,
         clock: Arc::new(app::SystemClock),
     };

@@ -350,3 +350,100 @@ async fn two_agents_on_one_store_answer_each_post_once() {
     first.stop().await;
     second.stop().await;
 }
+
+/// Two agents share one store; the one whose OpenCode holds a thread's
+/// session goes away. Once its lease lapses, a reply in that thread gets
+/// one notice naming the instance and when it went offline, and nothing
+/// else (the other agent cannot reach that session).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thread_of_an_offline_instance_says_so_within_the_lease() {
+    let rig = Rig::new().await;
+    let model = ScriptedModel::start().await.unwrap();
+    model.on("whose thread", vec![Step::text("mine")]);
+    let shared = tempfile::tempdir().unwrap();
+    let db = shared.path().join("state.db");
+    let db_text = db.display().to_string();
+    let env = rig.env(&[
+        ("MATTERMOST_OWNER_USER_ID", &rig.alice.id),
+        ("OPENCODE_MM_STATE_DB", &db_text),
+        ("OPENCODE_MM_INSTANCE_LEASE", "3000"),
+    ]);
+    let first = rig.opencode(&model, env.clone()).await;
+    let second = rig.opencode(&model, env).await;
+    let dm = rig.dm(&rig.alice.id);
+    let asked = rig
+        .sim
+        .post_as(&rig.alice.id, &dm, "whose thread is this", None)
+        .unwrap();
+    let card = rig.card_for(&dm, 0).await;
+    rig.finished_turns(&card.id, 1).await;
+    let store = SqliteStore::open(&db).unwrap();
+    settled(&store, std::slice::from_ref(&asked.id)).await;
+    let owner_id = store.claim(&asked.id).await.unwrap().unwrap().instance_id;
+    let instances = store.instances().await.unwrap();
+    assert_eq!(instances.len(), 2, "two agents, two ids: {instances:?}");
+    assert_ne!(instances[0].id, instances[1].id);
+    let owner = instances.iter().find(|i| i.id == owner_id).unwrap().clone();
+
+    let stays = instances.iter().find(|i| i.id != owner_id).unwrap().clone();
+    // Stop the OpenCode (and so the agent) that owns the thread.
+    let (gone_oc, stay_oc) = if same_dir(&first.project, &owner.directory) {
+        (first, second)
+    } else {
+        (second, first)
+    };
+    assert!(same_dir(&stay_oc.project, &stays.directory));
+    gone_oc.stop().await;
+    // The lease lapses; the store shows when.
+    let lapsed = async {
+        for _ in 0..300 {
+            let row = store
+                .instances()
+                .await
+                .unwrap()
+                .into_iter()
+                .find(|i| i.id == owner.id)
+                .unwrap();
+            let now = opencode_mattermost::store::now_millis();
+            if now - row.heartbeat_at > 3_000 {
+                return row;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("the owner kept its lease");
+    }
+    .await;
+
+    let follow = rig
+        .sim
+        .post_as(&rig.alice.id, &dm, "still there?", Some(&card.id))
+        .unwrap();
+    let mut notice = None;
+    wait_until(Duration::from_secs(30), "the offline notice", || {
+        notice = rig
+            .bot_replies(&card.id)
+            .into_iter()
+            .find(|p| p.message.contains("is offline"));
+        notice.is_some()
+    })
+    .await;
+    let notice = notice.unwrap().message;
+    assert!(notice.contains(&lapsed.display_name()), "{notice}");
+    assert!(notice.contains("offline since"), "{notice}");
+    settled(&store, std::slice::from_ref(&follow.id)).await;
+    let claim = store.claim(&follow.id).await.unwrap().unwrap();
+    assert_eq!(claim.instance_id, stays.id, "answered by the live agent");
+    assert_eq!(requests_for(&model, "still there"), 0, "nothing ran");
+    let offline_notices = rig
+        .bot_replies(&card.id)
+        .iter()
+        .filter(|p| p.message.contains("is offline"))
+        .count();
+    assert_eq!(offline_notices, 1);
+    stay_oc.stop().await;
+}
+
+fn same_dir(project: &std::path::Path, directory: &str) -> bool {
+    let canon = |p: &std::path::Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
+    canon(project) == canon(std::path::Path::new(directory))
+}

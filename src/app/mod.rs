@@ -5,6 +5,7 @@
 //! the small questions several layers ask of these handles.
 
 mod clock;
+pub mod identity;
 
 use std::sync::Arc;
 
@@ -20,9 +21,6 @@ use crate::render::{Limits, Pace, Throttle};
 use crate::store::{
     ClaimState, Instance, Store, StoreError, ThreadBinding, ThreadStatus, now_millis,
 };
-
-/// An instance silent for this long is considered down.
-pub const ALIVE_WITHIN_MS: i64 = 35_000;
 
 /// The handles of a running bridge.
 pub struct App {
@@ -100,25 +98,25 @@ impl App {
             return true;
         }
         match self.store.instances().await {
-            Ok(list) => list
-                .iter()
-                .any(|i| i.id == instance_id && now_millis() - i.heartbeat_at <= ALIVE_WITHIN_MS),
+            Ok(list) => list.iter().any(|i| i.id == instance_id && self.online(i)),
             Err(_) => true,
         }
     }
 
-    /// The directory and host of another instance, for notices.
-    pub async fn instance_place(&self, instance_id: &str) -> (String, String) {
-        let found = self
-            .store
+    /// Whether an instance's lease is current: it heartbeats three times
+    /// a lease, so one missed beat is not yet "offline".
+    pub fn online(&self, instance: &Instance) -> bool {
+        let lease = i64::try_from(self.config.instance_lease.as_millis()).unwrap_or(i64::MAX);
+        now_millis() - instance.heartbeat_at <= lease
+    }
+
+    /// Another instance as the store knows it, for notices.
+    pub async fn instance_row(&self, instance_id: &str) -> Option<Instance> {
+        self.store
             .instances()
             .await
             .ok()
-            .and_then(|list| list.into_iter().find(|i| i.id == instance_id));
-        match found {
-            Some(i) => (i.directory, i.host),
-            None => (instance_id.to_owned(), "another machine".to_owned()),
-        }
+            .and_then(|list| list.into_iter().find(|i| i.id == instance_id))
     }
 
     /// Per-instance cursor key: instances answer different threads, so one

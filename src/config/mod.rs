@@ -158,6 +158,8 @@ pub struct Config {
     /// since a prompt from hours ago may no longer be wanted; `0` (`None`)
     /// runs every post however old.
     pub catch_up_max_age: Option<Duration>,
+    /// How long an instance counts as online after its last heartbeat.
+    pub instance_lease: Duration,
     /// The config file that was read, if any.
     pub file: Option<PathBuf>,
     /// Every known setting with its effective, redacted value.

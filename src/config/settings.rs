@@ -100,6 +100,8 @@ impl Config {
             Some(r.millis("OPENCODE_MM_CATCH_UP_MAX_AGE", 3_600_000, 0..=604_800_000))
                 .filter(|age| !age.is_zero());
 
+        let instance_lease = r.millis("OPENCODE_MM_INSTANCE_LEASE", 15_000, 3_000..=600_000);
+
         for (key, why) in RETIRED {
             r.retired(key, why);
         }
@@ -191,6 +193,7 @@ impl Config {
             schedule_timeout,
             question_timeout,
             catch_up_max_age,
+            instance_lease,
             schedule_grace,
             schedule_min_interval,
             file: file_path,

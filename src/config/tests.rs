@@ -330,6 +330,18 @@ fn catch_up_max_age_defaults_to_an_hour_and_zero_turns_it_off() {
 }
 
 #[test]
+fn the_instance_lease_defaults_to_fifteen_seconds_within_bounds() {
+    assert_eq!(load(&[], None).instance_lease, Duration::from_secs(15));
+    let c = load(&[("OPENCODE_MM_INSTANCE_LEASE", "3000")], None);
+    assert_eq!(c.instance_lease, Duration::from_secs(3));
+    for bad in ["0", "2999", "600001", "15s"] {
+        let c = load(&[("OPENCODE_MM_INSTANCE_LEASE", bad)], None);
+        assert!(problem(&c, "OPENCODE_MM_INSTANCE_LEASE").is_some(), "{bad}");
+        assert_eq!(c.instance_lease, Duration::from_secs(15), "{bad}");
+    }
+}
+
+#[test]
 fn a_config_file_with_the_token_must_be_private() {
     use std::os::unix::fs::PermissionsExt;
     let dir = tempfile::tempdir().unwrap();

@@ -192,8 +192,13 @@ async fn route(router: &Arc<Router>, mut inbound: InboundPost) {
     }
     let binding = match binding {
         Some(b) if b.instance_id != ctx.app.instance.id => {
-            let (dir, host) = ctx.app.instance_place(&b.instance_id).await;
-            say(&conn, post, &text::other_instance_down(&dir, &host)).await;
+            let notice = match ctx.app.instance_row(&b.instance_id).await {
+                Some(i) => {
+                    text::other_instance_down(&i.display_name(), &i.directory, Some(i.heartbeat_at))
+                }
+                None => text::other_instance_down(&b.instance_id, "?", None),
+            };
+            say(&conn, post, &notice).await;
             ctx.app.set_claim_state(&post.id, ClaimState::Done).await;
             return;
         }

@@ -51,14 +51,12 @@ use crate::tui::Tui;
 
 pub use inbound::InboundPost;
 
-/// How often this instance tells the store it is alive.
-const HEARTBEAT_EVERY: Duration = Duration::from_secs(10);
 /// Inbound posts and reactions waiting for the ordered worker.
 const WORK_QUEUE: usize = 256;
 /// Temporary folders untouched this long are removed at start.
 const ORPHAN_AGE: Duration = Duration::from_secs(24 * 60 * 60);
-/// Finished claims and replies are pruned every this many heartbeats (1 h).
-const PRUNE_EVERY_BEATS: u64 = 360;
+/// Finished claims and replies are pruned about hourly.
+const PRUNE_EVERY: Duration = Duration::from_secs(60 * 60);
 
 /// The running bridge: the engine and every feature.
 pub struct Router {
@@ -71,6 +69,8 @@ pub struct Router {
     pub choices: Choices,
     /// Channels told that nobody is configured, and strangers told once.
     notified: Mutex<HashSet<String>>,
+    /// Keeps this process's instance id its own while it runs.
+    _identity: crate::app::identity::Identity,
     /// An asks resync after lost events is scheduled (one at a time).
     resync_due: Arc<std::sync::atomic::AtomicBool>,
 }
@@ -86,6 +86,8 @@ pub struct Parts {
     pub store: Arc<dyn Store>,
     /// The project directory the shim's handshake named.
     pub directory: String,
+    /// This instance's id, held for the bridge's life.
+    pub identity: crate::app::identity::Identity,
     /// "Now" for the bridge's decisions (the system clock outside tests).
     pub clock: Arc<dyn Clock>,
 }
@@ -95,8 +97,9 @@ impl Router {
     /// features.
     pub async fn build(parts: Parts) -> Result<Arc<Router>, crate::store::StoreError> {
         let host = crate::app::host_name();
+        let identity = parts.identity;
         let instance = Instance {
-            id: format!("{host}:{}", parts.directory),
+            id: identity.id.clone(),
             host,
             directory: parts.directory,
             owner_user_id: parts.config.owner_user_id.clone(),
@@ -125,6 +128,7 @@ impl Router {
             choices: Choices::default(),
             notified: Mutex::new(HashSet::new()),
             resync_due: Arc::default(),
+            _identity: identity,
             engine: engine.clone(),
         });
         let hooks: Weak<dyn Hooks> = Arc::downgrade(&router) as Weak<dyn Hooks>;
@@ -203,7 +207,11 @@ impl Router {
         {
             let app = self.engine.app.clone();
             tokio::spawn(async move {
-                let mut tick = tokio::time::interval(HEARTBEAT_EVERY);
+                // Three beats a lease: one lost beat does not make us offline.
+                let every = (app.config.instance_lease / 3).max(Duration::from_millis(500));
+                let prune_every =
+                    (PRUNE_EVERY.as_millis() / every.as_millis().max(1)).max(1) as u64;
+                let mut tick = tokio::time::interval(every);
                 let mut beats: u64 = 0;
                 loop {
                     tick.tick().await;
@@ -211,7 +219,7 @@ impl Router {
                         warn!(error = %e, "heartbeat failed");
                     }
                     // Housekeeping at start and then hourly.
-                    if beats.is_multiple_of(PRUNE_EVERY_BEATS) {
+                    if beats.is_multiple_of(prune_every) {
                         match app.store.prune(now_millis() - KEEP_FINISHED_MS).await {
                             Ok(p) if p.claims + p.replies > 0 => {
                                 info!(

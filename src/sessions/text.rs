@@ -147,11 +147,17 @@ pub fn session_gone(short_id: &str) -> String {
     )
 }
 
-pub fn other_instance_down(directory: &str, host: &str) -> String {
+/// A thread whose instance's lease lapsed; `since` is its last heartbeat
+/// (Unix ms), unknown when the store has no row for it.
+pub fn other_instance_down(name: &str, directory: &str, since: Option<i64>) -> String {
+    let since = since
+        .and_then(chrono::DateTime::from_timestamp_millis)
+        .map(|t| format!(" since {}", t.format("%Y-%m-%d %H:%M:%S UTC")))
+        .unwrap_or_default();
     format!(
-        ":electric_plug: This thread belongs to the OpenCode instance in `{directory}` on \
-         `{host}`, which is not running. Start OpenCode there to continue, or send a new \
-         message (not in a thread) to start a session here."
+        ":electric_plug: Instance **{name}** is offline{since}. This thread belongs to its \
+         OpenCode in `{directory}`: start OpenCode there to continue, or send a new message \
+         (not in a thread) to start a session here."
     )
 }
 

@@ -53,6 +53,17 @@ pub struct Instance {
     pub heartbeat_at: Millis,
 }
 
+impl Instance {
+    /// How people see an instance: its project folder and host.
+    pub fn display_name(&self) -> String {
+        let project = std::path::Path::new(&self.directory)
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or(&self.directory);
+        format!("{project}@{}", self.host)
+    }
+}
+
 /// Whether a thread still forwards posts to its session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ThreadStatus {

@@ -30,6 +30,8 @@ use crate::store::SqliteStore;
 
 /// The project directory of every agent here (part of its instance id).
 const DIR: &str = "/src/project";
+/// Every agent of a test is "the same" agent restarted: one id.
+const INSTANCE: &str = "inst_routertests0000";
 const WAIT: Duration = Duration::from_secs(20);
 
 /// A clock the test sets by hand.
@@ -202,7 +204,7 @@ impl World {
 
     /// The id every agent started here registers under.
     pub(super) fn instance_id(&self) -> String {
-        format!("{}:{DIR}", crate::app::host_name())
+        INSTANCE.to_owned()
     }
 
     fn config(&self) -> Config {
@@ -238,6 +240,7 @@ impl World {
             link: connector.clone(),
             store: self.store.clone(),
             directory: DIR.into(),
+            identity: crate::app::identity::Identity::given(INSTANCE),
             clock: self.clock.clone(),
         })
         .await
