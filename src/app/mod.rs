@@ -110,6 +110,31 @@ impl App {
         now_millis() - instance.heartbeat_at <= lease
     }
 
+    /// The other instances whose lease is current.
+    pub async fn peers(&self) -> Vec<Instance> {
+        let mut peers: Vec<Instance> = self
+            .store
+            .instances()
+            .await
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|i| i.id != self.instance.id && self.online(i))
+            .collect();
+        peers.sort_by(|a, b| a.id.cmp(&b.id));
+        peers
+    }
+
+    /// Whether this instance answers what belongs to no session (top-level
+    /// DM commands): the live instance with the lowest id does, so such a
+    /// command is answered once and always by the same one, not by
+    /// whichever agent claims it first. Unknown (store error) means yes.
+    pub async fn leads(&self) -> bool {
+        self.peers()
+            .await
+            .first()
+            .is_none_or(|lowest| self.instance.id < lowest.id)
+    }
+
     /// Another instance as the store knows it, for notices.
     pub async fn instance_row(&self, instance_id: &str) -> Option<Instance> {
         self.store

@@ -133,7 +133,8 @@ pub async fn sessions_report(
     let activity = ctx.app.opencode().activity().await.unwrap_or_default();
     let now = now_millis() as f64;
     let mut out = format!(
-        "**Sessions of `{}`** ({} in all, newest first):\n",
+        "**Sessions of {} (`{}`, this instance)** ({} in all, newest first):\n",
+        ctx.app.instance.display_name(),
         ctx.app.instance.directory,
         sessions.len()
     );

@@ -134,6 +134,17 @@ async fn route(router: &Arc<Router>, mut inbound: InboundPost) {
     {
         return advance_cursor(ctx, post).await;
     }
+    // A top-level DM command that belongs to no session is answered by one
+    // instance, the same every time (see `App::leads`).
+    if binding.is_none()
+        && is_dm
+        && post.root_id.is_empty()
+        && super::chat::parse(&post.message, &ctx.app.config.command_prefix).is_some()
+        && !ctx.app.leads().await
+    {
+        debug!("a top-level command for the leading instance");
+        return advance_cursor(ctx, post).await;
+    }
     let claimed = if inbound.recovered {
         Ok(true)
     } else {

@@ -348,9 +348,20 @@ async fn run(
         Command::Help => Ok(help(prefix)),
         Command::Sessions => {
             let current = here.binding.map(|b| b.session_id.as_str());
-            session_ops::sessions_report(engine, Some(conn), current).await
+            let mine = session_ops::sessions_report(engine, Some(conn), current).await?;
+            let elsewhere =
+                crate::commands::fleet::elsewhere_report(engine, conn, &here.post.user_id).await;
+            Ok(mine + &elsewhere)
         }
-        Command::Use(id) => session_ops::use_session(engine, conn, here, &id).await,
+        Command::Use(id) => match session_ops::use_session(engine, conn, here, &id).await {
+            Err(not_here) => {
+                match crate::commands::fleet::use_elsewhere(engine, conn, here, &id).await {
+                    Some(answer) => answer,
+                    None => Err(not_here),
+                }
+            }
+            ok => ok,
+        },
         Command::Current => session_ops::current(engine, conn, here).await,
         Command::New(title) => session_ops::new(engine, conn, here, title).await,
         Command::Stop => {
