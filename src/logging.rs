@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use tracing_appender::non_blocking::WorkerGuard;
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::filter::Targets;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
@@ -30,7 +30,9 @@ pub fn init(config: &Config) -> (Option<WorkerGuard>, Result<PathBuf, String>) {
         .clone()
         .or_else(|| std::env::var("RUST_LOG").ok().filter(|v| !v.is_empty()))
         .unwrap_or_else(|| if config.debug { "debug" } else { "info" }.to_owned());
-    let filter = EnvFilter::try_new(&directive).unwrap_or_else(|_| EnvFilter::new("info"));
+    // `Targets` (`level` or `target=level,…`) rather than `EnvFilter`: the
+    // same directives people write, without a regex engine in the binary.
+    let filter = parse_filter(&directive);
     let stderr = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_ansi(false)
@@ -52,6 +54,13 @@ pub fn init(config: &Config) -> (Option<WorkerGuard>, Result<PathBuf, String>) {
         .with(file_layer)
         .try_init();
     (guard, where_)
+}
+
+/// A filter from `info` or `target=level,…`; anything unreadable is `info`.
+fn parse_filter(directive: &str) -> Targets {
+    directive
+        .parse::<Targets>()
+        .unwrap_or_else(|_| Targets::new().with_default(tracing::Level::INFO))
 }
 
 type FileWriter = tracing_appender::rolling::RollingFileAppender;
@@ -104,5 +113,24 @@ fn private_logs(dir: &Path, prefix: &str) {
         {
             tracing::warn!(error = %e, "cannot make a log file private");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tracing::Level;
+
+    #[test]
+    fn filters_read_levels_and_targets_and_fall_back_to_info() {
+        let f = parse_filter("warn");
+        assert!(f.would_enable("anything", &Level::WARN));
+        assert!(!f.would_enable("anything", &Level::INFO));
+        let f = parse_filter("info,opencode_mattermost::router=debug");
+        assert!(f.would_enable("opencode_mattermost::router::inbound", &Level::DEBUG));
+        assert!(!f.would_enable("reqwest", &Level::DEBUG));
+        let f = parse_filter("no such=level=at all");
+        assert!(f.would_enable("x", &Level::INFO));
+        assert!(!f.would_enable("x", &Level::DEBUG));
     }
 }
