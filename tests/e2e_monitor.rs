@@ -7,19 +7,27 @@
 //!
 //! One OpenCode serves every step. No step waits a fixed time: "no alert"
 //! is proven by a later alert, because alerts go out one at a time in the
-//! order their states happened.
+//! order their states happened; "exactly n alerts" is counted once a
+//! sentinel's alert, whose state happened after everything else, is posted
+//! (see [`settled_alerts`]).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
 mod bridge_support;
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bridge_support::{Rig, last_user_text, wait_until};
 use harness::model::{ScriptedModel, Step};
 use harness::opencode::OpenCode;
 use mattermost_sim::model::Post;
+use opencode_mattermost::store::{MonitorRow, SqliteStore, Store, now_millis};
 use serde_json::{Value, json};
+
+/// The title of every sentinel session, followed by its number; its alerts
+/// are not the test's.
+const SENTINEL: &str = "alert sentinel";
 
 /// Tool results of the current turn of a model request: those after its
 /// last user message (earlier turns of the session are in the request too).
@@ -125,15 +133,73 @@ async fn turn_ended(
     }
 }
 
-/// The bot's alerts in the DM, oldest first, once there are at least `n`.
+/// The bot's alerts in the DM about the test's sessions (sentinels' left
+/// out), oldest first.
+fn alerts_now(rig: &Rig, dm: &str) -> Vec<Post> {
+    let sentinel = format!("**Session:** {SENTINEL} ");
+    rig.bot_roots(dm)
+        .into_iter()
+        .filter(|p| !p.message.contains(&sentinel))
+        .collect()
+}
+
+/// The bot's alerts in the DM, oldest first, once there are at least `n`
+/// (more may still be on their way: see [`settled_alerts`]).
 async fn alerts(rig: &Rig, dm: &str, n: usize) -> Vec<Post> {
     let mut found = Vec::new();
     wait_until(Duration::from_secs(60), &format!("{n} alert DMs"), || {
-        found = rig.bot_roots(dm);
+        found = alerts_now(rig, dm);
         found.len() >= n
     })
     .await;
     found
+}
+
+/// The bot's alerts in the DM, oldest first, once every alert due for what
+/// OpenCode did before this call has been posted: a synchronisation point,
+/// not a wait. The caller makes sure what it counts has happened (the
+/// permission is pending, the turn has ended).
+///
+/// A fresh sentinel session, monitored for alice straight in the store (as
+/// another agent on the same database would; the monitor reads monitors
+/// from the store), runs one turn. Its end is a new attention state that
+/// happened after every state before this call: OpenCode's events reach
+/// the agent in order, one delivery task sends the alerts one at a time in
+/// the order their states happened. So once the sentinel's alert is
+/// posted, no alert for anything earlier is still on its way.
+async fn settled_alerts(
+    rig: &Rig,
+    oc: &OpenCode,
+    store: &SqliteStore,
+    dm: &str,
+    n: usize,
+) -> Vec<Post> {
+    static SENTINELS: AtomicUsize = AtomicUsize::new(0);
+    alerts(rig, dm, n).await;
+    let title = format!(
+        "{SENTINEL} {}",
+        SENTINELS.fetch_add(1, Ordering::Relaxed) + 1
+    );
+    let session = oc.create_session(&title).await.unwrap();
+    store
+        .add_monitor(&MonitorRow {
+            session_id: session.clone(),
+            target_user_id: rig.alice.id.clone(),
+            persistent: true,
+            created_at: now_millis(),
+            last_alert: None,
+        })
+        .await
+        .unwrap();
+    oc.prompt(&session, &title).await.unwrap();
+    let mark = format!("**Session:** {title} (");
+    wait_until(
+        Duration::from_secs(60),
+        &format!("the alert of {title}"),
+        || rig.bot_roots(dm).iter().any(|p| p.message.contains(&mark)),
+    )
+    .await;
+    alerts_now(rig, dm)
 }
 
 /// What an alert must say about a session, whatever happened.
@@ -214,6 +280,7 @@ async fn alerts_arrive_once_per_state_over_rest_and_stop_when_unmonitored() {
         ],
     );
     model.on("the other one's last turn", vec![Step::text("All done.")]);
+    model.on(SENTINEL, vec![Step::text("Sentinel.")]);
 
     let env = rig.env(&[
         ("MATTERMOST_AUTO_CONNECT", "false"),
@@ -239,6 +306,14 @@ async fn alerts_arrive_once_per_state_over_rest_and_stop_when_unmonitored() {
         "REST works without a socket: {out}"
     );
 
+    // The monitoring turn wrote the store; the sentinels' monitors go there.
+    let store = SqliteStore::open(
+        &oc.home
+            .path()
+            .join(".local/share/opencode-mattermost/state.db"),
+    )
+    .unwrap();
+
     // Bash needs permission: exactly one alert, with what and where.
     prompt_async(&oc, &s1, "first bash turn").await;
     let request = pending_permission(&oc, &s1).await;
@@ -247,7 +322,7 @@ async fn alerts_arrive_once_per_state_over_rest_and_stop_when_unmonitored() {
     let first = alerts(&rig, &dm, 1).await;
     let session1 = oc.get(&format!("/session/{s1}")).await.unwrap();
     println!("alert 1:\n{}\n", first[0].message);
-    assert_eq!(first.len(), 1, "the monitoring turn's end was alerted");
+    // Had the monitoring turn's end been alerted, that alert would be first.
     assert_names_session(&first[0].message, &oc, &session1);
     assert!(
         first[0]
@@ -260,7 +335,13 @@ async fn alerts_arrive_once_per_state_over_rest_and_stop_when_unmonitored() {
     for _ in 0..5 {
         assert_eq!(pending_permission(&oc, &s1).await["id"], request["id"]);
     }
-    assert_eq!(rig.bot_roots(&dm).len(), 1);
+    let settled = settled_alerts(&rig, &oc, &store, &dm, 1).await;
+    assert_eq!(
+        settled.len(),
+        1,
+        "the monitoring turn's end or the same request alerted: {:#?}",
+        settled.iter().map(|p| &p.message).collect::<Vec<_>>()
+    );
 
     // Allowed from the API: the turn ends, and that is one more alert.
     allow_once(&oc, &request).await;
@@ -288,7 +369,7 @@ async fn alerts_arrive_once_per_state_over_rest_and_stop_when_unmonitored() {
     let s2 = oc.create_session("one-shot e2e").await.unwrap();
     prompt_async(&oc, &s2, "watch me once").await;
     let once = pending_permission(&oc, &s2).await;
-    let three = alerts(&rig, &dm, 3).await;
+    let three = settled_alerts(&rig, &oc, &store, &dm, 3).await;
     println!("alert 3:\n{}\n", three[2].message);
     assert_eq!(
         three.len(),
@@ -339,7 +420,8 @@ async fn alerts_arrive_once_per_state_over_rest_and_stop_when_unmonitored() {
     assert!(out.contains("for @alice"), "{out}");
     assert!(!out.contains("end of this very turn"), "{out}");
     oc.prompt(&s2, "the other one's last turn").await.unwrap();
-    let four = alerts(&rig, &dm, 4).await;
+    turn_ended(&oc, &model, &s2, "the other one's last turn", 1).await;
+    let four = settled_alerts(&rig, &oc, &store, &dm, 4).await;
     println!("alert 4:\n{}\n", four[3].message);
     assert_eq!(
         four.len(),

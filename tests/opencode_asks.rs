@@ -9,6 +9,9 @@
 //!
 //! No Mattermost: only OpenCode, our shim (inert without `MATTERMOST_*`) and
 //! the scripted model. One OpenCode instance serves every phase, in order.
+//! Nothing waits a fixed time to show that something did not happen: the
+//! event stream is in order, so a later event (an abort's clean-up, our own
+//! reply, a sentinel turn's end) shows that everything before it arrived.
 //! Run with `--nocapture` to see the recorded JSON.
 
 // Test code: panicking on a broken expectation is the point.
@@ -90,6 +93,36 @@ impl Events {
             self.of(kind, session).into_iter().next()
         })
         .await
+    }
+
+    /// Wait for the last step of an abort on the stream: its clean-up marks
+    /// the interrupted tool "Tool execution aborted" (what the transcript
+    /// shows) once the turn has stopped. The stream carries OpenCode's
+    /// events in the order they were published, so every event the abort
+    /// published has arrived by then. (The tool call itself may still wait
+    /// on its ask: see the late `once` below.)
+    async fn wait_aborted(&self, session: &str) -> Value {
+        poll(&format!("the aborted tool of {session}"), || {
+            self.of("message.part.updated", session)
+                .into_iter()
+                .find(|e| {
+                    let part = &e["properties"]["part"];
+                    part["type"] == "tool"
+                        && part["state"]["status"] == "error"
+                        && part["state"]["error"] == "Tool execution aborted"
+                })
+        })
+        .await
+    }
+
+    /// The events of `session` after the first one `from` matches.
+    fn of_session_after(&self, session: &str, from: impl Fn(&Value) -> bool) -> Vec<Value> {
+        self.all()
+            .into_iter()
+            .skip_while(|e| !from(e))
+            .skip(1)
+            .filter(|e| e["properties"]["sessionID"] == session)
+            .collect()
     }
 }
 
@@ -338,6 +371,11 @@ async fn opencode_permission_and_question_api() {
             Step::tool("question", question_args()),
             Step::text("abort q done"),
         ],
+    );
+    // Runs without asking once `echo *` is approved `always` (phase 4).
+    model.on(
+        "sentinel-turn",
+        vec![bash("echo sentinel"), Step::text("sentinel done")],
     );
 
     let oc = OpenCode::serve(Options {
@@ -660,19 +698,34 @@ async fn opencode_permission_and_question_api() {
     let last = transcript.as_array().unwrap().last().unwrap();
     assert_eq!(last["error"]["name"], "MessageAbortedError");
     assert_eq!(last["parts"][0]["state"]["error"], "Tool execution aborted");
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    events.wait_aborted(&s8).await;
     assert_eq!(api.pending("permission", &s8).await, vec![p8.clone()]);
     assert!(events.of("permission.replied", &s8).is_empty());
     let (status, body) = api
         .reply_permission(p8["id"].as_str().unwrap(), json!({"reply": "reject"}))
         .await;
     show("late reject after abort", &format!("{status} {body}"));
+    // Still pending when it came (an unknown id is a 404, see 6).
     assert_eq!((status, body.as_str()), (200, "true"));
-    events.wait("permission.replied", &s8).await;
+    let replied = events.wait("permission.replied", &s8).await;
+    // Ours is the first and only: one stream, in order, so an event the
+    // abort caused would have come before it.
+    assert_eq!(events.of("permission.replied", &s8), vec![replied.clone()]);
+    assert_eq!(replied["properties"]["reply"], "reject");
     assert!(api.pending("permission", &s8).await.is_empty());
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // Had the reject run the command or started the session again, that
+    // would have happened before a later turn ran a command to its end.
+    sentinel_turn(&api, &events, &model, 1).await;
     assert!(!project.join("aborted.txt").exists());
     assert!(!api.busy(&s8).await);
+    let restarted: Vec<Value> = events
+        .of_session_after(&s8, |e| {
+            e["type"] == "permission.replied" && e["properties"]["sessionID"] == s8
+        })
+        .into_iter()
+        .filter(|e| e["type"] == "session.status" && e["properties"]["status"]["type"] != "idle")
+        .collect();
+    assert!(restarted.is_empty(), "{restarted:#?}");
 
     // A late `once` after an abort: recorded, not asserted (it raced).
     let s8b = create(&api, "abort perm, late once").await;
@@ -680,11 +733,15 @@ async fn opencode_permission_and_question_api() {
     let p8b = api.wait_pending("permission", &s8b).await;
     api.post(&format!("/session/{s8b}/abort"), json!({})).await;
     api.wait_idle(&s8b).await;
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // Late: after the abort's clean-up gave the tool up.
+    events.wait_aborted(&s8b).await;
     let (status, body) = api
         .reply_permission(p8b["id"].as_str().unwrap(), json!({"reply": "once"}))
         .await;
     show("late once after abort", &format!("{status} {body}"));
+    // Only recorded, so a bounded look rather than a synchronisation point:
+    // a sentinel turn would not be a bystander here (a late `once` has been
+    // seen to run its command far more often when another turn follows).
     let ran = tokio::time::timeout(
         Duration::from_secs(10),
         poll("late.txt", || {
@@ -709,7 +766,7 @@ async fn opencode_permission_and_question_api() {
     let last = transcript.as_array().unwrap().last().unwrap();
     assert_eq!(last["error"]["name"], "MessageAbortedError");
     assert_eq!(last["parts"][0]["state"]["error"], "Tool execution aborted");
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    events.wait_aborted(&s9).await;
     assert_eq!(api.pending("question", &s9).await, vec![q9.clone()]);
     assert!(events.of("question.rejected", &s9).is_empty());
     assert!(events.of("question.replied", &s9).is_empty());
@@ -724,7 +781,14 @@ async fn opencode_permission_and_question_api() {
         &format!("{status} {body}"),
     );
     assert_eq!((status, body.as_str()), (200, "true"));
-    events.wait("question.replied", &s9).await;
+    let replied = events.wait("question.replied", &s9).await;
+    // Ours is the first and only (one stream, in order).
+    assert_eq!(events.of("question.replied", &s9), vec![replied.clone()]);
+    assert_eq!(replied["properties"]["answers"], json!([["Red"], ["M"]]));
+    assert!(events.of("question.rejected", &s9).is_empty());
+    // Had the answer taken the turn up again, the model would have been
+    // called before a later turn ran to its end.
+    sentinel_turn(&api, &events, &model, 2).await;
     assert_eq!(requests_for(&model, "abort-q").len(), 1);
 
     oc.stop().await;
@@ -749,6 +813,23 @@ async fn turn_result(model: &ScriptedModel, phrase: &str) -> Vec<String> {
             .find(|results| !results.is_empty())
     })
     .await
+}
+
+/// A synchronisation point for what an earlier call set in motion: a turn
+/// of a fresh session that runs a command (`echo`, approved `always` in
+/// phase 4) to its end, seen through: the model got the command's output,
+/// and the turn's `session.idle` has arrived on the stream (so has every
+/// event published before it). Anything an earlier reply made OpenCode do,
+/// a command it spawned or a turn it started, happened before that.
+async fn sentinel_turn(api: &Api<'_>, events: &Events, model: &ScriptedModel, n: usize) {
+    let phrase = format!("sentinel-turn {n}.");
+    let session = create(api, &phrase).await;
+    api.prompt(&session, &phrase).await;
+    assert_eq!(
+        turn_result(model, &phrase).await,
+        vec!["sentinel\n".to_owned()]
+    );
+    events.wait("session.idle", &session).await;
 }
 
 async fn create(api: &Api<'_>, title: &str) -> String {

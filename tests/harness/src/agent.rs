@@ -106,6 +106,29 @@ impl AgentProcess {
         Ok(r)
     }
 
+    /// Close stdin, read every line the agent still writes until it closes
+    /// stdout, and wait for the exit status. A synchronisation point for
+    /// "nothing more was written": the lines are all it wrote after the
+    /// frames already read, and there is nothing left to come.
+    pub async fn close_draining(
+        mut self,
+    ) -> anyhow::Result<(std::process::ExitStatus, Vec<String>)> {
+        drop(self.stdin.take());
+        let mut rest = Vec::new();
+        tokio::time::timeout(Duration::from_secs(10), async {
+            while let Some(line) = self.stdout.next_line().await? {
+                rest.push(line);
+            }
+            anyhow::Ok(())
+        })
+        .await
+        .context("agent did not close stdout after stdin closed")??;
+        let status = tokio::time::timeout(Duration::from_secs(10), self.child.wait())
+            .await
+            .context("agent did not exit after stdin closed")??;
+        Ok((status, rest))
+    }
+
     /// Close stdin and wait for the exit status.
     pub async fn close(mut self) -> anyhow::Result<std::process::ExitStatus> {
         drop(self.stdin.take());
