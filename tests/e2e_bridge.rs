@@ -67,6 +67,7 @@ async fn dms_become_sessions_and_replies_stream_back_exactly() {
     );
     model.on("channel question", vec![Step::text("channel answer")]);
     model.on("from bob", vec![Step::text("hello bob")]);
+    model.on("gm question", vec![Step::text("gm answer")]);
     let env = rig.env(&[
         ("MATTERMOST_OWNER_USER_ID", &rig.alice.id),
         ("OPENCODE_MM_ALLOWED_USERS", &bob.id),
@@ -225,6 +226,39 @@ async fn dms_become_sessions_and_replies_stream_back_exactly() {
     assert!(!conversation_for_any(&model, "let me in"));
     assert!(!conversation_for_any(&model, "without a mention"));
 
+    // Outside a DM only an explicit @name is a prompt. The server lists the
+    // bot in `mentions` for every post of a group message it is in, and for
+    // @here: neither is one, nor is the name quoted in code. Posts are
+    // handled in order, so once the sentinel is answered these were judged.
+    let gm = rig
+        .sim
+        .group_channel(&[rig.alice.id.clone(), bob.id.clone(), rig.bot.id.clone()])
+        .unwrap()
+        .id;
+    let quiet = [
+        (gm.as_str(), "gm chatter without the name"),
+        (gm.as_str(), "gm chatter about `@opencode-bot` in code"),
+        (town.id.as_str(), "@here town chatter"),
+    ]
+    .map(|(channel, text)| rig.sim.post_as(&rig.alice.id, channel, text, None).unwrap());
+    rig.sentinel(&rig.alice.id).await;
+    for post in &quiet {
+        assert!(rig.bot_replies(&post.id).is_empty(), "{}", post.message);
+    }
+    assert!(!conversation_for_any(&model, "chatter"));
+    let gm_asked = rig
+        .sim
+        .post_as(&rig.alice.id, &gm, "@opencode-bot gm question", None)
+        .unwrap();
+    let turns = rig.finished_turns(&gm_asked.id, 1).await;
+    assert_eq!(body_of(&turns[0]), "gm answer");
+    let in_gm: Vec<_> = rig
+        .live_posts()
+        .into_iter()
+        .filter(|p| p.channel_id == gm && p.user_id == rig.bot.id)
+        .collect();
+    assert!(in_gm.iter().all(|p| p.root_id == gm_asked.id), "{in_gm:#?}");
+
     // An allowed user other than the owner may prompt too.
     let bdm = rig.dm(&bob.id);
     rig.sim.post_as(&bob.id, &bdm, "from bob", None).unwrap();
@@ -233,7 +267,7 @@ async fn dms_become_sessions_and_replies_stream_back_exactly() {
     assert_eq!(body_of(&bturns[0]), "hello bob");
 
     // Our own posts (cards, replies, notices) never became sessions.
-    assert_eq!(session_count(&oc).await, 4);
+    assert_eq!(session_count(&oc).await, 5);
     oc.stop().await;
 }
 

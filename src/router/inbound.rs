@@ -25,8 +25,6 @@ pub struct InboundPost {
     /// `D`, `G`, `O` or `P`; empty for posts recovered over REST.
     pub channel_type: String,
     pub sender_name: String,
-    /// User ids the server says the post mentions.
-    pub mentions: Vec<String>,
     /// Found by a catch-up (after a link outage or a restart): past the
     /// age limit it is offered rather than run.
     pub caught_up: bool,
@@ -39,14 +37,13 @@ pub struct InboundPost {
 }
 
 impl InboundPost {
-    /// A post found over REST after being away: no channel type, sender
-    /// name or mentions come with it.
+    /// A post found over REST after being away: no channel type or sender
+    /// name comes with it.
     pub(super) fn caught_up(post: Post) -> InboundPost {
         InboundPost {
             post,
             channel_type: String::new(),
             sender_name: String::new(),
-            mentions: Vec::new(),
             caught_up: true,
             recovered: false,
             received: std::time::Instant::now(),
@@ -111,10 +108,11 @@ async fn route(router: &Arc<Router>, mut inbound: InboundPost) {
         debug!(kind = %inbound.channel_type, "channel type not enabled");
         return advance_cursor(ctx, post).await;
     }
+    // Outside a DM only an explicit `@botname` in the text addresses the
+    // bot. The server's `mentions` is no guide: it names every member of a
+    // group message, and everyone at `@here`, `@channel` or `@all`.
     let is_dm = inbound.channel_type == "D";
-    let mentioned = inbound.mentions.iter().any(|m| m == &bot.id)
-        || text::mentions(&post.message, &bot.username);
-    if !is_dm && !mentioned {
+    if !is_dm && !text::mentions(&post.message, &bot.username) {
         return advance_cursor(ctx, post).await;
     }
 

@@ -250,7 +250,9 @@ impl Router {
                             post,
                             channel_type,
                             sender_name,
-                            mentions,
+                            // Who the server counts as mentioned decides
+                            // nothing: see `inbound::route`.
+                            mentions: _,
                             caught_up,
                         } => {
                             router
@@ -262,7 +264,6 @@ impl Router {
                                 post,
                                 channel_type,
                                 sender_name,
-                                mentions,
                                 caught_up,
                                 recovered: false,
                                 received: std::time::Instant::now(),

@@ -110,17 +110,21 @@ async fn on_bot_post(
 
 /// The thread's last prompt: remembered since this agent started, or else
 /// the newest post in the thread by a permitted user that is not a command
-/// or an answer.
+/// or an answer and, outside a DM, names the bot (as a prompt there must).
 async fn last_prompt(ctx: &Engine, conn: &Connection, root: &str) -> Option<LastPrompt> {
     let remembered = ctx.last_prompt(root);
     if remembered.is_some() {
         return remembered;
     }
     let posts = conn.rest.thread(root).await.ok()?;
+    let channel = &posts.first()?.channel_id;
+    let is_dm = conn.rest.channel(channel).await.ok()?.kind == "D";
     let prefix = &ctx.app.config.command_prefix;
+    let bot_name = &conn.info.bot.username;
     let post = posts.into_iter().rev().find(|p| {
-        let text = crate::sessions::text::strip_mention(&p.message, &conn.info.bot.username);
+        let text = crate::sessions::text::strip_mention(&p.message, bot_name);
         p.user_id != conn.info.bot.id
+            && (is_dm || crate::sessions::text::mentions(&p.message, bot_name))
             && p.kind.is_empty()
             && !p.is_integration()
             && ctx.app.access.may_prompt(&p.user_id) == crate::access::Verdict::Allowed

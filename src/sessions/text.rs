@@ -73,14 +73,21 @@ pub fn project_name(directory: &str) -> &str {
         .unwrap_or(directory)
 }
 
-/// Whether `text` @mentions `username` as a whole word (case-insensitive).
+/// Whether `text` addresses `username` with an explicit `@username`: in any
+/// case, outside Markdown code (spans, fenced and indented blocks), not part
+/// of a longer name or an address (`@bottle`, `@bot_2`, `me@bot`). Trailing
+/// `.`, `-`, `_` and `:` end a sentence (`ask @bot.`) unless a name goes on
+/// after them (`@bot.name`), as on the server. Nothing else counts: the
+/// server's own `mentions` also lists every member of a group message and
+/// everyone at `@here`, `@channel` or `@all`.
 pub fn mentions(text: &str, username: &str) -> bool {
-    mention_spans(text, username).next().is_some()
+    !mention_spans(text, username).is_empty()
 }
 
 /// The text with every @mention of `username` removed and the rest trimmed.
+/// Code is left alone: a name quoted in it is not a mention.
 pub fn strip_mention(text: &str, username: &str) -> String {
-    let spans: Vec<(usize, usize)> = mention_spans(text, username).collect();
+    let spans = mention_spans(text, username);
     if spans.is_empty() {
         return text.trim().to_owned();
     }
@@ -94,33 +101,200 @@ pub fn strip_mention(text: &str, username: &str) -> String {
     out.trim().to_owned()
 }
 
-/// Byte ranges of `@username` occurrences not followed by a name character.
-fn mention_spans<'a>(
-    text: &'a str,
-    username: &'a str,
-) -> impl Iterator<Item = (usize, usize)> + 'a {
-    let needle = format!("@{}", username.to_ascii_lowercase());
-    let lower = text.to_ascii_lowercase();
+/// Byte ranges of the `@username` mentions in the prose of `text`.
+fn mention_spans(text: &str, username: &str) -> Vec<(usize, usize)> {
     let mut found = Vec::new();
-    if !username.is_empty() {
-        let mut from = 0;
-        while let Some(i) = lower[from..].find(&needle) {
-            let start = from + i;
-            let end = start + needle.len();
-            let mut rest = lower[end..].chars();
-            let boundary = match rest.next() {
-                None => true,
-                // A dot ends a sentence unless a name continues after it.
-                Some('.') => !rest.next().is_some_and(|c| c.is_ascii_alphanumeric()),
-                Some(c) => !(c.is_ascii_alphanumeric() || c == '_' || c == '-'),
-            };
-            if boundary {
-                found.push((start, end));
+    if username.is_empty() {
+        return found;
+    }
+    let needle = format!("@{username}");
+    let needle = needle.as_bytes();
+    let bytes = text.as_bytes();
+    for (from, to) in prose(text) {
+        let mut i = from;
+        while i + needle.len() <= to {
+            if !bytes[i..i + needle.len()].eq_ignore_ascii_case(needle) {
+                i += 1;
+                continue;
             }
-            from = end;
+            let end = i + needle.len();
+            // A name or an address goes on before the `@`…
+            let starts_word = text[..i]
+                .chars()
+                .next_back()
+                .is_none_or(|c| !(c.is_alphanumeric() || c == '_' || c == '@'));
+            // …or after it, past any sentence punctuation.
+            let rest = text[end..to].trim_start_matches(['.', '-', '_', ':']);
+            let ends_word = rest
+                .chars()
+                .next()
+                .is_none_or(|c| !(c.is_alphanumeric() || c == '@'));
+            if starts_word && ends_word {
+                found.push((i, end));
+            }
+            i = end;
         }
     }
-    found.into_iter()
+    found
+}
+
+/// Byte ranges of `text` outside Markdown code: fenced blocks (``` or ~~~,
+/// unclosed ones running to the end), indented blocks (four columns, not
+/// continuing a paragraph or a list) and inline code spans.
+fn prose(text: &str) -> Vec<(usize, usize)> {
+    let mut out = Vec::new();
+    let mut paragraph: Option<(usize, usize)> = None;
+    let mut fence: Option<(char, usize)> = None;
+    let mut in_list = false;
+    let mut after_blank = true;
+    let mut at = 0;
+    for line in text.split_inclusive('\n') {
+        let start = at;
+        at += line.len();
+        let body = line.trim_end_matches(['\n', '\r']);
+        let (indent, rest) = indentation(unquote(body));
+        if let Some((mark, len)) = fence {
+            if indent < 4
+                && fence_of(rest)
+                    .is_some_and(|(m, n, info)| m == mark && n >= len && info.trim().is_empty())
+            {
+                fence = None;
+            }
+            continue;
+        }
+        if rest.trim().is_empty() {
+            if let Some(p) = paragraph.take() {
+                code_spans(text, p, &mut out);
+            }
+            after_blank = true;
+            continue;
+        }
+        let opens = fence_of(rest).filter(|(m, _, info)| *m == '~' || !info.contains('`'));
+        if indent < 4
+            && let Some((mark, len, _)) = opens
+        {
+            if let Some(p) = paragraph.take() {
+                code_spans(text, p, &mut out);
+            }
+            fence = Some((mark, len));
+            after_blank = false;
+            continue;
+        }
+        if indent >= 4 && paragraph.is_none() && !in_list {
+            after_blank = false;
+            continue;
+        }
+        if list_item(rest) {
+            in_list = true;
+        } else if indent == 0 && after_blank {
+            in_list = false;
+        }
+        after_blank = false;
+        let end = start + body.len();
+        paragraph = Some(paragraph.map_or((start, end), |(s, _)| (s, end)));
+    }
+    if let Some(p) = paragraph {
+        code_spans(text, p, &mut out);
+    }
+    out
+}
+
+/// The line without its leading `>` quote markers.
+fn unquote(line: &str) -> &str {
+    let mut rest = line;
+    loop {
+        let trimmed = rest.trim_start_matches(' ');
+        if rest.len() - trimmed.len() > 3 {
+            return rest;
+        }
+        match trimmed.strip_prefix('>') {
+            Some(r) => rest = r.strip_prefix(' ').unwrap_or(r),
+            None => return rest,
+        }
+    }
+}
+
+/// Columns of leading whitespace (tabs to the next multiple of four), and
+/// the rest of the line.
+fn indentation(line: &str) -> (usize, &str) {
+    let mut cols = 0;
+    for (i, c) in line.char_indices() {
+        match c {
+            ' ' => cols += 1,
+            '\t' => cols += 4 - cols % 4,
+            _ => return (cols, &line[i..]),
+        }
+    }
+    (cols, "")
+}
+
+/// A fence line: its character, its length (3 or more) and its info string.
+fn fence_of(rest: &str) -> Option<(char, usize, &str)> {
+    let mark = rest.chars().next().filter(|c| *c == '`' || *c == '~')?;
+    let info = rest.trim_start_matches(mark);
+    let len = rest.len() - info.len();
+    (len >= 3).then_some((mark, len, info))
+}
+
+/// Whether a line starts a list item: `-`, `*`, `+`, `1.` or `1)`, then a
+/// space or the end of the line.
+fn list_item(rest: &str) -> bool {
+    let after = match rest.strip_prefix(['-', '*', '+']) {
+        Some(r) => r,
+        None => {
+            let digits = rest.len() - rest.trim_start_matches(|c: char| c.is_ascii_digit()).len();
+            if digits == 0 || digits > 9 {
+                return false;
+            }
+            match rest[digits..].strip_prefix(['.', ')']) {
+                Some(r) => r,
+                None => return false,
+            }
+        }
+    };
+    after.is_empty() || after.starts_with([' ', '\t'])
+}
+
+/// Pushes the parts of the paragraph `from..to` outside code spans: a run of
+/// backticks opens one that the next run of the same length closes; an
+/// unmatched run is plain text, and so is an escaped backtick.
+fn code_spans(text: &str, (from, to): (usize, usize), out: &mut Vec<(usize, usize)>) {
+    let bytes = text.as_bytes();
+    let run = |i: usize| bytes[i..to].iter().take_while(|b| **b == b'`').count();
+    let mut segment = from;
+    let mut i = from;
+    while i < to {
+        match bytes[i] {
+            b'\\' if i + 1 < to && bytes[i + 1].is_ascii_punctuation() => i += 2,
+            b'`' => {
+                let n = run(i);
+                let mut j = i + n;
+                let mut close = None;
+                while j < to {
+                    if bytes[j] == b'`' {
+                        let m = run(j);
+                        if m == n {
+                            close = Some(j);
+                            break;
+                        }
+                        j += m;
+                    } else {
+                        j += 1;
+                    }
+                }
+                match close {
+                    Some(j) => {
+                        out.push((segment, i));
+                        i = j + n;
+                        segment = i;
+                    }
+                    None => i += n,
+                }
+            }
+            _ => i += 1,
+        }
+    }
+    out.push((segment, to));
 }
 
 pub fn not_configured_notice() -> String {
@@ -211,15 +385,59 @@ mod tests {
     fn mentions_are_whole_words() {
         assert!(mentions("hey @Bot do it", "bot"));
         assert!(mentions("@bot", "bot"));
+        assert!(mentions("@BOT", "bot"));
         assert!(mentions("@bot, please", "bot"));
         assert!(mentions("ask @bot.", "bot"));
+        assert!(mentions("ask @bot...", "bot"));
+        assert!(mentions("@bot: run it", "bot"));
+        assert!(mentions("(@bot) and @bot's", "bot"));
+        assert!(mentions("> @bot quoted", "bot"));
+        assert!(mentions("¿@bot?", "bot"));
+        assert!(!mentions("é@bot", "bot"));
         assert!(!mentions("@bottle please", "bot"));
         assert!(!mentions("@bot.name hi", "bot"));
+        assert!(!mentions("@bot_2 hi", "bot"));
+        assert!(!mentions("@bot-x hi", "bot"));
+        assert!(!mentions("mail email@bot now", "bot"));
+        assert!(!mentions("@@bot", "bot"));
         assert!(!mentions("bot", "bot"));
         assert!(!mentions("anything", ""));
+        assert!(mentions("@opencode-bot hi", "opencode-bot"));
+        assert!(!mentions("@opencode-bottle hi", "opencode-bot"));
+    }
+
+    #[test]
+    fn mentions_in_code_do_not_count() {
+        assert!(!mentions("see `@bot` for that", "bot"));
+        assert!(!mentions("``a ` and @bot``", "bot"));
+        assert!(!mentions("`one\n@bot` spans lines", "bot"));
+        assert!(mentions("`code` then @bot", "bot"));
+        assert!(mentions("`code`@bot", "bot"));
+        assert!(mentions("an unclosed ` leaves @bot in prose", "bot"));
+        assert!(mentions("escaped \\`@bot\\` is prose", "bot"));
+        assert!(!mentions("```\n@bot\n```", "bot"));
+        assert!(!mentions("~~~sh\n@bot\n~~~\n", "bot"));
+        assert!(!mentions("```rust\n@bot never closed", "bot"));
+        assert!(!mentions("````\n```\n@bot\n````", "bot"));
+        assert!(!mentions("> ```\n> @bot\n> ```", "bot"));
+        assert!(mentions("```\ncode\n```\n@bot after", "bot"));
+        assert!(!mentions("    @bot indented", "bot"));
+        assert!(!mentions("text\n\n\t@bot indented", "bot"));
+        assert!(mentions("text\n    @bot continues it", "bot"));
+        assert!(mentions("- item\n\n    @bot in the item", "bot"));
+        assert!(mentions("a paragraph\n\n@bot another", "bot"));
+    }
+
+    #[test]
+    fn stripping_leaves_code_alone() {
         assert_eq!(strip_mention("@bot  run the tests", "bot"), "run the tests");
         assert_eq!(strip_mention("please @BOT run @bot", "bot"), "please  run");
         assert_eq!(strip_mention("  plain  ", "bot"), "plain");
         assert_eq!(strip_mention("é @bot ü", "bot"), "é  ü");
+        assert_eq!(
+            strip_mention("@bot explain `@bot`\n```\n@bot\n```", "bot"),
+            "explain `@bot`\n```\n@bot\n```"
+        );
+        assert_eq!(strip_mention("@bottle @bot_2", "bot"), "@bottle @bot_2");
     }
 }

@@ -5,6 +5,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod mentions;
 mod missed;
 
 use std::collections::HashMap;

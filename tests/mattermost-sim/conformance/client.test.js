@@ -308,3 +308,72 @@ test('WebSocketClient (challenge auth): hello, ping reply, and no resume', async
     assert.equal(typing.data.user_id, alice.id);
     assert.deepEqual(typing.broadcast.omit_users, {[alice.id]: true});
 });
+
+test('WebSocketClient: mentions per recipient, channel notify props, viewMyChannel', async () => {
+    // Carol (X) watches with her own socket; alice writes.
+    const carol = await sim('POST', '/users', {username: 'carol'});
+    const carolClient = clientFor(carol.token);
+    const s = openSocket({token: carol.token, headerAuth: true});
+    sockets.push(s);
+    await waitFor(s.messages, (m) => m.event === 'hello', 'hello');
+    const posted = (post) => waitFor(
+        s.messages,
+        (m) => m.event === 'posted' && parsePost(m).id === post.id,
+        `posted ${JSON.stringify(post.message)}`,
+    );
+    const mentionsOf = (msg) => (msg.data.mentions === undefined ? undefined : JSON.parse(msg.data.mentions));
+
+    // A group message mentions every member but the author: the bot too.
+    const gm = await sim('POST', '/direct', {user_ids: [alice.id, bot.id, carol.id]});
+    assert.equal(gm.type, 'G');
+    const gmPost = await aliceClient.createPost({channel_id: gm.id, message: 'lunch, anyone?'});
+    assert.deepEqual(mentionsOf(await posted(gmPost)), [carol.id]);
+    const botSocket = sockets[0];
+    const toBot = await waitFor(
+        botSocket.messages,
+        (m) => m.event === 'posted' && parsePost(m).id === gmPost.id,
+        'the group post on the bot socket',
+    );
+    assert.deepEqual(mentionsOf(toBot), [bot.id]);
+
+    const channel = await sim('POST', '/channels', {team_id: seed.team.id, name: 'mentions', type: 'O'});
+    for (const id of [alice.id, carol.id]) {
+        await sim('POST', `/channels/${channel.id}/members`, {user_id: id});
+    }
+    const cases = [
+        ['@here, standup', [carol.id]],
+        [`thanks @${carol.username.toUpperCase()}.`, [carol.id]],
+        ['no mention at all', undefined],
+        [`quoting \`@${carol.username}\` in code`, undefined],
+        [`@${carol.username}x is someone else`, undefined],
+    ];
+    for (const [message, want] of cases) {
+        const post = await aliceClient.createPost({channel_id: channel.id, message});
+        assert.deepEqual(mentionsOf(await posted(post)), want, message);
+    }
+
+    // Carol mutes channel-wide mentions in this channel.
+    const ok = await carolClient.updateChannelNotifyProps({
+        channel_id: channel.id,
+        user_id: carol.id,
+        ignore_channel_mentions: 'on',
+    });
+    assert.equal(ok.status, 'OK');
+    const updated = await waitFor(s.messages, (m) => m.event === 'channel_member_updated', 'channel_member_updated');
+    assert.equal(JSON.parse(updated.data.channelMember).notify_props.ignore_channel_mentions, 'on');
+    const muted = await aliceClient.createPost({channel_id: channel.id, message: '@channel deploy at noon'});
+    assert.equal(mentionsOf(await posted(muted)), undefined);
+
+    // Mentions counted, then read away.
+    const before = await carolClient.getMyChannelMember(channel.id);
+    assert.equal(before.mention_count, 2);
+    const view = await carolClient.viewMyChannel(channel.id);
+    assert.equal(view.status, 'OK');
+    assert.equal(view.last_viewed_at_times[channel.id], muted.create_at);
+    const viewed = await waitFor(s.messages, (m) => m.event === 'multiple_channels_viewed', 'multiple_channels_viewed');
+    assert.equal(viewed.data.channel_times[channel.id], muted.create_at);
+    const after = await carolClient.getMyChannelMember(channel.id);
+    assert.equal(after.mention_count, 0);
+    assert.equal(after.msg_count, cases.length + 1);
+    assert.equal(after.last_viewed_at, muted.create_at);
+});

@@ -4,6 +4,7 @@
 //! by a test through [`crate::Simulator::post_as`] is validated and fanned out
 //! exactly like one made over HTTP.
 
+use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
 
 use axum::http::StatusCode;
@@ -20,7 +21,7 @@ use crate::model::{
     Channel, ChannelType, CreatePostBody, Post, PostPatchBody, Reaction, ReactionBody, TypingBody,
     UpdatePostBody,
 };
-use crate::state::{Store, direct_name, group_name, parse_mentions};
+use crate::state::{Store, direct_name, group_name};
 use crate::ws::{Broadcast, Event, EventData, Hub, HubLimits};
 
 /// One REST request as the server saw it.
@@ -285,7 +286,24 @@ impl Sim {
         }
         let mut rendered = store.render(&post);
         rendered.pending_post_id = body.pending_post_id;
-        let event = posted_event(&store, &channel, &author.username, &rendered, set_online);
+        let online: HashSet<String> = {
+            let hub = self.hub.lock();
+            store
+                .member_ids(&channel.id)
+                .into_iter()
+                .filter(|m| hub.is_online(m))
+                .collect()
+        };
+        let mentioned = crate::mentions::mentioned_users(&store, &channel, &post, &online);
+        store.increment_mention_count(&channel.id, &mentioned, post.root_id.is_empty());
+        let event = posted_event(
+            &store,
+            &channel,
+            &author.username,
+            &rendered,
+            set_online,
+            &mentioned,
+        );
         self.hub.lock().publish(&event);
         Ok(rendered)
     }
@@ -642,16 +660,17 @@ fn to_json_string<T: Serialize>(v: &T) -> Value {
     Value::String(serde_json::to_string(v).unwrap_or_default())
 }
 
-/// The `posted` event: per-recipient `mentions`, channel naming as clients
-/// see it, `otherFile`/`image` flags for attachments.
+/// The `posted` event: `mentions` (`["<recipient id>"]`) for each of
+/// `mentioned` only, channel naming as clients see it, `otherFile`/`image`
+/// flags for attachments.
 fn posted_event(
     store: &Store,
     channel: &Channel,
     sender_username: &str,
     post: &Post,
     set_online: bool,
+    mentioned: &BTreeSet<String>,
 ) -> Event {
-    let (names, channel_wide) = parse_mentions(&post.message);
     let display = match channel.kind {
         ChannelType::Direct => format!("@{sender_username}"),
         _ => channel.display_name.clone(),
@@ -684,14 +703,7 @@ fn posted_event(
         .member_ids(&channel.id)
         .into_iter()
         .map(|member| {
-            let mentioned = member != post.user_id
-                && (channel.kind == ChannelType::Direct
-                    || channel_wide
-                    || store
-                        .users
-                        .get(&member)
-                        .is_some_and(|u| names.contains(&u.username)));
-            let data = if mentioned {
+            let data = if mentioned.contains(&member) {
                 let mut d = (*base).clone();
                 d.insert("mentions".into(), to_json_string(&[&member]));
                 Arc::new(d)

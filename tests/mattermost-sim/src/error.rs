@@ -70,6 +70,15 @@ impl ApiError {
         )
     }
 
+    /// 400 for a bad value in a request (`SetInvalidParam`).
+    pub fn invalid_param(name: &str) -> Self {
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "api.context.invalid_param.app_error",
+            format!("Invalid {name} parameter."),
+        )
+    }
+
     /// 400 for a malformed path or query parameter.
     pub fn invalid_url(name: &str) -> Self {
         Self::new(

@@ -6,9 +6,11 @@
 //! then inspect what the server stored and received, or inject faults.
 //! The same control API is served as JSON under `/__sim/...`.
 //!
-//! Modules: [`model`] wire types, [`state`] the store, [`app`] the rules,
-//! `rest` the routes, [`ws`] the socket hub, [`faults`] injected failures and
-//! rate limiting, [`control`] the test control API.
+//! Modules: [`model`] wire types, [`state`] the store, [`app`] the rules
+//! (with [`mentions`], who a post mentions, and `membership`, reading a
+//! channel and its notify props), `rest` the routes, [`ws`] the socket hub,
+//! [`faults`] injected failures and rate limiting, [`control`] the test
+//! control API.
 
 pub mod app;
 pub mod config;
@@ -16,6 +18,8 @@ pub mod control;
 pub mod error;
 pub mod faults;
 pub mod ids;
+mod membership;
+pub mod mentions;
 pub mod model;
 mod rest;
 pub mod state;

@@ -189,6 +189,27 @@ impl Store {
             .clone()
     }
 
+    /// `IncrementMentionCount`: one more mention for each of `users` in the
+    /// channel (and in its root posts, for a root post).
+    pub fn increment_mention_count(
+        &mut self,
+        channel_id: &str,
+        users: &std::collections::BTreeSet<String>,
+        root: bool,
+    ) {
+        let now = now_ms();
+        let Some(members) = self.channel_members.get_mut(channel_id) else {
+            return;
+        };
+        for id in users {
+            if let Some(m) = members.get_mut(id) {
+                m.mention_count += 1;
+                m.mention_count_root += i64::from(root);
+                m.last_update_at = now;
+            }
+        }
+    }
+
     /// Whether the user is a member of the channel.
     pub fn is_member(&self, channel_id: &str, user_id: &str) -> bool {
         self.channel_members
@@ -350,39 +371,6 @@ pub fn image_size(data: &[u8]) -> (i64, i64) {
     (0, 0)
 }
 
-/// Message of the posted event: `@username` mentions of channel members.
-///
-/// Returns the set of usernames mentioned with `@`, lowercased, plus whether
-/// `@channel`, `@all` or `@here` appears. Trailing `.`, `-` and `_` are
-/// treated as punctuation, as the server's mention parser does.
-pub fn parse_mentions(message: &str) -> (HashSet<String>, bool) {
-    let is_name_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_');
-    let chars: Vec<char> = message.to_lowercase().chars().collect();
-    let mut names = HashSet::new();
-    let mut channel_wide = false;
-    let mut i = 0;
-    while i < chars.len() {
-        if chars[i] != '@' || (i > 0 && is_name_char(chars[i - 1])) {
-            i += 1;
-            continue;
-        }
-        let start = i + 1;
-        let mut end = start;
-        while end < chars.len() && is_name_char(chars[end]) {
-            end += 1;
-        }
-        let word: String = chars[start..end].iter().collect();
-        let word = word.trim_end_matches(['.', '-', '_']);
-        if matches!(word, "channel" | "all" | "here") {
-            channel_wide = true;
-        } else if !word.is_empty() {
-            names.insert(word.to_owned());
-        }
-        i = end.max(start);
-    }
-    (names, channel_wide)
-}
-
 /// The `integration` blocks of interactive buttons, removed from posts sent
 /// to clients so that callback URLs and secrets never leave the server.
 pub fn strip_integrations(props: &mut serde_json::Map<String, Value>) {
@@ -402,17 +390,6 @@ pub fn strip_integrations(props: &mut serde_json::Map<String, Value>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn mentions_are_parsed_like_the_server() {
-        let (names, wide) = parse_mentions("hi @Bot, and @alice. mail bob@example.com @here");
-        assert!(names.contains("bot"));
-        assert!(names.contains("alice"));
-        assert!(!names.contains("example.com"));
-        assert!(wide);
-        let (names, wide) = parse_mentions("no mentions");
-        assert!(names.is_empty() && !wide);
-    }
 
     #[test]
     fn direct_names_are_sorted() {

@@ -153,6 +153,80 @@ pub async fn members(
     ))
 }
 
+/// `me`, or the user id itself: acting for another user takes
+/// `edit_other_users`, which no account here has.
+fn own_user_id(s: &Session, user_id: String) -> Result<String, ApiError> {
+    let user_id = if user_id == "me" {
+        s.user_id.clone()
+    } else {
+        user_id
+    };
+    require_id(&user_id, "user_id")?;
+    if user_id == s.user_id {
+        Ok(user_id)
+    } else {
+        Err(ApiError::permissions())
+    }
+}
+
+#[derive(Deserialize)]
+struct ChannelView {
+    #[serde(default)]
+    channel_id: String,
+    #[serde(default)]
+    prev_channel_id: String,
+}
+
+/// `POST /channels/members/{user_id}/view` (`me` allowed) with
+/// `{channel_id, prev_channel_id}`: both read (blank ids are allowed: a
+/// lost focus, a first view). Answers `{status, last_viewed_at_times}`.
+pub async fn view(
+    State(sim): State<Arc<Sim>>,
+    s: Session,
+    Path(user_id): Path<String>,
+    body: Bytes,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let user_id = own_user_id(&s, user_id)?;
+    let view: ChannelView = parse_body(&body, "channel_view")?;
+    let mut ids = Vec::new();
+    for (id, name) in [
+        (view.channel_id, "channel_view.channel_id"),
+        (view.prev_channel_id, "channel_view.prev_channel_id"),
+    ] {
+        if id.is_empty() {
+            continue;
+        }
+        if !crate::ids::is_valid_id(&id) {
+            return Err(ApiError::invalid_param(name));
+        }
+        ids.push(id);
+    }
+    let times = sim.view_channels(&user_id, &ids);
+    Ok(Json(
+        serde_json::json!({"status": "OK", "last_viewed_at_times": times}),
+    ))
+}
+
+/// `PUT /channels/{channel_id}/members/{user_id}/notify_props` (`me`
+/// allowed): a string map; the known props change, `{status: "OK"}`.
+pub async fn update_notify_props(
+    State(sim): State<Arc<Sim>>,
+    s: Session,
+    Path((channel_id, user_id)): Path<(String, String)>,
+    body: Bytes,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    require_id(&channel_id, "channel_id")?;
+    let user_id = own_user_id(&s, user_id)?;
+    let props: HashMap<String, String> =
+        serde_json::from_slice(&body).map_err(|_| ApiError::invalid_param("notify_props"))?;
+    let props = props
+        .into_iter()
+        .map(|(k, v)| (k, serde_json::Value::String(v)))
+        .collect();
+    sim.update_member_notify_props(&channel_id, &user_id, &props)?;
+    Ok(Json(crate::model::status_ok()))
+}
+
 #[derive(Deserialize)]
 struct AddMemberBody {
     #[serde(default)]

@@ -149,6 +149,14 @@ pub fn router(sim: Arc<Sim>) -> Router {
             get(channels::member),
         )
         .route(
+            "/api/v4/channels/{channel_id}/members/{user_id}/notify_props",
+            put(channels::update_notify_props),
+        )
+        .route(
+            "/api/v4/channels/members/{user_id}/view",
+            post(channels::view),
+        )
+        .route(
             "/api/v4/channels/{channel_id}/posts",
             get(posts::for_channel),
         )
