@@ -7,7 +7,7 @@ cargo build --release --quiet
 (cd tests/opencode && [ -d node_modules ] || npm install --no-audit --no-fund --loglevel=error)
 (cd opencode-plugin && [ -d node_modules ] || npm install --no-audit --no-fund --loglevel=error)
 bin="$PWD/target/release/opencode-mattermost"
-echo "agent binary: $(du -h "$bin" | cut -f1) ($bin)"
+echo "agent binary: $(stat -c %s "$bin") bytes, $(du -h "$bin" | cut -f1) ($bin)"
 OPENCODE_MATTERMOST_BIN="$bin" XDG_STATE_HOME="$(mktemp -d)" OPENCODE_MM_LOG=warn \
   tests/opencode/node_modules/.bin/bun run tests/shim/bench.ts
 
