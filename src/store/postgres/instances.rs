@@ -42,7 +42,10 @@ fn claim_row(row: &Row) -> Result<Claim, StoreError> {
     })
 }
 
-pub(super) async fn register_instance(c: &impl GenericClient, i: &Instance) -> Result<(), StoreError> {
+pub(super) async fn register_instance(
+    c: &impl GenericClient,
+    i: &Instance,
+) -> Result<(), StoreError> {
     execute(
         c,
         "INSERT INTO instances
@@ -69,7 +72,11 @@ pub(super) async fn register_instance(c: &impl GenericClient, i: &Instance) -> R
     Ok(())
 }
 
-pub(super) async fn heartbeat(c: &impl GenericClient, id: &str, at: Millis) -> Result<(), StoreError> {
+pub(super) async fn heartbeat(
+    c: &impl GenericClient,
+    id: &str,
+    at: Millis,
+) -> Result<(), StoreError> {
     let changed = execute(
         c,
         "UPDATE instances SET heartbeat_at = $2 WHERE id = $1",
@@ -184,7 +191,10 @@ pub(super) async fn take_missed(
     Ok(changed == 1)
 }
 
-pub(super) async fn prune_claims(c: &impl GenericClient, before: Millis) -> Result<usize, StoreError> {
+pub(super) async fn prune_claims(
+    c: &impl GenericClient,
+    before: Millis,
+) -> Result<usize, StoreError> {
     let deleted = execute(
         c,
         "DELETE FROM claims WHERE claimed_at < $1 AND state IN ($2, $3, $4)",

@@ -183,7 +183,9 @@ impl PgStore {
                     self.pool.status().max_size
                 ),
                 PoolError::Timeout(_) => format!("connecting to {} timed out", self.target),
-                PoolError::Backend(e) => format!("cannot connect to {}: {}", self.target, describe(&e)),
+                PoolError::Backend(e) => {
+                    format!("cannot connect to {}: {}", self.target, describe(&e))
+                }
                 other => format!("cannot connect to {}: {other}", self.target),
             };
             StoreError::Postgres(scrub(self.password.as_deref(), why))
@@ -193,7 +195,9 @@ impl PgStore {
     /// The error with the password taken out of its text.
     fn scrub_error(&self, e: StoreError) -> StoreError {
         match e {
-            StoreError::Postgres(text) => StoreError::Postgres(scrub(self.password.as_deref(), text)),
+            StoreError::Postgres(text) => {
+                StoreError::Postgres(scrub(self.password.as_deref(), text))
+            }
             other => other,
         }
     }
@@ -214,7 +218,18 @@ pub(super) fn describe(e: &tokio_postgres::Error) -> String {
         if e.is_closed() {
             return "the connection to the database was closed; the next call reconnects".into();
         }
-        return e.to_string();
+        // The driver's text leaves out the cause (why TLS failed, say).
+        let mut text = e.to_string();
+        let mut source = std::error::Error::source(e);
+        while let Some(cause) = source {
+            let cause_text = cause.to_string();
+            if !text.contains(&cause_text) {
+                text.push_str(": ");
+                text.push_str(&cause_text);
+            }
+            source = cause.source();
+        }
+        return text;
     };
     let mut text = format!("{} (SQLSTATE {})", db.message(), db.code().code());
     if *db.code() == SqlState::CHARACTER_NOT_IN_REPERTOIRE {

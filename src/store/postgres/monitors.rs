@@ -54,14 +54,7 @@ pub(super) async fn remove_monitors(
             )
             .await?
         }
-        None => {
-            execute(
-                c,
-                "DELETE FROM monitors WHERE session_id = $1",
-                &[&session],
-            )
-            .await?
-        }
+        None => execute(c, "DELETE FROM monitors WHERE session_id = $1", &[&session]).await?,
     };
     Ok(usize::try_from(removed).unwrap_or(usize::MAX))
 }

@@ -132,7 +132,10 @@ pub(super) async fn cursors(c: &impl GenericClient) -> Result<Vec<(String, Milli
     .collect()
 }
 
-pub(super) async fn prune_replies(c: &impl GenericClient, before: Millis) -> Result<usize, StoreError> {
+pub(super) async fn prune_replies(
+    c: &impl GenericClient,
+    before: Millis,
+) -> Result<usize, StoreError> {
     let deleted = execute(
         c,
         "DELETE FROM replies WHERE started_at < $1 AND state = $2",

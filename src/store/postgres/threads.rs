@@ -22,7 +22,10 @@ fn thread_row(row: &Row) -> Result<ThreadBinding, StoreError> {
     })
 }
 
-pub(super) async fn bind_thread(c: &mut ClientWrapper, b: &ThreadBinding) -> Result<(), StoreError> {
+pub(super) async fn bind_thread(
+    c: &mut ClientWrapper,
+    b: &ThreadBinding,
+) -> Result<(), StoreError> {
     // The insert and the check of the row that beat it are one transaction,
     // so a concurrent `set_thread_session` cannot slip between them. Under
     // READ COMMITTED the check is a new statement and sees the winner's row.

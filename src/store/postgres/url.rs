@@ -55,9 +55,11 @@ fn is_secret_param(key: &str) -> bool {
 /// scrubbed of it as a last line of defence.
 pub(super) fn password_of(url: &str) -> Option<String> {
     let parsed = Url::parse(url.trim()).ok()?;
-    let from_user = parsed
-        .password()
-        .map(|p| percent_encoding::percent_decode_str(p).decode_utf8_lossy().into_owned());
+    let from_user = parsed.password().map(|p| {
+        percent_encoding::percent_decode_str(p)
+            .decode_utf8_lossy()
+            .into_owned()
+    });
     from_user
         .or_else(|| {
             parsed
