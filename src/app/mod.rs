@@ -230,3 +230,6 @@ pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>, AppError> {
         .map_err(|e| StoreError::Join(e.to_string()))??;
     Ok(Arc::new(opened))
 }
+
+#[cfg(test)]
+mod tests;
