@@ -100,13 +100,14 @@ impl PgStore {
     }
 
     /// Connect to the database `url` names and bring its schema up to date.
-    /// TLS is used when the URL says `sslmode=require`; otherwise the
-    /// connection is plain.
+    /// TLS is used when the URL says `sslmode=require` (or libpq's
+    /// `verify-ca`/`verify-full`), always verifying the server; otherwise
+    /// the connection is plain.
     pub async fn connect_with(url: &str, options: PgOptions) -> Result<PgStore, StoreError> {
         let target: Arc<str> = redact_database_url(url).into();
         let password: Option<Arc<str>> = url::password_of(url).map(Into::into);
         let scrub = |text: String| scrub(password.as_deref(), text);
-        let mut config: tokio_postgres::Config = url.trim().parse().map_err(|e| {
+        let mut config: tokio_postgres::Config = url::driver_url(url).parse().map_err(|e| {
             StoreError::Postgres(scrub(format!(
                 "{target} is not a usable PostgreSQL URL: {e}"
             )))

@@ -83,6 +83,37 @@ pub fn is_postgres_url(url: &str) -> bool {
     scheme.eq_ignore_ascii_case("postgres") || scheme.eq_ignore_ascii_case("postgresql")
 }
 
+/// `url` with libpq's `sslmode=verify-ca` or `verify-full` written as
+/// `require`, which the driver knows: TLS here always verifies the chain and
+/// the name, so both are met (and `verify-ca` exceeded). Other URLs are
+/// returned as given.
+pub(super) fn driver_url(url: &str) -> String {
+    let Ok(mut parsed) = Url::parse(url.trim()) else {
+        return url.to_owned();
+    };
+    let verifying =
+        |v: &str| v.eq_ignore_ascii_case("verify-ca") || v.eq_ignore_ascii_case("verify-full");
+    if !parsed
+        .query_pairs()
+        .any(|(k, v)| k == "sslmode" && verifying(&v))
+    {
+        return url.to_owned();
+    }
+    let pairs: Vec<(String, String)> = parsed
+        .query_pairs()
+        .map(|(k, v)| {
+            let v = if k == "sslmode" && verifying(&v) {
+                "require".to_owned()
+            } else {
+                v.into_owned()
+            };
+            (k.into_owned(), v)
+        })
+        .collect();
+    parsed.query_pairs_mut().clear().extend_pairs(pairs);
+    parsed.into()
+}
+
 /// A schema name safe to put in a connection option unquoted.
 pub(super) fn valid_schema(name: &str) -> bool {
     let mut bytes = name.bytes();
@@ -92,4 +123,34 @@ pub(super) fn valid_schema(name: &str) -> bool {
     first_ok
         && name.len() <= 63
         && bytes.all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn libpq_verifying_modes_become_require() {
+        for mode in ["verify-full", "verify-ca", "VERIFY-FULL"] {
+            let url = format!("postgres://a:p%40ss@db/omm?sslmode={mode}&application_name=x");
+            let got = driver_url(&url);
+            assert_eq!(
+                got,
+                "postgres://a:p%40ss@db/omm?sslmode=require&application_name=x"
+            );
+            let config: tokio_postgres::Config = got.parse().unwrap();
+            assert_eq!(
+                config.get_ssl_mode(),
+                tokio_postgres::config::SslMode::Require
+            );
+            assert_eq!(config.get_password(), Some(&b"p@ss"[..]));
+        }
+        for same in [
+            "postgres://db/omm?sslmode=disable",
+            "postgres://db/omm",
+            "host=db",
+        ] {
+            assert_eq!(driver_url(same), same);
+        }
+    }
 }
