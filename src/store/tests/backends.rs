@@ -95,11 +95,30 @@ impl PgSchema {
         let url = std::env::var(PG_ENV)
             .ok()
             .filter(|u| !u.trim().is_empty())?;
-        let name = format!("omm_test_{}_{:08x}", std::process::id(), fastrand::u32(..));
+        let now = crate::store::now_millis() / 1000;
+        let name = format!("omm_test_{now}_{:08x}", fastrand::u32(..));
         let (client, connection) = tokio_postgres::connect(&url, NoTls)
             .await
             .unwrap_or_else(|e| panic!("{PG_ENV} is set but the server cannot be used: {e}"));
         tokio::spawn(connection);
+        // Schemas of runs killed before they could drop theirs: any over an
+        // hour old.
+        let stale = client
+            .query(
+                "SELECT nspname::text FROM pg_namespace WHERE nspname LIKE 'omm\\_test\\_%'",
+                &[],
+            )
+            .await
+            .unwrap();
+        for row in stale {
+            let old: String = row.get(0);
+            let born = old.split('_').nth(2).and_then(|t| t.parse::<i64>().ok());
+            if born.is_some_and(|born| born < now - 3600) {
+                let _ = client
+                    .batch_execute(&format!("DROP SCHEMA IF EXISTS {old} CASCADE"))
+                    .await;
+            }
+        }
         client
             .batch_execute(&format!("CREATE SCHEMA {name}"))
             .await
