@@ -18,3 +18,7 @@ cargo test --release --quiet --test bench_link -- --ignored --nocapture 2>&1 | g
 echo
 echo "Remote-control loop (real OpenCode, scripted model, simulator; release):"
 cargo test --release --quiet --test bench_bridge -- --ignored --nocapture 2>&1 | grep -v -E "^(running|test result|$)|^test "
+
+echo
+echo "State store, SQLite and PostgreSQL (release; PostgreSQL when OPENCODE_MM_TEST_DATABASE_URL is set):"
+cargo test --release --quiet --test bench_store -- --ignored --nocapture 2>&1 | grep -v -E "^(running|test result|$)|^test "

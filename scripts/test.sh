@@ -21,6 +21,37 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 step "tool contract (tools/) is current"
 cargo run --quiet --locked -- tools check tools
 
+step "PostgreSQL for the store's contract tests"
+# The store's behaviour is tested on SQLite and on a real PostgreSQL server.
+# In CI (CI=true) a server that does not answer fails the run; elsewhere the
+# PostgreSQL half is skipped with a note.
+pg_url="${OPENCODE_MM_TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/test}"
+pg_answers() {
+  if command -v psql >/dev/null; then
+    psql "$pg_url" -Atqc 'select 1' >/dev/null 2>&1
+  elif command -v pg_isready >/dev/null; then
+    pg_isready -q -d "$pg_url"
+  else
+    return 1
+  fi
+}
+pg_ok=false
+for _ in $(seq 1 10); do
+  if pg_answers; then pg_ok=true; break; fi
+  sleep 1
+done
+if $pg_ok; then
+  export OPENCODE_MM_TEST_DATABASE_URL="$pg_url"
+  echo "PostgreSQL answers at ${pg_url%%\?*}"
+elif [ "${CI:-}" = "true" ]; then
+  echo "error: PostgreSQL does not answer at $pg_url (psql/pg_isready); the store's" \
+    "PostgreSQL tests cannot run. Start the server or set OPENCODE_MM_TEST_DATABASE_URL." >&2
+  exit 1
+else
+  echo "warning: PostgreSQL does not answer at $pg_url; its store tests are skipped" >&2
+  unset OPENCODE_MM_TEST_DATABASE_URL
+fi
+
 step "cargo test (unit, integration, end to end with real OpenCode)"
 cargo test --workspace --locked
 

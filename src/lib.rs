@@ -118,12 +118,9 @@ async fn toast_token_rejections(agent: Arc<Agent>) {
 /// from Mattermost are not taken (they are drained so the link never
 /// stalls) and the log and status say why.
 async fn start_bridge(agent: Arc<Agent>) {
-    let config = agent.config.clone();
-    let opened = tokio::task::spawn_blocking(move || app::open_store(&config)).await;
-    let store = match opened {
-        Ok(Ok(store)) => store,
-        Ok(Err(e)) => return bridge_off(agent, e.to_string()).await,
-        Err(e) => return bridge_off(agent, format!("opening the store failed: {e}")).await,
+    let store = match app::open_store(&agent.config).await {
+        Ok(store) => store,
+        Err(e) => return bridge_off(agent, e.to_string()).await,
     };
     let (Some(inbound_rx), Some(events_rx)) = (agent.take_inbound(), agent.take_events()) else {
         agent.set_bridge(Err("the bridge is already running".into()));

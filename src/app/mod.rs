@@ -41,7 +41,10 @@ pub struct App {
 pub enum AppError {
     #[error("the state database cannot be used: {0}")]
     Store(#[from] StoreError),
-    #[error("no state database path: set OPENCODE_MM_STATE_DB or XDG_DATA_HOME/HOME")]
+    #[error(
+        "no state database path: set OPENCODE_MM_STATE_DB, OPENCODE_MM_DATABASE_URL or \
+         XDG_DATA_HOME/HOME"
+    )]
     NoStorePath,
 }
 
@@ -231,12 +234,25 @@ pub fn host_name() -> String {
         .unwrap_or_else(|| "localhost".to_owned())
 }
 
-/// Open the store the configuration names.
-pub fn open_store(config: &Config) -> Result<Arc<dyn Store>, AppError> {
+/// Open the store the configuration names: PostgreSQL when
+/// `OPENCODE_MM_DATABASE_URL` is a `postgres://` URL, else the SQLite file.
+/// Async because PostgreSQL connects and migrates over the network; SQLite's
+/// file work runs on the blocking pool.
+pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>, AppError> {
+    if let Some(url) = &config.database_url {
+        let store = crate::store::PgStore::connect(url.expose()).await?;
+        return Ok(Arc::new(store));
+    }
     let path = config
         .state_db
         .clone()
         .or_else(crate::store::SqliteStore::default_path)
         .ok_or(AppError::NoStorePath)?;
-    Ok(Arc::new(crate::store::SqliteStore::open(&path)?))
+    let opened = tokio::task::spawn_blocking(move || crate::store::SqliteStore::open(&path))
+        .await
+        .map_err(|e| StoreError::Join(e.to_string()))??;
+    Ok(Arc::new(opened))
 }
+
+#[cfg(test)]
+mod tests;

@@ -124,8 +124,13 @@ pub struct Config {
     /// `MM_PLUGIN_LOG_FILE`: log file; default under the XDG state dir.
     pub log_file: Option<PathBuf>,
     /// `OPENCODE_MM_STATE_DB`: the SQLite state database; default
-    /// `$XDG_DATA_HOME/opencode-mattermost/state.db`.
+    /// `$XDG_DATA_HOME/opencode-mattermost/state.db`. A `sqlite:` value of
+    /// `OPENCODE_MM_DATABASE_URL` sets it too; `None` with PostgreSQL.
     pub state_db: Option<PathBuf>,
+    /// `OPENCODE_MM_DATABASE_URL` when it names PostgreSQL (`postgres://`):
+    /// the shared state database. A secret, since the URL may hold the
+    /// password; shown redacted.
+    pub database_url: Option<Secret>,
     /// `OPENCODE_MM_FETCH_TIMEOUT`: how long one OpenCode API call through
     /// the shim may take.
     pub fetch_timeout: Duration,

@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 
 use super::sources::{RawSettings, parse_file};
-use super::values::{Reader, derive_ws_url};
+use super::values::{DatabaseUrl, Reader, derive_ws_url};
 use super::{CONFIG_FILE_ENV, Config, DEFAULT_ATTACH_OVER, MATTERMOST_MAX_POST_RUNES, Problem};
 
 impl Config {
@@ -75,6 +75,34 @@ impl Config {
         );
         let log_file = r.path("MM_PLUGIN_LOG_FILE");
         let state_db = r.path("OPENCODE_MM_STATE_DB");
+        let (state_db, database_url) = match r.database_url("OPENCODE_MM_DATABASE_URL") {
+            Some(DatabaseUrl::Postgres(url)) => {
+                if state_db.is_some() {
+                    r.problem(
+                        "OPENCODE_MM_STATE_DB",
+                        "not used: OPENCODE_MM_DATABASE_URL selects PostgreSQL; unset one of \
+                         them"
+                            .into(),
+                    );
+                }
+                (None, Some(url))
+            }
+            Some(DatabaseUrl::Sqlite(path)) => {
+                if let Some(other) = state_db.filter(|other| *other != path) {
+                    r.problem(
+                        "OPENCODE_MM_DATABASE_URL",
+                        format!(
+                            "names {} but OPENCODE_MM_STATE_DB names {}; using {}",
+                            path.display(),
+                            other.display(),
+                            path.display()
+                        ),
+                    );
+                }
+                (Some(path), None)
+            }
+            None => (state_db, None),
+        };
         let log_filter = r.string("OPENCODE_MM_LOG");
         let fetch_timeout = r.millis("OPENCODE_MM_FETCH_TIMEOUT", 30_000, 100..=600_000);
         let rate_per_second = r.number("OPENCODE_MM_API_RATE", 10, 1..=1000);
@@ -185,6 +213,7 @@ impl Config {
             attach_over,
             log_file,
             state_db,
+            database_url,
             log_filter,
             fetch_timeout,
             rate_per_second,

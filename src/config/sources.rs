@@ -41,9 +41,9 @@ pub(super) fn read_file(
         m.permissions().mode()
     });
     match mode {
-        Ok(mode) if mode & 0o077 != 0 && holds_token(&text) => {
+        Ok(mode) if mode & 0o077 != 0 && holds_secret(&text) => {
             let why = format!(
-                "it holds MATTERMOST_TOKEN but others may read it (mode {:o}); run `chmod 600 {}` \
+                "it holds MATTERMOST_TOKEN or a database password but others may read it (mode {:o}); run `chmod 600 {}` \
                  (the file was not used)",
                 mode & 0o777,
                 path.display()
@@ -54,14 +54,21 @@ pub(super) fn read_file(
     }
 }
 
-/// Whether a config file's text sets the bot token.
-fn holds_token(text: &str) -> bool {
+/// Whether a config file's text sets the bot token or a database URL with
+/// a password (one that redacting changes).
+fn holds_secret(text: &str) -> bool {
     match text.parse::<toml::Table>() {
-        Ok(table) => table
-            .keys()
-            .any(|k| k.eq_ignore_ascii_case("MATTERMOST_TOKEN")),
+        Ok(table) => table.iter().any(|(k, v)| {
+            k.eq_ignore_ascii_case("MATTERMOST_TOKEN")
+                || (k.eq_ignore_ascii_case("OPENCODE_MM_DATABASE_URL")
+                    && v.as_str()
+                        .is_none_or(crate::store::database_url_has_password))
+        }),
         // Unreadable as TOML: judge by the text, to be safe.
-        Err(_) => text.to_ascii_lowercase().contains("mattermost_token"),
+        Err(_) => {
+            let lower = text.to_ascii_lowercase();
+            lower.contains("mattermost_token") || lower.contains("opencode_mm_database_url")
+        }
     }
 }
 

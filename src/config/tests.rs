@@ -390,3 +390,103 @@ fn plain_http_to_another_machine_is_warned_about() {
         assert!(c.site_url.is_some(), "{url}");
     }
 }
+
+#[test]
+fn database_url_selects_postgres_and_never_shows_the_password() {
+    let url = "postgres://agent:pw-0f-agent@db.example.com/omm?sslmode=require";
+    let c = load(&[("OPENCODE_MM_DATABASE_URL", url)], None);
+    assert!(problem(&c, "OPENCODE_MM_DATABASE_URL").is_none());
+    assert_eq!(c.database_url.as_ref().map(Secret::expose), Some(url));
+    assert_eq!(c.state_db, None);
+    let shown = c.describe();
+    assert!(
+        shown.contains("postgres://agent:[redacted]@db.example.com/omm?sslmode=require"),
+        "{shown}"
+    );
+    assert!(!shown.contains("pw-0f-agent"), "{shown}");
+    assert!(!format!("{c:?}").contains("pw-0f-agent"));
+
+    // From the file too, like every setting.
+    let c = load(
+        &[],
+        Some(&format!("opencode_mm_database_url = \"{url}\"\n")),
+    );
+    assert_eq!(c.database_url.as_ref().map(Secret::expose), Some(url));
+    assert!(!c.describe().contains("pw-0f-agent"));
+}
+
+#[test]
+fn database_url_sqlite_paths_unset_and_mistakes() {
+    for (value, path) in [
+        ("sqlite:/var/lib/omm/state.db", "/var/lib/omm/state.db"),
+        ("sqlite:///var/lib/omm/state.db", "/var/lib/omm/state.db"),
+        ("SQLITE:/x.db", "/x.db"),
+    ] {
+        let c = load(&[("OPENCODE_MM_DATABASE_URL", value)], None);
+        assert_eq!(c.state_db, Some(PathBuf::from(path)), "{value}");
+        assert!(c.database_url.is_none());
+        assert!(problem(&c, "OPENCODE_MM_DATABASE_URL").is_none(), "{value}");
+    }
+    let c = load(&[("OPENCODE_MM_STATE_DB", "/a.db")], None);
+    assert_eq!(
+        (c.state_db, c.database_url),
+        (Some(PathBuf::from("/a.db")), None)
+    );
+
+    // Both set: the URL wins, and the conflict is reported.
+    let c = load(
+        &[
+            ("OPENCODE_MM_STATE_DB", "/a.db"),
+            ("OPENCODE_MM_DATABASE_URL", "sqlite:/b.db"),
+        ],
+        None,
+    );
+    assert_eq!(c.state_db, Some(PathBuf::from("/b.db")));
+    assert!(problem(&c, "OPENCODE_MM_DATABASE_URL").is_some_and(|m| m.contains("/a.db")));
+    let c = load(
+        &[
+            ("OPENCODE_MM_STATE_DB", "/a.db"),
+            ("OPENCODE_MM_DATABASE_URL", "postgres://db/omm"),
+        ],
+        None,
+    );
+    assert_eq!(c.state_db, None);
+    assert!(c.database_url.is_some());
+    assert!(problem(&c, "OPENCODE_MM_STATE_DB").is_some_and(|m| m.contains("PostgreSQL")));
+
+    // Neither scheme: SQLite as usual, the problem shows no password.
+    for bad in ["mysql://u:pw-0f-agent@db/omm", "sqlite:", "pw-0f-agent"] {
+        let c = load(&[("OPENCODE_MM_DATABASE_URL", bad)], None);
+        assert!(c.database_url.is_none(), "{bad}");
+        let p = problem(&c, "OPENCODE_MM_DATABASE_URL").unwrap_or_default();
+        assert!(p.contains("postgres://"), "{bad}: {p}");
+        assert!(!p.contains("pw-0f-agent"), "{p}");
+        assert!(!c.describe().contains("pw-0f-agent"));
+    }
+}
+
+#[test]
+fn a_config_file_with_a_database_password_must_be_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config.toml");
+    for (text, secret) in [
+        (
+            "opencode_mm_database_url = \"postgres://a:pw@db/omm\"\n",
+            true,
+        ),
+        (
+            "opencode_mm_database_url = \"postgres://a@db/omm?password=pw\"\n",
+            true,
+        ),
+        (
+            "opencode_mm_database_url = \"postgres://a@db/omm\"\n",
+            false,
+        ),
+    ] {
+        std::fs::write(&path, text).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let refused = matches!(super::sources::read_file(path.clone(), true), Some(Err(_)));
+        assert_eq!(refused, secret, "{text}");
+    }
+}

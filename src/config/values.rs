@@ -11,6 +11,15 @@ use url::Url;
 use super::report::closest;
 use super::sources::RawSettings;
 use super::{ChannelType, Entry, Origin, Problem, Secret};
+use crate::store::{is_postgres_url, redact_database_url};
+
+/// Where `OPENCODE_MM_DATABASE_URL` puts the state.
+pub(super) enum DatabaseUrl {
+    /// The whole URL: it may hold the password.
+    Postgres(Secret),
+    /// A `sqlite:` value: the file.
+    Sqlite(PathBuf),
+}
 
 pub(super) fn derive_ws_url(site: &Url) -> Option<Url> {
     let scheme = if site.scheme() == "https" {
@@ -103,6 +112,53 @@ impl Reader<'_> {
 
     pub(super) fn path(&mut self, key: &'static str) -> Option<PathBuf> {
         self.string(key).map(PathBuf::from)
+    }
+
+    /// A `postgres://` URL (shown without its password) or a `sqlite:`
+    /// path (`sqlite:/abs/state.db` or `sqlite:///abs/state.db`). Anything
+    /// else is a problem and leaves SQLite at its usual place.
+    pub(super) fn database_url(&mut self, key: &'static str) -> Option<DatabaseUrl> {
+        let Some((v, o)) = self.get(key) else {
+            self.record(key, "(unset)".into(), Origin::Default);
+            return None;
+        };
+        let shown = redact_database_url(&v);
+        self.record(key, shown.clone(), o);
+        if is_postgres_url(&v) {
+            return match Url::parse(&v) {
+                Ok(_) => Some(DatabaseUrl::Postgres(Secret::new(v))),
+                Err(e) => {
+                    self.problem(
+                        key,
+                        format!(
+                            "`{shown}` is not a valid URL ({e}); e.g. \
+                             postgres://agent@db.example.com/opencode?sslmode=require \
+                             (using SQLite)"
+                        ),
+                    );
+                    None
+                }
+            };
+        }
+        let path = v
+            .get(..7)
+            .filter(|scheme| scheme.eq_ignore_ascii_case("sqlite:"))
+            .and_then(|_| v.get(7..))
+            .map(|rest| rest.strip_prefix("//").unwrap_or(rest));
+        match path {
+            Some(path) if !path.is_empty() => Some(DatabaseUrl::Sqlite(PathBuf::from(path))),
+            _ => {
+                self.problem(
+                    key,
+                    format!(
+                        "`{shown}` is neither a postgres:// URL nor a sqlite: path; e.g. \
+                         postgres://agent@db.example.com/opencode or sqlite:/var/lib/omm/state.db \
+                         (using SQLite)"
+                    ),
+                );
+                None
+            }
+        }
     }
 
     fn parse_url(&mut self, key: &'static str, schemes: &[&str], example: &str) -> Option<Url> {

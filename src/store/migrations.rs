@@ -1,11 +1,16 @@
-//! The SQLite schema as an ordered list of numbered migrations.
+//! The schema history: one ordered list of numbered migrations, each
+//! written for SQLite and for PostgreSQL with the same meaning (same tables,
+//! columns, keys and indexes; integers are BIGINT milliseconds, the reply's
+//! post id list JSONB, flags BOOLEAN on PostgreSQL).
 //!
 //! Each migration runs once, inside the same transaction that records it in
-//! `schema_migrations`, so a crash never leaves half a schema behind. The
-//! transaction is IMMEDIATE: two agents starting at once on a fresh file take
-//! turns instead of both creating the tables. A database that already records
-//! a version this build does not know was written by a newer release; it is
-//! refused untouched rather than used with a schema we cannot read.
+//! `schema_migrations`, so a crash never leaves half a schema behind. Two
+//! agents starting at once take turns instead of both creating the tables:
+//! on SQLite the transaction is IMMEDIATE (this file's [`migrate`]), on
+//! PostgreSQL it holds an advisory lock (`postgres::migrate`). A database
+//! that already records a version this build does not know was written by a
+//! newer release; it is refused untouched rather than used with a schema we
+//! cannot read.
 //!
 //! Released migrations are never edited, only appended.
 //!
@@ -19,17 +24,21 @@ use rusqlite::{Connection, TransactionBehavior};
 
 use super::StoreError;
 
+/// One step of the schema history, in both dialects: a version exists for
+/// both backends or for neither, so a database moved between them (and the
+/// code reading it) always means the same thing by "version N".
 pub(crate) struct Migration {
     pub version: i64,
     pub name: &'static str,
-    pub sql: &'static str,
+    pub sqlite: &'static str,
+    pub postgres: &'static str,
 }
 
 pub(crate) const MIGRATIONS: &[Migration] = &[
     Migration {
         version: 1,
         name: "initial",
-        sql: "
+        sqlite: "
         CREATE TABLE instances (
             id            TEXT    NOT NULL PRIMARY KEY,
             host          TEXT    NOT NULL,
@@ -87,11 +96,69 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
             post_id    TEXT    NOT NULL
         );
     ",
+        postgres: r#"
+        -- Ids and names compare bytewise (COLLATE "C"), as SQLite compares
+        -- them, whatever the database's locale: ordering and the cursor's
+        -- tie-break must not depend on where the server runs.
+        CREATE TABLE instances (
+            id            TEXT COLLATE "C" NOT NULL PRIMARY KEY,
+            host          TEXT   NOT NULL,
+            directory     TEXT   NOT NULL,
+            owner_user_id TEXT,
+            pid           BIGINT NOT NULL,
+            started_at    BIGINT NOT NULL,
+            heartbeat_at  BIGINT NOT NULL
+        );
+
+        CREATE TABLE threads (
+            root_post_id TEXT COLLATE "C" NOT NULL PRIMARY KEY,
+            channel_id   TEXT COLLATE "C" NOT NULL,
+            session_id   TEXT COLLATE "C" NOT NULL,
+            instance_id  TEXT COLLATE "C" NOT NULL,
+            created_by   TEXT   NOT NULL,
+            created_at   BIGINT NOT NULL,
+            status       TEXT   NOT NULL,
+            model        TEXT
+        );
+        CREATE INDEX threads_by_session ON threads (session_id, created_at);
+        CREATE INDEX threads_by_instance ON threads (instance_id, created_at);
+
+        CREATE TABLE claims (
+            post_id      TEXT COLLATE "C" NOT NULL PRIMARY KEY,
+            instance_id  TEXT COLLATE "C" NOT NULL,
+            claimed_at   BIGINT NOT NULL,
+            state        TEXT   NOT NULL,
+            session_id   TEXT,
+            message_id   TEXT,
+            root_post_id TEXT,
+            channel_id   TEXT
+        );
+        CREATE INDEX claims_by_instance ON claims (instance_id, state, claimed_at);
+
+        CREATE TABLE replies (
+            session_id      TEXT COLLATE "C" NOT NULL,
+            user_message_id TEXT COLLATE "C" NOT NULL,
+            instance_id     TEXT COLLATE "C" NOT NULL,
+            channel_id      TEXT   NOT NULL,
+            root_post_id    TEXT   NOT NULL,
+            post_ids        JSONB  NOT NULL,  -- array of post ids, in order
+            started_at      BIGINT NOT NULL,
+            state           TEXT   NOT NULL,
+            PRIMARY KEY (session_id, user_message_id)
+        );
+        CREATE INDEX replies_by_instance ON replies (instance_id, state, started_at);
+
+        CREATE TABLE cursors (
+            channel_id TEXT COLLATE "C" NOT NULL PRIMARY KEY,
+            create_at  BIGINT NOT NULL,
+            post_id    TEXT COLLATE "C" NOT NULL
+        );
+    "#,
     },
     Migration {
         version: 2,
         name: "schedules",
-        sql: "
+        sqlite: "
         -- The expression is kept exactly as typed and the zone by its IANA
         -- name: next runs are always computed, never stored as local times.
         CREATE TABLE schedules (
@@ -135,11 +202,46 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         CREATE INDEX schedule_runs_by_state ON schedule_runs (schedule_id, state);
         CREATE INDEX schedule_runs_by_instance ON schedule_runs (instance_id, state);
     ",
+        postgres: r#"
+        CREATE TABLE schedules (
+            id             TEXT COLLATE "C" NOT NULL PRIMARY KEY,
+            name           TEXT COLLATE "C" NOT NULL UNIQUE,
+            cron           TEXT    NOT NULL,
+            timezone       TEXT    NOT NULL,
+            prompt         TEXT    NOT NULL,
+            target_user_id TEXT    NOT NULL,
+            agent          TEXT,
+            model          TEXT,
+            directory      TEXT    NOT NULL,
+            enabled        BOOLEAN NOT NULL,
+            created_by     TEXT    NOT NULL,
+            created_at     BIGINT  NOT NULL,
+            active_since   BIGINT  NOT NULL
+        );
+
+        CREATE TABLE schedule_runs (
+            schedule_id  TEXT COLLATE "C" NOT NULL
+                         REFERENCES schedules (id) ON DELETE CASCADE,
+            scheduled_at BIGINT NOT NULL,
+            trigger      TEXT   NOT NULL,
+            instance_id  TEXT COLLATE "C" NOT NULL,
+            claimed_at   BIGINT NOT NULL,
+            deadline_at  BIGINT NOT NULL,
+            state        TEXT   NOT NULL,
+            session_id   TEXT,
+            finished_at  BIGINT,
+            detail       TEXT,
+            post_id      TEXT,
+            UNIQUE (schedule_id, scheduled_at)
+        );
+        CREATE INDEX schedule_runs_by_state ON schedule_runs (schedule_id, state);
+        CREATE INDEX schedule_runs_by_instance ON schedule_runs (instance_id, state);
+    "#,
     },
     Migration {
         version: 3,
         name: "selections",
-        sql: "
+        sqlite: "
         -- The session a DM is attached to with `!use`: top-level posts in
         -- the channel go to this thread instead of starting a new session.
         CREATE TABLE selections (
@@ -148,11 +250,18 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
             updated_at   INTEGER NOT NULL
         );
     ",
+        postgres: r#"
+        CREATE TABLE selections (
+            channel_id   TEXT COLLATE "C" NOT NULL PRIMARY KEY,
+            root_post_id TEXT   NOT NULL,
+            updated_at   BIGINT NOT NULL
+        );
+    "#,
     },
     Migration {
         version: 4,
         name: "monitors",
-        sql: "
+        sqlite: "
         -- Attention alerts: who is told when a session needs someone. One
         -- row per (session, person); `last_alert` is the key of the last
         -- state that person was told about, so an alert is not repeated,
@@ -166,16 +275,29 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
             PRIMARY KEY (session_id, target_user_id)
         );
     ",
+        postgres: r#"
+        CREATE TABLE monitors (
+            session_id     TEXT COLLATE "C" NOT NULL,
+            target_user_id TEXT COLLATE "C" NOT NULL,
+            persistent     BOOLEAN NOT NULL,
+            created_at     BIGINT  NOT NULL,
+            last_alert     TEXT,
+            PRIMARY KEY (session_id, target_user_id)
+        );
+    "#,
     },
     Migration {
         version: 5,
         name: "reply_pending_post",
-        sql: "
+        sqlite: "
         -- The `pending_post_id` of the reply post being created, written
         -- before the create call: after a crash the post it made is found
         -- (by that id in its props) instead of being posted twice.
         ALTER TABLE replies ADD COLUMN pending_post_id TEXT;
     ",
+        postgres: r#"
+        ALTER TABLE replies ADD COLUMN pending_post_id TEXT;
+    "#,
     },
 ];
 
@@ -184,7 +306,8 @@ pub(crate) fn latest_version() -> i64 {
     MIGRATIONS.last().map_or(0, |m| m.version)
 }
 
-/// Bring the schema up to [`latest_version`]; a no-op when it already is.
+/// Bring a SQLite schema up to [`latest_version`]; a no-op when it already
+/// is.
 pub(crate) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     tx.execute_batch(
@@ -210,7 +333,7 @@ pub(crate) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
         if applied.contains(&migration.version) {
             continue;
         }
-        tx.execute_batch(migration.sql).map_err(|e| {
+        tx.execute_batch(migration.sqlite).map_err(|e| {
             StoreError::Sqlite(format!(
                 "migration {} ({}) failed: {e}",
                 migration.version, migration.name

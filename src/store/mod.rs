@@ -6,14 +6,15 @@
 //! Several agents can share one bot token and all of them see every event
 //! (design: "Several agents, one bot"). The store is where they agree: a post
 //! is claimed by exactly one of them through a unique key, not through any
-//! in-process lock. [`SqliteStore`] gives that on one machine; the [`Store`]
-//! trait avoids SQLite specifics so a shared server database can give it across
-//! hosts.
+//! in-process lock. [`SqliteStore`] gives that on one machine, [`PgStore`]
+//! across hosts sharing one PostgreSQL database; both pass the same contract
+//! tests (`tests/`), written once against the [`Store`] trait.
 //!
 //! Timestamps are passed in by the caller ([`Millis`]); the store never reads
 //! the clock, so tests control time.
 
 mod migrations;
+mod postgres;
 mod sqlite;
 
 #[cfg(test)]
@@ -24,6 +25,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 
+pub use postgres::{
+    PgOptions, PgStore, database_url_has_password, is_postgres_url, redact_database_url,
+};
 pub use sqlite::SqliteStore;
 
 /// Milliseconds since the Unix epoch, as Mattermost stamps its posts.
@@ -255,6 +259,10 @@ pub struct MonitorRow {
 pub enum StoreError {
     #[error("state database error: {0}")]
     Sqlite(String),
+    /// A PostgreSQL failure: unreachable, refused, timed out, or a statement
+    /// the server rejected. Never holds the password.
+    #[error("state database error (PostgreSQL): {0}")]
+    Postgres(String),
     #[error("state database conflict: {0}")]
     Conflict(String),
     #[error("not in the state database: {0}")]
@@ -262,12 +270,13 @@ pub enum StoreError {
     #[error(
         "the state database holds a value this build cannot read ({0}); it was changed \
          outside opencode-mattermost: restore a backup, or move the file aside \
-         (or point OPENCODE_MM_STATE_DB elsewhere) to start afresh"
+         (or point OPENCODE_MM_STATE_DB or OPENCODE_MM_DATABASE_URL elsewhere) to start afresh"
     )]
     Corrupt(String),
     #[error(
         "the state database was written by a newer opencode-mattermost (schema {found}, \
-         this build knows {known}); upgrade or point OPENCODE_MM_STATE_DB elsewhere"
+         this build knows {known}); upgrade, or point OPENCODE_MM_STATE_DB or \
+         OPENCODE_MM_DATABASE_URL elsewhere"
     )]
     NewerSchema { found: i64, known: i64 },
     #[error(

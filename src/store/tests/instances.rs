@@ -1,5 +1,6 @@
-//! Tests of instances and claims, including exactly-once claims raced
-//! across connections.
+//! Contract tests of instances and claims, including exactly-once claims
+//! and taken offers raced between stores on one database (two connections
+//! on SQLite, two pools on PostgreSQL).
 
 use std::collections::HashMap;
 
@@ -8,11 +9,21 @@ use tokio::task::JoinSet;
 
 use super::*;
 
+contract!(
+    instances_register_upsert_and_heartbeat,
+    claims_round_trip,
+    unfinished_claims_filter_by_instance_and_state,
+    a_missed_post_is_taken_once_by_its_own_instance,
+    missed_posts_raced_by_two_stores_are_each_taken_once,
+    claims_are_exactly_once_across_two_stores,
+    claims_are_exactly_once_across_four_stores,
+    a_pid_out_of_range_is_corrupt_not_a_panic,
+);
+
 // ---- instances ------------------------------------------------------------
 
-#[tokio::test]
-async fn instances_register_upsert_and_heartbeat() {
-    let store = mem();
+async fn instances_register_upsert_and_heartbeat(db: &Db) {
+    let store = db.open().await;
     assert_eq!(store.instances().await.unwrap(), vec![]);
 
     let mut a = instance("a", 20);
@@ -53,9 +64,8 @@ async fn instances_register_upsert_and_heartbeat() {
 
 // ---- claims ---------------------------------------------------------------
 
-#[tokio::test]
-async fn claims_round_trip() {
-    let store = mem();
+async fn claims_round_trip(db: &Db) {
+    let store = db.open().await;
     assert_eq!(store.claim("p1").await.unwrap(), None);
 
     assert!(store.claim_post("p1", "i1", 10).await.unwrap());
@@ -118,9 +128,8 @@ async fn claims_round_trip() {
     ));
 }
 
-#[tokio::test]
-async fn unfinished_claims_filter_by_instance_and_state() {
-    let store = mem();
+async fn unfinished_claims_filter_by_instance_and_state(db: &Db) {
+    let store = db.open().await;
     // Claimed out of time order to check the sorting.
     for (post, inst, at) in [
         ("p3", "i1", 30),
@@ -164,9 +173,8 @@ async fn unfinished_claims_filter_by_instance_and_state() {
     assert_eq!(store.unfinished_claims("i3").await.unwrap(), vec![]);
 }
 
-#[tokio::test]
-async fn a_missed_post_is_taken_once_by_its_own_instance() {
-    let store = mem();
+async fn a_missed_post_is_taken_once_by_its_own_instance(db: &Db) {
+    let store = db.open().await;
     assert!(store.claim_post("p1", "i1", 10).await.unwrap());
     assert!(
         !store.take_missed("p1", "i1").await.unwrap(),
@@ -198,44 +206,61 @@ async fn a_missed_post_is_taken_once_by_its_own_instance() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_missed_post_raced_on_several_connections_is_taken_once() {
-    let (_dir, path) = temp_db();
-    let first = SqliteStore::open(&path).unwrap();
-    assert!(first.claim_post("p1", "i1", 10).await.unwrap());
-    let mut claim = first.claim("p1").await.unwrap().unwrap();
-    claim.state = ClaimState::Missed;
-    first.update_claim(&claim).await.unwrap();
+/// Two stores race to take the same offers, post by post: each offer is
+/// taken exactly once, and only by a store of its own instance.
+async fn missed_posts_raced_by_two_stores_are_each_taken_once(db: &Db) {
+    const OFFERS: usize = 200;
+    let stores = [db.open().await, db.open().await];
+    let posts: Vec<String> = (0..OFFERS).map(|i| format!("offer-{i:03}")).collect();
+    for post in &posts {
+        assert!(stores[0].claim_post(post, "i1", 10).await.unwrap());
+        let mut claim = stores[0].claim(post).await.unwrap().unwrap();
+        claim.state = ClaimState::Missed;
+        claim.message_id = Some(format!("notice-{post}"));
+        stores[0].update_claim(&claim).await.unwrap();
+    }
     let mut tasks = JoinSet::new();
-    for _ in 0..8 {
-        let store = SqliteStore::open(&path).unwrap();
-        tasks.spawn(async move { store.take_missed("p1", "i1").await.unwrap() });
+    for post in &posts {
+        for store in &stores {
+            let (store, post) = (Arc::clone(store), post.clone());
+            tasks.spawn(async move {
+                let won = store.take_missed(&post, "i1").await.unwrap();
+                (post, won)
+            });
+        }
     }
-    let mut won = 0;
+    let mut taken: HashMap<String, usize> = HashMap::new();
     while let Some(joined) = tasks.join_next().await {
-        won += usize::from(joined.unwrap());
+        let (post, won) = joined.unwrap();
+        *taken.entry(post).or_default() += usize::from(won);
     }
-    assert_eq!(won, 1);
+    assert_eq!(taken.len(), OFFERS);
+    assert!(taken.values().all(|&n| n == 1), "{taken:?}");
+    for post in &posts {
+        let claim = stores[1].claim(post).await.unwrap().unwrap();
+        assert_eq!((claim.state, claim.message_id), (ClaimState::Claimed, None));
+    }
 }
 
 // ---- exactly-once under contention -------------------------------------------
 
 const POSTS: usize = 500;
 
-/// `stores` separate connections to one file, as separate agent processes
+/// `stores` separate stores on one database, as separate agent processes
 /// would have, race to claim the same posts; each post must be won once.
-async fn claims_race(stores: usize) {
-    let (_dir, path) = temp_db();
-    let stores: Vec<SqliteStore> = (0..stores)
-        .map(|_| SqliteStore::open(&path).unwrap())
-        .collect();
+async fn claims_race(db: &Db, stores: usize) {
+    let mut opened = Vec::new();
+    for _ in 0..stores {
+        opened.push(db.open().await);
+    }
+    let stores = opened;
     let posts: Vec<String> = (0..POSTS).map(|i| format!("post-{i:04}")).collect();
 
     let mut tasks = JoinSet::new();
     // Interleave the stores post by post so they collide on every id.
     for post in &posts {
         for (n, store) in stores.iter().enumerate() {
-            let store = store.clone();
+            let store = Arc::clone(store);
             let post = post.clone();
             tasks.spawn(async move {
                 let instance = format!("instance-{n}");
@@ -266,15 +291,30 @@ async fn claims_race(stores: usize) {
         }
     }
     let spread: std::collections::BTreeSet<&String> = winners.values().flatten().collect();
-    eprintln!("{} stores: winners spread over {spread:?}", stores.len());
+    eprintln!(
+        "{:?}, {} stores: winners spread over {spread:?}",
+        db.backend(),
+        stores.len()
+    );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn claims_are_exactly_once_across_two_connections() {
-    claims_race(2).await;
+async fn claims_are_exactly_once_across_two_stores(db: &Db) {
+    claims_race(db, 2).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn claims_are_exactly_once_across_four_connections() {
-    claims_race(4).await;
+async fn claims_are_exactly_once_across_four_stores(db: &Db) {
+    claims_race(db, 4).await;
+}
+
+/// A pid that is not a `u32` is bad data, reported, not a panic.
+async fn a_pid_out_of_range_is_corrupt_not_a_panic(db: &Db) {
+    let store = db.open().await;
+    db.exec("INSERT INTO instances VALUES ('bad-pid', 'h', '/d', NULL, -1, 1, 1)")
+        .await;
+    let err = store.instances().await.unwrap_err();
+    assert!(
+        matches!(err, StoreError::Corrupt(ref m) if m.contains("-1")),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("restore a backup"), "{err}");
 }

@@ -1,23 +1,59 @@
-//! Tests of the store on SQLite, one file per table group as in
-//! `sqlite/`; this file holds the fixtures they share (stores, raw
-//! connections, sample rows).
+//! Tests of the store. The behaviour of [`Store`] is one contract, tested
+//! once and run on both backends: each contract test is an
+//! `async fn(&Db)` in the file of its table group, and [`contract!`] makes
+//! a `sqlite::<name>` and a `postgres::<name>` test of it. SQLite always
+//! runs; PostgreSQL runs when `OPENCODE_MM_TEST_DATABASE_URL` names a
+//! server (`scripts/test.sh` sets it), each test in a schema of its own that
+//! is dropped when the test ends. What only one backend has (files, WAL,
+//! pragmas, URLs, TLS) is tested in `database.rs` and `postgres.rs`.
 
+/// Makes a SQLite and a PostgreSQL test of each named contract test.
+macro_rules! contract {
+    ($($name:ident),+ $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let db = crate::store::tests::Db::new(crate::store::tests::Backend::Sqlite)
+                        .await
+                        .expect("SQLite is always there");
+                    super::$name(&db).await;
+                }
+            )+
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let Some(db) =
+                        crate::store::tests::Db::new(crate::store::tests::Backend::Postgres).await
+                    else {
+                        return;
+                    };
+                    super::$name(&db).await;
+                }
+            )+
+        }
+    };
+}
+
+mod backends;
 mod database;
 mod instances;
 mod monitors;
+mod postgres;
 mod replies;
 mod schedules;
 mod threads;
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use rusqlite::Connection;
 
-use super::*;
+pub(super) use backends::{Backend, Db, PgSchema};
 
-fn mem() -> SqliteStore {
-    SqliteStore::open_in_memory().unwrap()
-}
+use super::*;
 
 /// A fresh file-backed database in its own temporary directory.
 fn temp_db() -> (tempfile::TempDir, PathBuf) {

@@ -1,9 +1,15 @@
-//! Tests of session monitors: upserts, removal, odd input, corrupt rows,
-//! and surviving a reopened file.
+//! Contract tests of session monitors: upserts, removal, odd input, and
+//! surviving a reopened store.
 
 use pretty_assertions::assert_eq;
 
 use super::*;
+
+contract!(
+    monitors_round_trip_upsert_and_remove,
+    monitors_keep_odd_input_as_data,
+    monitors_survive_reopening_the_store,
+);
 
 // ---- monitors -------------------------------------------------------------
 
@@ -17,9 +23,8 @@ fn monitor(session: &str, target: &str, persistent: bool, created_at: Millis) ->
     }
 }
 
-#[tokio::test]
-async fn monitors_round_trip_upsert_and_remove() {
-    let store = mem();
+async fn monitors_round_trip_upsert_and_remove(db: &Db) {
+    let store = db.open().await;
     assert!(store.monitors().await.unwrap().is_empty());
     assert!(store.monitors_of("ses_1").await.unwrap().is_empty());
 
@@ -103,16 +108,15 @@ async fn monitors_round_trip_upsert_and_remove() {
     ));
 }
 
-#[tokio::test]
-async fn monitors_keep_odd_input_as_data() {
-    let store = mem();
+async fn monitors_keep_odd_input_as_data(db: &Db) {
+    let store = db.open().await;
     let odd = [
         "",
         "'; DROP TABLE monitors; --",
         "ses_%",
         "ünïcödé 🔔",
-        "a\0b",
         "line\nbreak",
+        "tab\there",
     ];
     for (i, text) in odd.iter().enumerate() {
         let mut m = monitor(text, text, i % 2 == 0, i as Millis);
@@ -132,47 +136,17 @@ async fn monitors_keep_odd_input_as_data() {
         0
     );
     store
-        .set_monitor_alert("a\0b", "a\0b", &"k".repeat(100_000))
+        .set_monitor_alert("line\nbreak", "line\nbreak", &"k".repeat(100_000))
         .await
         .unwrap();
-    let long = store.monitors_of("a\0b").await.unwrap();
+    let long = store.monitors_of("line\nbreak").await.unwrap();
     assert_eq!(long[0].last_alert.as_ref().map(String::len), Some(100_000));
     assert_eq!(store.monitors().await.unwrap().len(), odd.len() - 1);
 }
 
-#[tokio::test]
-async fn corrupt_monitor_rows_are_errors_not_panics() {
-    let (_dir, path) = temp_db();
-    let store = SqliteStore::open(&path).unwrap();
-    raw(&path)
-        .execute_batch(
-            "INSERT INTO monitors VALUES ('ses_1', 'alice', 'sometimes', 1, NULL);
-             INSERT INTO monitors VALUES ('ses_2', 'alice', 1, 'yesterday', NULL);
-             INSERT INTO monitors VALUES ('ses_3', 'alice', 1, 1, X'00FF');",
-        )
-        .unwrap();
-    for session in ["ses_1", "ses_2", "ses_3"] {
-        assert!(
-            matches!(
-                store.monitors_of(session).await,
-                Err(StoreError::Corrupt(_))
-            ),
-            "{session}"
-        );
-    }
-    assert!(matches!(
-        store.monitors().await,
-        Err(StoreError::Corrupt(_))
-    ));
-    // The bad rows can still be removed.
-    assert_eq!(store.remove_monitors("ses_1", None).await.unwrap(), 1);
-}
-
-#[tokio::test]
-async fn monitors_survive_reopening_the_file() {
-    let (_dir, path) = temp_db();
+async fn monitors_survive_reopening_the_store(db: &Db) {
     {
-        let store = SqliteStore::open(&path).unwrap();
+        let store = db.open().await;
         store
             .add_monitor(&monitor("ses_1", "alice", true, 5))
             .await
@@ -182,7 +156,7 @@ async fn monitors_survive_reopening_the_file() {
             .await
             .unwrap();
     }
-    let store = SqliteStore::open(&path).unwrap();
+    let store = db.open().await;
     let back = store.monitors_of("ses_1").await.unwrap();
     assert_eq!(back.len(), 1);
     assert_eq!(back[0].last_alert.as_deref(), Some("question:que_1"));

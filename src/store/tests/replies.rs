@@ -1,14 +1,22 @@
-//! Tests of reply records and channel cursors.
+//! Contract tests of reply records, channel cursors and pruning.
 
 use pretty_assertions::assert_eq;
 
 use super::*;
 
+contract!(
+    replies_round_trip_and_upsert,
+    streaming_replies_filter_by_instance_and_state,
+    cursor_never_moves_backwards,
+    cursors_advanced_by_two_stores_at_once_keep_the_newest,
+    finished_claims_old_offers_and_replies_are_pruned_unfinished_ones_stay,
+    bad_reply_rows_are_corrupt_not_a_panic,
+);
+
 // ---- replies --------------------------------------------------------------
 
-#[tokio::test]
-async fn replies_round_trip_and_upsert() {
-    let store = mem();
+async fn replies_round_trip_and_upsert(db: &Db) {
+    let store = db.open().await;
     assert_eq!(store.reply("s1", "m1").await.unwrap(), None);
 
     let mut r = reply("s1", "m1", "i1", 5);
@@ -47,9 +55,8 @@ async fn replies_round_trip_and_upsert() {
     assert_eq!(store.reply("s1", "m2").await.unwrap(), Some(empty));
 }
 
-#[tokio::test]
-async fn streaming_replies_filter_by_instance_and_state() {
-    let store = mem();
+async fn streaming_replies_filter_by_instance_and_state(db: &Db) {
+    let store = db.open().await;
     store
         .save_reply(&reply("s1", "m3", "i1", 30))
         .await
@@ -87,20 +94,19 @@ async fn streaming_replies_filter_by_instance_and_state() {
 
 // ---- cursors --------------------------------------------------------------
 
-#[tokio::test]
-async fn cursor_never_moves_backwards() {
-    let store = mem();
+async fn cursor_never_moves_backwards(db: &Db) {
+    let store = db.open().await;
     assert_eq!(store.cursors().await.unwrap(), vec![]);
 
     store.advance_cursor("c1", 100, "mmm").await.unwrap();
     store.advance_cursor("c1", 50, "zzz").await.unwrap(); // older
     store.advance_cursor("c1", 100, "aaa").await.unwrap(); // same time, smaller id
     assert_eq!(store.cursors().await.unwrap(), vec![("c1".to_owned(), 100)]);
-    assert_eq!(cursor_post(&store, "c1").await, "mmm");
+    assert_eq!(cursor_post(db, "c1").await, "mmm");
 
     store.advance_cursor("c1", 100, "mmm").await.unwrap(); // same post: no-op
     store.advance_cursor("c1", 100, "nnn").await.unwrap(); // same time, larger id
-    assert_eq!(cursor_post(&store, "c1").await, "nnn");
+    assert_eq!(cursor_post(db, "c1").await, "nnn");
 
     store.advance_cursor("c1", 101, "aaa").await.unwrap(); // newer
     store.advance_cursor("c0", 7, "x").await.unwrap();
@@ -108,27 +114,47 @@ async fn cursor_never_moves_backwards() {
         store.cursors().await.unwrap(),
         vec![("c0".to_owned(), 7), ("c1".to_owned(), 101)]
     );
-    assert_eq!(cursor_post(&store, "c1").await, "aaa");
+    assert_eq!(cursor_post(db, "c1").await, "aaa");
 }
 
 /// The post id half of a cursor, which the trait does not expose.
-async fn cursor_post(store: &SqliteStore, channel: &str) -> String {
-    let channel = channel.to_owned();
-    store
-        .call(move |conn| {
-            Ok(conn.query_row(
-                "SELECT post_id FROM cursors WHERE channel_id = ?1",
-                [&channel],
-                |row| row.get(0),
-            )?)
-        })
-        .await
-        .unwrap()
+async fn cursor_post(db: &Db, channel: &str) -> String {
+    db.text(&format!(
+        "SELECT post_id FROM cursors WHERE channel_id = '{channel}'"
+    ))
+    .await
 }
 
-#[tokio::test]
-async fn finished_claims_old_offers_and_replies_are_pruned_unfinished_ones_stay() {
-    let s = mem();
+/// Two agents advance one cursor at once, in opposite orders: it ends at
+/// the newest post whatever the interleaving (the compare and the set are
+/// one statement).
+async fn cursors_advanced_by_two_stores_at_once_keep_the_newest(db: &Db) {
+    let (a, b) = (db.open().await, db.open().await);
+    let posts: Vec<(Millis, String)> = (0..100).map(|i| (i / 2, format!("p{i:03}"))).collect();
+    let forward = {
+        let (a, posts) = (Arc::clone(&a), posts.clone());
+        tokio::spawn(async move {
+            for (at, post) in &posts {
+                a.advance_cursor("c1", *at, post).await.unwrap();
+            }
+        })
+    };
+    let backward = {
+        let (b, posts) = (Arc::clone(&b), posts.clone());
+        tokio::spawn(async move {
+            for (at, post) in posts.iter().rev() {
+                b.advance_cursor("c1", *at, post).await.unwrap();
+            }
+        })
+    };
+    forward.await.unwrap();
+    backward.await.unwrap();
+    assert_eq!(a.cursors().await.unwrap(), vec![("c1".to_owned(), 49)]);
+    assert_eq!(cursor_post(db, "c1").await, "p099");
+}
+
+async fn finished_claims_old_offers_and_replies_are_pruned_unfinished_ones_stay(db: &Db) {
+    let s = db.open().await;
     let day: Millis = 24 * 60 * 60 * 1000;
     let now = now_millis();
     let old = now - 8 * day;
@@ -180,4 +206,40 @@ async fn finished_claims_old_offers_and_replies_are_pruned_unfinished_ones_stay(
         s.prune(now - KEEP_FINISHED_MS).await.unwrap(),
         Pruned::default()
     );
+}
+
+/// Rows another program wrote with values this build cannot read: an
+/// error that says what to do, never a panic.
+async fn bad_reply_rows_are_corrupt_not_a_panic(db: &Db) {
+    let store = db.open().await;
+    db.exec(
+        "INSERT INTO replies VALUES ('s', 'bad-ids', 'i2', 'c', 'r', '[1, 2]', 1, 'streaming', NULL);
+         INSERT INTO replies VALUES ('s', 'bad-state', 'i3', 'c', 'r', '[]', 1, 'STREAMING', NULL);
+         INSERT INTO claims (post_id, instance_id, claimed_at, state)
+             VALUES ('bad-state', 'i1', 1, 'bogus');",
+    )
+    .await;
+    let corrupt = |r: Result<(), StoreError>, what: &str| match r {
+        Err(StoreError::Corrupt(m)) => m,
+        other => panic!("{what}: expected Corrupt, got {other:?}"),
+    };
+    let m = corrupt(store.reply("s", "bad-ids").await.map(|_| ()), "reply ids");
+    assert!(m.contains("post_ids"), "{m}");
+    corrupt(
+        store.streaming_replies("i2").await.map(|_| ()),
+        "streaming replies",
+    );
+    let m = corrupt(
+        store.reply("s", "bad-state").await.map(|_| ()),
+        "reply state",
+    );
+    assert!(m.contains("STREAMING"), "{m}");
+    let m = corrupt(store.claim("bad-state").await.map(|_| ()), "claim state");
+    assert!(m.contains("bogus"), "{m}");
+    corrupt(
+        store.unfinished_claims("i1").await.map(|_| ()),
+        "unfinished claims",
+    );
+    let err = store.claim("bad-state").await.unwrap_err().to_string();
+    assert!(err.contains("restore a backup"), "{err}");
 }

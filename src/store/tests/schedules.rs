@@ -1,5 +1,5 @@
-//! Tests of schedules and their runs: names, claims, overlaps, and
-//! exactly-once runs across connections.
+//! Contract tests of schedules and their runs: names, claims, overlaps, and
+//! exactly-once runs raced between stores on one database.
 
 use std::collections::HashMap;
 
@@ -7,6 +7,14 @@ use pretty_assertions::assert_eq;
 use tokio::task::JoinSet;
 
 use super::*;
+
+contract!(
+    schedules_round_trip_and_names_are_unique,
+    schedule_runs_claim_update_and_overlap,
+    corrupt_schedule_rows_are_errors_not_panics,
+    schedule_runs_are_exactly_once_across_stores,
+    overlapping_runs_claimed_by_two_stores_at_once_run_one,
+);
 
 // ---- schedules and their runs -------------------------------------------------
 
@@ -44,9 +52,8 @@ fn run(schedule_id: &str, at: Millis, instance: &str, state: RunState) -> Schedu
     }
 }
 
-#[tokio::test]
-async fn schedules_round_trip_and_names_are_unique() {
-    let store = mem();
+async fn schedules_round_trip_and_names_are_unique(db: &Db) {
+    let store = db.open().await;
     assert_eq!(store.schedules().await.unwrap(), vec![]);
     let b = schedule("s-b", "beta");
     let a = Schedule {
@@ -103,9 +110,8 @@ async fn schedules_round_trip_and_names_are_unique() {
     ));
 }
 
-#[tokio::test]
-async fn schedule_runs_claim_update_and_overlap() {
-    let store = mem();
+async fn schedule_runs_claim_update_and_overlap(db: &Db) {
+    let store = db.open().await;
     store.add_schedule(&schedule("s1", "one")).await.unwrap();
 
     let first = run("s1", 60_000, "i1", RunState::Running);
@@ -207,17 +213,14 @@ async fn schedule_runs_claim_update_and_overlap() {
     );
 }
 
-#[tokio::test]
-async fn corrupt_schedule_rows_are_errors_not_panics() {
-    let (_dir, path) = temp_db();
-    let store = SqliteStore::open(&path).unwrap();
+async fn corrupt_schedule_rows_are_errors_not_panics(db: &Db) {
+    let store = db.open().await;
     store.add_schedule(&schedule("s1", "one")).await.unwrap();
-    raw(&path)
-        .execute_batch(
-            "INSERT INTO schedule_runs VALUES ('s1', 1, 'sometimes', 'i', 1, 2, 'done', NULL, NULL, NULL, NULL);
-             INSERT INTO schedule_runs VALUES ('s1', 2, 'cron', 'i', 1, 2, 'exploded', NULL, NULL, NULL, NULL);",
-        )
-        .unwrap();
+    db.exec(
+        "INSERT INTO schedule_runs VALUES ('s1', 1, 'sometimes', 'i', 1, 2, 'done', NULL, NULL, NULL, NULL);
+         INSERT INTO schedule_runs VALUES ('s1', 2, 'cron', 'i', 1, 2, 'exploded', NULL, NULL, NULL, NULL);",
+    )
+    .await;
     match store.schedule_runs("s1", 10).await {
         Err(StoreError::Corrupt(m)) => {
             assert!(m.contains("exploded") || m.contains("sometimes"), "{m}")
@@ -226,12 +229,13 @@ async fn corrupt_schedule_rows_are_errors_not_panics() {
     }
 }
 
-/// Agents on separate connections race to claim the same scheduled times;
+/// Agents with stores of their own race to claim the same scheduled times;
 /// each time must be won exactly once.
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn schedule_runs_are_exactly_once_across_connections() {
-    let (_dir, path) = temp_db();
-    let stores: Vec<SqliteStore> = (0..3).map(|_| SqliteStore::open(&path).unwrap()).collect();
+async fn schedule_runs_are_exactly_once_across_stores(db: &Db) {
+    let mut stores = Vec::new();
+    for _ in 0..3 {
+        stores.push(db.open().await);
+    }
     stores[0]
         .add_schedule(&schedule("s1", "one"))
         .await
@@ -239,7 +243,7 @@ async fn schedule_runs_are_exactly_once_across_connections() {
     let mut tasks = JoinSet::new();
     for minute in 0..200i64 {
         for (n, store) in stores.iter().enumerate() {
-            let store = store.clone();
+            let store = Arc::clone(store);
             tasks.spawn(async move {
                 let r = run("s1", minute * 60_000, &format!("i{n}"), RunState::Done);
                 (minute, store.claim_schedule_run(&r).await.unwrap())
@@ -257,4 +261,37 @@ async fn schedule_runs_are_exactly_once_across_connections() {
     }
     assert_eq!(won.len(), 200);
     assert!(won.values().all(|&n| n == 1), "{won:?}");
+}
+
+/// Two agents claim *different* times of one schedule at once, both as
+/// `Running`, 200 times: one runs and the other is recorded as skipped,
+/// never both running (each must see the other's claim).
+async fn overlapping_runs_claimed_by_two_stores_at_once_run_one(db: &Db) {
+    let (a, b) = (db.open().await, db.open().await);
+    for round in 0..200 {
+        let id = format!("s{round}");
+        a.add_schedule(&schedule(&id, &format!("sched-{round}")))
+            .await
+            .unwrap();
+        let (first, second) = (
+            run(&id, 60_000, "i1", RunState::Running),
+            run(&id, 120_000, "i2", RunState::Running),
+        );
+        let (ra, rb) = tokio::join!(a.claim_schedule_run(&first), b.claim_schedule_run(&second));
+        let mut outcomes = [ra.unwrap(), rb.unwrap()];
+        outcomes.sort_by_key(|c| matches!(c, RunClaim::Overlap(_)));
+        assert_eq!(outcomes[0], RunClaim::Won, "round {round}");
+        assert!(
+            matches!(outcomes[1], RunClaim::Overlap(_)),
+            "round {round}: {outcomes:?}"
+        );
+        let running = a
+            .schedule_runs(&id, 10)
+            .await
+            .unwrap()
+            .iter()
+            .filter(|r| r.state == RunState::Running)
+            .count();
+        assert_eq!(running, 1, "round {round}");
+    }
 }

@@ -1,14 +1,23 @@
-//! Tests of thread bindings and channel selections.
+//! Contract tests of thread bindings and channel selections.
 
 use pretty_assertions::assert_eq;
 
 use super::*;
 
+contract!(
+    threads_round_trip_and_filter,
+    binding_a_thread_twice,
+    a_thread_bound_by_two_stores_at_once_answers_one_session,
+    thread_status_and_model,
+    a_thread_can_be_pointed_at_another_session,
+    channel_selection_set_replace_and_clear,
+    a_bad_thread_status_is_corrupt_not_a_panic,
+);
+
 // ---- threads --------------------------------------------------------------
 
-#[tokio::test]
-async fn threads_round_trip_and_filter() {
-    let store = mem();
+async fn threads_round_trip_and_filter(db: &Db) {
+    let store = db.open().await;
     assert_eq!(store.thread("nope").await.unwrap(), None);
 
     let t1 = ThreadBinding {
@@ -38,9 +47,8 @@ async fn threads_round_trip_and_filter() {
     assert_eq!(store.threads_of_session("none").await.unwrap(), vec![]);
 }
 
-#[tokio::test]
-async fn binding_a_thread_twice() {
-    let store = mem();
+async fn binding_a_thread_twice(db: &Db) {
+    let store = db.open().await;
     let first = binding("r1", "s1", "i1", 1);
     store.bind_thread(&first).await.unwrap();
 
@@ -63,9 +71,29 @@ async fn binding_a_thread_twice() {
     assert_eq!(store.thread("r1").await.unwrap(), Some(first));
 }
 
-#[tokio::test]
-async fn thread_status_and_model() {
-    let store = mem();
+/// Two agents bind one thread to different sessions at once, 100 times:
+/// one wins, the other is told the thread answers to another session.
+async fn a_thread_bound_by_two_stores_at_once_answers_one_session(db: &Db) {
+    let (a, b) = (db.open().await, db.open().await);
+    for round in 0..100 {
+        let root = format!("race-{round}");
+        let (first, second) = (
+            binding(&root, "s-a", "i1", 1),
+            binding(&root, "s-b", "i2", 2),
+        );
+        let (ra, rb) = tokio::join!(a.bind_thread(&first), b.bind_thread(&second));
+        let bound = a.thread(&root).await.unwrap().unwrap().session_id;
+        let (won, lost) = if bound == "s-a" { (ra, rb) } else { (rb, ra) };
+        assert!(won.is_ok(), "{round}: {won:?}");
+        assert!(
+            matches!(lost, Err(StoreError::Conflict(_))),
+            "{round}: {lost:?}"
+        );
+    }
+}
+
+async fn thread_status_and_model(db: &Db) {
+    let store = db.open().await;
     store
         .bind_thread(&binding("r1", "s1", "i1", 1))
         .await
@@ -102,9 +130,8 @@ async fn thread_status_and_model() {
     ));
 }
 
-#[tokio::test]
-async fn a_thread_can_be_pointed_at_another_session() {
-    let store = mem();
+async fn a_thread_can_be_pointed_at_another_session(db: &Db) {
+    let store = db.open().await;
     store
         .bind_thread(&binding("r1", "s1", "i1", 1))
         .await
@@ -124,9 +151,8 @@ async fn a_thread_can_be_pointed_at_another_session() {
     ));
 }
 
-#[tokio::test]
-async fn channel_selection_set_replace_and_clear() {
-    let store = mem();
+async fn channel_selection_set_replace_and_clear(db: &Db) {
+    let store = db.open().await;
     assert_eq!(store.selection("dm").await.unwrap(), None);
     store.select_thread("dm", Some("r1"), 1).await.unwrap();
     store.select_thread("dm", Some("r2"), 2).await.unwrap();
@@ -140,4 +166,18 @@ async fn channel_selection_set_replace_and_clear() {
     );
     // Clearing what is not set is fine.
     store.select_thread("dm", None, 4).await.unwrap();
+}
+
+async fn a_bad_thread_status_is_corrupt_not_a_panic(db: &Db) {
+    let store = db.open().await;
+    db.exec("INSERT INTO threads VALUES ('bad-status', 'c', 's', 'i1', 'u', 1, 'paused', NULL)")
+        .await;
+    let corrupt = |r: Result<(), StoreError>| match r {
+        Err(StoreError::Corrupt(m)) => m,
+        other => panic!("expected Corrupt, got {other:?}"),
+    };
+    let m = corrupt(store.thread("bad-status").await.map(|_| ()));
+    assert!(m.contains("paused"), "{m}");
+    corrupt(store.threads_of_instance("i1").await.map(|_| ()));
+    corrupt(store.threads_of_session("s").await.map(|_| ()));
 }
