@@ -9,9 +9,9 @@ mod bridge_support;
 
 use std::time::Duration;
 
+use bridge_support::shared_store::SharedStore;
 use bridge_support::{Rig, body_of, last_user_text, wait_until};
 use harness::model::{ScriptedModel, Step};
-use opencode_mattermost::store::{SqliteStore, Store};
 
 /// How many model requests answered a prompt containing `phrase`.
 fn requests_for(model: &ScriptedModel, phrase: &str) -> usize {
@@ -22,6 +22,7 @@ fn requests_for(model: &ScriptedModel, phrase: &str) -> usize {
         .count()
 }
 
+/// The agents share PostgreSQL when the test run has one, else SQLite.
 /// Agent one takes DMs only and starts first, so the first DM's session is
 /// its own; agent two also takes channels, so a channel @mention is its own.
 /// Then both run: top-level DM commands are answered once, `!sessions`
@@ -33,12 +34,11 @@ async fn two_agents_one_bot_commands_once_sessions_everywhere() {
     model.on("first job", vec![Step::text("one")]);
     model.on("town job", vec![Step::text("two")]);
     model.on("after use", vec![Step::text("three")]);
-    let shared = tempfile::tempdir().unwrap();
-    let db = shared.path().join("state.db");
-    let db_text = db.display().to_string();
+    let shared = SharedStore::new().await;
+    println!("the agents share {}", shared.kind);
     let base = [
         ("MATTERMOST_OWNER_USER_ID", rig.alice.id.as_str()),
-        ("OPENCODE_MM_STATE_DB", db_text.as_str()),
+        shared.setting(),
     ];
     let env_one = rig.env(&[base[0], base[1], ("OPENCODE_MM_ALLOWED_CHANNEL_TYPES", "D")]);
     let env_two = rig.env(&[
@@ -69,7 +69,7 @@ async fn two_agents_one_bot_commands_once_sessions_everywhere() {
     let turns = rig.finished_turns(&asked.id, 1).await;
     assert_eq!(body_of(&turns[0]), "two");
 
-    let store = SqliteStore::open(&db).unwrap();
+    let store = &shared.store;
     let i1 = store.claim(&first.id).await.unwrap().unwrap().instance_id;
     let i2 = store.claim(&asked.id).await.unwrap().unwrap().instance_id;
     assert_ne!(i1, i2, "each agent has its own id");

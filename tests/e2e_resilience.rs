@@ -10,6 +10,7 @@ mod bridge_support;
 use std::collections::HashMap;
 use std::time::Duration;
 
+use bridge_support::shared_store::SharedStore;
 use bridge_support::{Rig, body_of, last_user_text, wait_until};
 use harness::model::{ScriptedModel, Step};
 use opencode_mattermost::store::SqliteStore;
@@ -27,7 +28,7 @@ fn requests_for(model: &ScriptedModel, phrase: &str) -> usize {
 /// Wait until every post is claimed and finished and no reply streams:
 /// from then on no agent posts anything more about them, so counting is
 /// final (no sleep and hope).
-async fn settled(store: &SqliteStore, posts: &[String]) {
+async fn settled(store: &dyn Store, posts: &[String]) {
     for _ in 0..600 {
         let mut done = true;
         for id in posts {
@@ -277,16 +278,27 @@ async fn kill_9_between_creating_a_reply_post_and_recording_it_posts_once() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_agents_on_one_store_answer_each_post_once() {
+async fn two_agents_on_one_sqlite_store_answer_each_post_once() {
+    two_agents_answer_each_post_once(SharedStore::sqlite()).await;
+}
+
+/// The same with PostgreSQL, as agents on different hosts would share it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_agents_on_one_postgres_store_answer_each_post_once() {
+    let Some(url) = SharedStore::postgres_url() else {
+        eprintln!("note: no PostgreSQL for this run (OPENCODE_MM_TEST_DATABASE_URL); skipped");
+        return;
+    };
+    two_agents_answer_each_post_once(SharedStore::postgres(url).await).await;
+}
+
+async fn two_agents_answer_each_post_once(shared: SharedStore) {
     let rig = Rig::new().await;
     let model = ScriptedModel::start().await.unwrap();
     model.on("job", vec![Step::text("done")]);
-    let shared = tempfile::tempdir().unwrap();
-    let db = shared.path().join("state.db");
-    let db_text = db.display().to_string();
     let env = rig.env(&[
         ("MATTERMOST_OWNER_USER_ID", &rig.alice.id),
-        ("OPENCODE_MM_STATE_DB", &db_text),
+        shared.setting(),
     ]);
     let first = rig.opencode(&model, env.clone()).await;
     let second = rig.opencode(&model, env).await;
@@ -313,9 +325,9 @@ async fn two_agents_on_one_store_answer_each_post_once() {
             })
     })
     .await;
-    let store = SqliteStore::open(&db).unwrap();
+    let store = &*shared.store;
     let ids: Vec<String> = asked.iter().map(|p| p.id.clone()).collect();
-    settled(&store, &ids).await;
+    settled(store, &ids).await;
 
     let cards = rig.bot_roots(&dm);
     assert_eq!(cards.len(), POSTS, "one card per post");
@@ -360,12 +372,11 @@ async fn a_thread_of_an_offline_instance_says_so_within_the_lease() {
     let rig = Rig::new().await;
     let model = ScriptedModel::start().await.unwrap();
     model.on("whose thread", vec![Step::text("mine")]);
-    let shared = tempfile::tempdir().unwrap();
-    let db = shared.path().join("state.db");
-    let db_text = db.display().to_string();
+    // PostgreSQL when the run has one: agents on several hosts share it.
+    let shared = SharedStore::new().await;
     let env = rig.env(&[
         ("MATTERMOST_OWNER_USER_ID", &rig.alice.id),
-        ("OPENCODE_MM_STATE_DB", &db_text),
+        shared.setting(),
         ("OPENCODE_MM_INSTANCE_LEASE", "3000"),
     ]);
     let first = rig.opencode(&model, env.clone()).await;
@@ -377,8 +388,8 @@ async fn a_thread_of_an_offline_instance_says_so_within_the_lease() {
         .unwrap();
     let card = rig.card_for(&dm, 0).await;
     rig.finished_turns(&card.id, 1).await;
-    let store = SqliteStore::open(&db).unwrap();
-    settled(&store, std::slice::from_ref(&asked.id)).await;
+    let store = &*shared.store;
+    settled(store, std::slice::from_ref(&asked.id)).await;
     let owner_id = store.claim(&asked.id).await.unwrap().unwrap().instance_id;
     let instances = store.instances().await.unwrap();
     assert_eq!(instances.len(), 2, "two agents, two ids: {instances:?}");
@@ -430,7 +441,7 @@ async fn a_thread_of_an_offline_instance_says_so_within_the_lease() {
     let notice = notice.unwrap().message;
     assert!(notice.contains(&lapsed.display_name()), "{notice}");
     assert!(notice.contains("offline since"), "{notice}");
-    settled(&store, std::slice::from_ref(&follow.id)).await;
+    settled(store, std::slice::from_ref(&follow.id)).await;
     let claim = store.claim(&follow.id).await.unwrap().unwrap();
     assert_eq!(claim.instance_id, stays.id, "answered by the live agent");
     assert_eq!(requests_for(&model, "still there"), 0, "nothing ran");

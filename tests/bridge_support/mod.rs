@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod shared_store;
+
 use std::path::PathBuf;
 use std::time::Duration;
 
