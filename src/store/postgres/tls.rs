@@ -1,7 +1,8 @@
 //! TLS to the database server, for URLs that ask for it (`sslmode=require`).
 //!
 //! The server's certificate is always verified, against the system's trust
-//! store (so a private CA installed there works) and Mozilla's roots: a
+//! store (so a private CA installed there works), as the Mattermost link's
+//! is: one root store for the whole agent. A
 //! connection that carries every prompt must not accept a stranger's
 //! certificate. libpq's `require` encrypts without verifying; here it is
 //! stricter on purpose.
@@ -13,11 +14,10 @@ use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::store::StoreError;
 
-/// A connector that verifies the server against the system and Mozilla
-/// roots, with rustls' ring provider (the one the rest of the agent uses).
+/// A connector that verifies the server against the system's roots, with
+/// rustls' ring provider (the one the rest of the agent uses).
 pub(super) fn connector() -> Result<MakeRustlsConnect, StoreError> {
     let mut roots = RootCertStore::empty();
-    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
     let native = rustls_native_certs::load_native_certs();
     for error in &native.errors {
         tracing::debug!(%error, "a system certificate could not be read; it is skipped");
