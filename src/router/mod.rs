@@ -55,6 +55,9 @@ pub use inbound::InboundPost;
 const WORK_QUEUE: usize = 256;
 /// Temporary folders untouched this long are removed at start.
 const ORPHAN_AGE: Duration = Duration::from_secs(24 * 60 * 60);
+/// Instances offline this long are forgotten (their threads stay, and say
+/// the instance is unknown).
+const FORGET_OFFLINE_MS: i64 = 24 * 60 * 60 * 1000;
 /// Finished claims and replies are pruned about hourly.
 const PRUNE_EVERY: Duration = Duration::from_secs(60 * 60);
 
@@ -230,6 +233,17 @@ impl Router {
                             }
                             Ok(_) => {}
                             Err(e) => warn!(error = %e, "pruning failed"),
+                        }
+                        match app
+                            .store
+                            .prune_instances(now_millis() - FORGET_OFFLINE_MS)
+                            .await
+                        {
+                            Ok(0) => {}
+                            Ok(n) => {
+                                info!(instances = n, "forgot instances offline for over a day")
+                            }
+                            Err(e) => warn!(error = %e, "pruning instances failed"),
                         }
                     }
                     beats += 1;

@@ -421,6 +421,9 @@ pub trait Store: Send + Sync {
     /// register it again).
     async fn heartbeat(&self, instance_id: &str, at: Millis) -> Result<(), StoreError>;
     async fn instances(&self) -> Result<Vec<Instance>, StoreError>;
+    /// Forget instances whose last heartbeat is before `offline_before`;
+    /// returns how many.
+    async fn prune_instances(&self, offline_before: Millis) -> Result<u64, StoreError>;
 
     /// Record a new binding. Binding a thread again to the same session is a
     /// no-op (the first row stays); to a different session it is a Conflict,

@@ -86,6 +86,18 @@ pub(super) async fn heartbeat(
     require_row(changed, || format!("instance {id} is not registered"))
 }
 
+pub(super) async fn prune_instances(
+    c: &impl GenericClient,
+    before: Millis,
+) -> Result<u64, StoreError> {
+    execute(
+        c,
+        "DELETE FROM instances WHERE heartbeat_at < $1",
+        &[&before],
+    )
+    .await
+}
+
 pub(super) async fn instances(c: &impl GenericClient) -> Result<Vec<Instance>, StoreError> {
     query(
         c,

@@ -321,6 +321,10 @@ impl Store for PgStore {
         instances::heartbeat(&self.client().await?, instance_id, at).await
     }
 
+    async fn prune_instances(&self, offline_before: Millis) -> Result<u64, StoreError> {
+        instances::prune_instances(&self.client().await?, offline_before).await
+    }
+
     async fn instances(&self) -> Result<Vec<Instance>, StoreError> {
         instances::instances(&self.client().await?).await
     }

@@ -82,6 +82,13 @@ pub(super) fn heartbeat(conn: &Connection, id: &str, at: Millis) -> Result<(), S
     require_row(changed, || format!("instance {id} is not registered"))
 }
 
+pub(super) fn prune_instances(conn: &Connection, before: Millis) -> Result<u64, StoreError> {
+    let n = conn
+        .prepare_cached("DELETE FROM instances WHERE heartbeat_at < ?1")?
+        .execute([before])?;
+    Ok(n as u64)
+}
+
 pub(super) fn instances(conn: &Connection) -> Result<Vec<Instance>, StoreError> {
     query_all(
         conn,

@@ -201,6 +201,11 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn prune_instances(&self, offline_before: Millis) -> Result<u64, StoreError> {
+        self.call(move |conn| instances::prune_instances(conn, offline_before))
+            .await
+    }
+
     async fn instances(&self) -> Result<Vec<Instance>, StoreError> {
         self.call(|conn| instances::instances(conn)).await
     }

@@ -11,6 +11,7 @@ use super::*;
 
 contract!(
     instances_register_upsert_and_heartbeat,
+    instances_offline_too_long_are_pruned,
     claims_round_trip,
     unfinished_claims_filter_by_instance_and_state,
     a_missed_post_is_taken_once_by_its_own_instance,
@@ -60,6 +61,29 @@ async fn instances_register_upsert_and_heartbeat(db: &Db) {
         matches!(err, StoreError::NotFound(ref m) if m.contains("ghost")),
         "{err}"
     );
+}
+
+async fn instances_offline_too_long_are_pruned(db: &Db) {
+    let store = db.open().await;
+    let (old, fresh) = (instance("old", 1), instance("fresh", 2));
+    store.register_instance(&old).await.unwrap();
+    store.register_instance(&fresh).await.unwrap();
+    store.heartbeat("old", 100).await.unwrap();
+    store.heartbeat("fresh", 200).await.unwrap();
+    assert_eq!(
+        store.prune_instances(100).await.unwrap(),
+        0,
+        "at the bound stays"
+    );
+    assert_eq!(store.prune_instances(150).await.unwrap(), 1);
+    let left: Vec<String> = store
+        .instances()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|i| i.id)
+        .collect();
+    assert_eq!(left, vec!["fresh".to_owned()]);
 }
 
 // ---- claims ---------------------------------------------------------------
