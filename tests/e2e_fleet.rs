@@ -10,17 +10,8 @@ mod bridge_support;
 use std::time::Duration;
 
 use bridge_support::shared_store::SharedStore;
-use bridge_support::{Rig, body_of, last_user_text, wait_until};
+use bridge_support::{Rig, body_of, requests_for, wait_until};
 use harness::model::{ScriptedModel, Step};
-
-/// How many model requests answered a prompt containing `phrase`.
-fn requests_for(model: &ScriptedModel, phrase: &str) -> usize {
-    model
-        .requests()
-        .iter()
-        .filter(|r| last_user_text(r).contains(phrase))
-        .count()
-}
 
 /// The agents share PostgreSQL when the test run has one, else SQLite.
 /// Agent one takes DMs only and starts first, so the first DM's session is

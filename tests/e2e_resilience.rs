@@ -11,19 +11,10 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use bridge_support::shared_store::SharedStore;
-use bridge_support::{Rig, body_of, last_user_text, wait_until};
+use bridge_support::{Rig, body_of, requests_for, wait_until};
 use harness::model::{ScriptedModel, Step};
 use opencode_mattermost::store::SqliteStore;
 use opencode_mattermost::store::{ClaimState, Store};
-
-/// How many model requests answered a prompt containing `phrase`.
-fn requests_for(model: &ScriptedModel, phrase: &str) -> usize {
-    model
-        .requests()
-        .iter()
-        .filter(|r| last_user_text(r).contains(phrase))
-        .count()
-}
 
 /// Wait until every post is claimed and finished and no reply streams:
 /// from then on no agent posts anything more about them, so counting is

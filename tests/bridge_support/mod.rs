@@ -325,6 +325,15 @@ pub fn last_user_text(request: &serde_json::Value) -> String {
         .unwrap_or_default()
 }
 
+/// How many model requests answered a prompt containing `phrase`.
+pub fn requests_for(model: &ScriptedModel, phrase: &str) -> usize {
+    model
+        .requests()
+        .iter()
+        .filter(|r| last_user_text(r).contains(phrase))
+        .count()
+}
+
 pub async fn wait_until(timeout: Duration, what: &str, mut cond: impl FnMut() -> bool) {
     let deadline = tokio::time::Instant::now() + timeout;
     while !cond() {
