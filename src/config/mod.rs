@@ -135,9 +135,10 @@ pub struct Config {
     /// the shim may take.
     pub fetch_timeout: Duration,
     /// `OPENCODE_MM_API_RATE`: requests per second the agent allows itself
-    /// against the Mattermost server (all posts, edits and reads share it).
+    /// against the Mattermost server (all posts, edits and reads share it)
+    /// until the server reports its own limits, which then rule.
     pub rate_per_second: u64,
-    /// `OPENCODE_MM_API_BURST`: requests that may go out at once.
+    /// `OPENCODE_MM_API_BURST`: requests that may go out at once, likewise.
     pub rate_burst: u64,
     /// `OPENCODE_MM_LOG`: log filter, e.g. `info` or `opencode_mattermost=debug`.
     pub log_filter: Option<String>,

@@ -55,7 +55,7 @@ impl Config {
         let command_prefix = r.string_or("OPENCODE_MM_COMMAND_PREFIX", "!");
         let buffer_size = r.number("OPENCODE_MM_BUFFER_SIZE", 50, 1..=100_000);
         let max_delay = r.millis("OPENCODE_MM_MAX_DELAY", 500, 0..=60_000);
-        let edit_rate_limit = r.number("OPENCODE_MM_EDIT_RATE_LIMIT", 10, 1..=100);
+        let edit_rate_limit = r.number("OPENCODE_MM_EDIT_RATE_LIMIT", 2, 1..=100);
         let max_post_length = r.number(
             "OPENCODE_MM_MAX_POST_LENGTH",
             15000,
@@ -105,8 +105,8 @@ impl Config {
         };
         let log_filter = r.string("OPENCODE_MM_LOG");
         let fetch_timeout = r.millis("OPENCODE_MM_FETCH_TIMEOUT", 30_000, 100..=600_000);
-        let rate_per_second = r.number("OPENCODE_MM_API_RATE", 10, 1..=1000);
-        let rate_burst = r.number("OPENCODE_MM_API_BURST", 20, 1..=1000);
+        let rate_per_second = r.number("OPENCODE_MM_API_RATE", 50, 1..=1000);
+        let rate_burst = r.number("OPENCODE_MM_API_BURST", 100, 1..=1000);
         let timezone = r.timezone("OPENCODE_MM_TIMEZONE");
         let schedule_timeout = r.millis(
             "OPENCODE_MM_SCHEDULE_TIMEOUT",

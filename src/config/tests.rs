@@ -93,7 +93,7 @@ fn malformed_values_are_problems_with_fixes_and_defaults_stay() {
     assert!(problem(&c, "OPENCODE_MM_ALLOWED_USERS").is_some_and(|m| m.contains("`bob`")));
     assert!(problem(&c, "OPENCODE_MM_ALLOWED_CHANNEL_TYPES").is_some());
     assert_eq!(c.max_post_length, 15000);
-    assert_eq!(c.edit_rate_limit, 10);
+    assert_eq!(c.edit_rate_limit, 2);
     assert!(!c.auto_connect);
     assert_eq!(c.allowed_users, vec![OWNER.to_owned()]);
     // Fail closed: the typo keeps only the valid type, never all four.

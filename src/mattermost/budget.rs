@@ -2,6 +2,16 @@
 //! makes: a token bucket that also obeys the server's `X-Ratelimit-*` headers
 //! and 429 `Retry-After`, with priority lanes so approvals, questions and
 //! final replies never queue behind progress edits.
+//!
+//! The bucket starts from the configured rate and burst. Mattermost's limiter
+//! (a GCRA bucket per client address, off by default) reports itself in every
+//! answer: `X-Ratelimit-Limit` is its burst + 1, `-Remaining` what is left,
+//! `-Reset` the whole seconds until it is full again. Once a response carries
+//! them the bucket follows the server: its capacity becomes the server's, its
+//! tokens never exceed what the server says is left (less what we sent since),
+//! and its refill rate becomes a lower bound of the server's rate worked out
+//! from the same three numbers. A server without the headers has its limiter
+//! off, and the configured budget stays.
 
 use std::sync::Mutex;
 use std::time::Duration;
@@ -28,11 +38,38 @@ pub struct BudgetStats {
     pub waited: Duration,
     /// 429 answers received.
     pub rate_limited: u64,
+    /// The budget in force: requests per second and burst, the server's
+    /// once it has said (`learned`).
+    pub per_second: f64,
+    pub burst: f64,
+    pub learned: bool,
 }
+
+/// What one answer's `X-Ratelimit-*` headers say about the server's bucket.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ServerLimit {
+    /// `X-Ratelimit-Limit`: the bucket's size (Mattermost's burst + 1).
+    pub limit: Option<u64>,
+    /// `X-Ratelimit-Remaining`.
+    pub remaining: Option<u64>,
+    /// `X-Ratelimit-Reset`: until the bucket is full, rounded up to seconds.
+    pub reset: Option<Duration>,
+}
+
+/// Proof that a request took a token: which one it was, so its answer's
+/// `Remaining` can be corrected for the requests sent after it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ticket(u64);
 
 struct State {
     tokens: f64,
+    per_second: f64,
+    burst: f64,
+    /// The highest lower bound of the server's rate seen since the last 429.
+    server_rate: Option<f64>,
     last_refill: Instant,
+    /// Tokens taken so far; a [`Ticket`] holds the count at its taking.
+    taken: u64,
     /// Nothing may be sent before this (429 or an empty server bucket).
     blocked_until: Option<Instant>,
     waiting: [usize; 3],
@@ -59,22 +96,23 @@ impl Drop for Place<'_> {
 }
 
 pub struct RateBudget {
-    per_second: f64,
-    burst: f64,
     state: Mutex<State>,
 }
 
 impl RateBudget {
-    /// A bucket refilled at `per_second` holding at most `burst` tokens.
+    /// A bucket refilled at `per_second` holding at most `burst` tokens,
+    /// until the server says otherwise.
     pub fn new(per_second: f64, burst: f64) -> Self {
         let per_second = per_second.max(0.1);
         let burst = burst.max(1.0);
         Self {
-            per_second,
-            burst,
             state: Mutex::new(State {
                 tokens: burst,
+                per_second,
+                burst,
+                server_rate: None,
                 last_refill: Instant::now(),
+                taken: 0,
                 blocked_until: None,
                 waiting: [0; 3],
                 stats: BudgetStats::default(),
@@ -88,7 +126,7 @@ impl RateBudget {
 
     /// Wait until a request of `priority` may be sent, and take its token.
     /// Cancel-safe: a wait that is dropped gives its place in the lane back.
-    pub async fn acquire(&self, priority: Priority) {
+    pub async fn acquire(&self, priority: Priority) -> Ticket {
         let lane = priority as usize;
         let started = Instant::now();
         let mut place = Place {
@@ -101,24 +139,25 @@ impl RateBudget {
                 let mut s = self.lock();
                 let now = Instant::now();
                 let elapsed = now.duration_since(s.last_refill).as_secs_f64();
-                s.tokens = (s.tokens + elapsed * self.per_second).min(self.burst);
+                s.tokens = (s.tokens + elapsed * s.per_second).min(s.burst);
                 s.last_refill = now;
                 let higher_waiting = s.waiting[lane + 1..].iter().any(|n| *n > 0);
                 match s.blocked_until {
                     Some(until) if until > now => Some(until - now),
                     _ if s.tokens >= 1.0 && !higher_waiting => {
                         s.tokens -= 1.0;
+                        s.taken += 1;
                         if place.held {
                             s.waiting[lane] -= 1;
                             place.held = false;
                             s.stats.waits += 1;
                             s.stats.waited += started.elapsed();
                         }
-                        return;
+                        return Ticket(s.taken);
                     }
                     _ if higher_waiting => Some(Duration::from_millis(5)),
                     _ => Some(Duration::from_secs_f64(
-                        ((1.0 - s.tokens) / self.per_second).max(0.001),
+                        ((1.0 - s.tokens) / s.per_second).max(0.001),
                     )),
                 }
             };
@@ -132,21 +171,45 @@ impl RateBudget {
         }
     }
 
-    /// Obey a 429: nothing goes out for `retry_after`.
+    /// Obey a 429: nothing goes out for `retry_after`, and the server's rate
+    /// is learnt afresh (its limits may have been lowered).
     pub fn rate_limited(&self, retry_after: Duration) {
         let mut s = self.lock();
         s.stats.rate_limited += 1;
+        s.server_rate = None;
         Self::block(&mut s, retry_after);
     }
 
-    /// Obey `X-Ratelimit-Remaining` / `-Reset`: when the server's bucket is
-    /// empty, wait for its reset instead of provoking a 429.
-    pub fn observe(&self, remaining: Option<u64>, reset: Option<Duration>) {
+    /// Follow the server's bucket as one answer (to the request holding
+    /// `ticket`) reports it; see the module docs. An empty server bucket
+    /// waits for its reset instead of provoking a 429.
+    pub fn observe(&self, ticket: Ticket, server: ServerLimit) {
         let mut s = self.lock();
-        if let Some(remaining) = remaining {
-            s.tokens = s.tokens.min(remaining as f64);
+        if let Some(limit) = server.limit.filter(|l| *l >= 1) {
+            s.burst = limit as f64;
+            s.stats.learned = true;
+            // GCRA: `limit - remaining` tokens are in use and drain at the
+            // server's rate in at most `reset` (rounded up, and Remaining
+            // rounded down), so `(used - 1) / reset` never overstates it.
+            if let (Some(remaining), Some(reset)) = (server.remaining, server.reset)
+                && reset >= Duration::from_secs(1)
+            {
+                let used = limit.saturating_sub(remaining).saturating_sub(1) as f64;
+                let bound = used / reset.as_secs_f64();
+                if bound > 0.0 {
+                    let best = s.server_rate.map_or(bound, |r| r.max(bound));
+                    s.server_rate = Some(best);
+                    s.per_second = best;
+                }
+            }
+        }
+        if let Some(remaining) = server.remaining {
+            // Requests that took a token after this one are not counted in
+            // the server's number yet.
+            let since = s.taken.saturating_sub(ticket.0) as f64;
+            s.tokens = s.tokens.min((remaining as f64 - since).max(0.0));
             if remaining == 0
-                && let Some(reset) = reset
+                && let Some(reset) = server.reset
             {
                 Self::block(&mut s, reset);
             }
@@ -164,7 +227,12 @@ impl RateBudget {
     }
 
     pub fn stats(&self) -> BudgetStats {
-        self.lock().stats.clone()
+        let s = self.lock();
+        BudgetStats {
+            per_second: s.per_second,
+            burst: s.burst,
+            ..s.stats.clone()
+        }
     }
 }
 
@@ -199,7 +267,14 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn an_empty_server_bucket_waits_for_its_reset() {
         let b = RateBudget::new(100.0, 10.0);
-        b.observe(Some(0), Some(Duration::from_secs(1)));
+        b.observe(
+            Ticket(0),
+            ServerLimit {
+                limit: None,
+                remaining: Some(0),
+                reset: Some(Duration::from_secs(1)),
+            },
+        );
         let t0 = tokio::time::Instant::now();
         b.acquire(Priority::Normal).await;
         assert!(t0.elapsed() >= Duration::from_secs(1));
@@ -232,10 +307,155 @@ mod tests {
         assert!(urgent_at <= 1, "urgent went out at {urgent_at}: {order:?}");
     }
 
+    /// Mattermost's limiter (GCRA per client, as in `throttled`), on the
+    /// tokio clock: the headers it would send, and whether it refused.
+    struct Gcra {
+        emission: f64,
+        tolerance: f64,
+        tat: f64,
+        base: Instant,
+    }
+
+    impl Gcra {
+        fn new(per_second: f64, burst: u64) -> Gcra {
+            let emission = 1.0 / per_second;
+            Gcra {
+                emission,
+                tolerance: emission * (burst + 1) as f64,
+                tat: 0.0,
+                base: Instant::now(),
+            }
+        }
+
+        fn check(&mut self) -> (bool, ServerLimit) {
+            let now = self.base.elapsed().as_secs_f64();
+            let tat = self.tat.max(now);
+            let new_tat = tat + self.emission;
+            let limited = now < new_tat - self.tolerance;
+            let ttl = if limited { tat - now } else { new_tat - now };
+            if !limited {
+                self.tat = new_tat;
+            }
+            let limit = (self.tolerance / self.emission).round() as u64;
+            let remaining = ((self.tolerance - ttl) / self.emission).floor().max(0.0) as u64;
+            let reset = Duration::from_secs(ttl.max(0.0).ceil() as u64);
+            (
+                limited,
+                ServerLimit {
+                    limit: Some(limit),
+                    remaining: Some(remaining),
+                    reset: Some(reset),
+                },
+            )
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_generous_budget_learns_the_servers_limit_and_is_never_refused() {
+        // Configured for a server without a limiter; the server allows
+        // 10/s with a burst of 100 (Mattermost's defaults when it is on).
+        let b = RateBudget::new(50.0, 100.0);
+        let mut server = Gcra::new(10.0, 100);
+        let t0 = Instant::now();
+        let mut refused = 0;
+        for _ in 0..400 {
+            let ticket = b.acquire(Priority::Normal).await;
+            let (limited, headers) = server.check();
+            refused += u32::from(limited);
+            b.observe(ticket, headers);
+        }
+        assert_eq!(refused, 0);
+        let stats = b.stats();
+        assert!(stats.learned);
+        assert_eq!(stats.burst, 101.0);
+        assert!(
+            stats.per_second <= 10.0 && stats.per_second > 8.0,
+            "{stats:?}"
+        );
+        // The burst, then no faster than the server refills.
+        let took = t0.elapsed().as_secs_f64();
+        assert!(took >= (400.0 - 101.0) / 10.0, "{took}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn requests_in_flight_are_taken_off_the_servers_remaining() {
+        let b = RateBudget::new(100.0, 100.0);
+        let first = b.acquire(Priority::Normal).await;
+        for _ in 0..3 {
+            b.acquire(Priority::Normal).await;
+        }
+        // The first answer says 5 were left; 3 more went out since.
+        b.observe(
+            first,
+            ServerLimit {
+                limit: Some(101),
+                remaining: Some(5),
+                reset: Some(Duration::from_secs(10)),
+            },
+        );
+        assert!(b.lock().tokens <= 2.0, "{}", b.lock().tokens);
+    }
+
+    #[test]
+    fn the_rate_is_a_lower_bound_of_the_servers() {
+        let b = RateBudget::new(50.0, 100.0);
+        let ticket = Ticket(0);
+        // 50 tokens in use, full again within 6 s: at least 49/6 per second.
+        b.observe(
+            ticket,
+            ServerLimit {
+                limit: Some(101),
+                remaining: Some(51),
+                reset: Some(Duration::from_secs(6)),
+            },
+        );
+        let stats = b.stats();
+        assert!((stats.per_second - 49.0 / 6.0).abs() < 1e-9, "{stats:?}");
+        // A smaller sample never lowers the bound learnt.
+        b.observe(
+            ticket,
+            ServerLimit {
+                limit: Some(101),
+                remaining: Some(99),
+                reset: Some(Duration::from_secs(1)),
+            },
+        );
+        assert!((b.stats().per_second - 49.0 / 6.0).abs() < 1e-9);
+        // A 429 means the server changed its mind: learn again.
+        b.rate_limited(Duration::ZERO);
+        b.observe(
+            ticket,
+            ServerLimit {
+                limit: Some(101),
+                remaining: Some(97),
+                reset: Some(Duration::from_secs(1)),
+            },
+        );
+        assert!((b.stats().per_second - 3.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn without_headers_the_configured_budget_stays() {
+        let b = RateBudget::new(50.0, 100.0);
+        b.observe(Ticket(0), ServerLimit::default());
+        let stats = b.stats();
+        assert_eq!(
+            (stats.per_second, stats.burst, stats.learned),
+            (50.0, 100.0, false)
+        );
+    }
+
     #[tokio::test(start_paused = true)]
     async fn huge_server_waits_are_capped() {
         let b = RateBudget::new(100.0, 10.0);
-        b.observe(Some(0), Some(Duration::from_secs(u64::MAX)));
+        b.observe(
+            Ticket(0),
+            ServerLimit {
+                limit: None,
+                remaining: Some(0),
+                reset: Some(Duration::from_secs(u64::MAX)),
+            },
+        );
         b.rate_limited(Duration::MAX);
         let t0 = tokio::time::Instant::now();
         b.acquire(Priority::Urgent).await;

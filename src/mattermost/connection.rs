@@ -314,8 +314,17 @@ pub fn describe_link(conn: &Connection) -> Vec<String> {
             stats.events_delivered, stats.duplicates_dropped
         ),
         format!(
-            "Rate limit: {} waits ({:?} in all), {} answers of 429",
-            budget.waits, budget.waited, budget.rate_limited
+            "Rate limit: {:.1}/s, burst {:.0} ({}); {} waits ({:?} in all), {} answers of 429",
+            budget.per_second,
+            budget.burst,
+            if budget.learned {
+                "the server's"
+            } else {
+                "configured; the server sends no limits"
+            },
+            budget.waits,
+            budget.waited,
+            budget.rate_limited
         ),
     ]
 }

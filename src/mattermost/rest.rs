@@ -12,7 +12,7 @@ use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use tracing::{debug, warn};
 
-use super::budget::{Priority, RateBudget};
+use super::budget::{Priority, RateBudget, ServerLimit, Ticket};
 use super::error::MattermostError;
 use super::types::{
     AppError, Channel, ClientConfig, FileInfo, FileUploadResponse, Post, PostList, Reaction, Team,
@@ -135,7 +135,7 @@ impl RestClient {
         let mut limited_wait = Duration::ZERO;
         loop {
             attempt += 1;
-            self.budget.acquire(priority).await;
+            let ticket = self.budget.acquire(priority).await;
             self.stats.requests.fetch_add(1, Ordering::Relaxed);
             let mut req = self
                 .http
@@ -153,7 +153,7 @@ impl RestClient {
                 Ok(resp) => {
                     let status = resp.status();
                     let headers = resp.headers().clone();
-                    self.observe(&headers);
+                    self.observe(ticket, &headers);
                     let bytes = match resp.bytes().await {
                         Ok(b) => b.to_vec(),
                         Err(e) => {
@@ -236,7 +236,7 @@ impl RestClient {
         Ok(())
     }
 
-    fn observe(&self, headers: &HeaderMap) {
+    fn observe(&self, ticket: Ticket, headers: &HeaderMap) {
         let num = |name: &str| {
             headers
                 .get(name)
@@ -244,10 +244,13 @@ impl RestClient {
                 .and_then(|v| v.trim().parse::<u64>().ok())
         };
         // HeaderMap lookups are case-insensitive, matching Go's X-Ratelimit-*.
-        let remaining = num("x-ratelimit-remaining");
-        let reset = num("x-ratelimit-reset").map(Duration::from_secs);
-        if remaining.is_some() {
-            self.budget.observe(remaining, reset);
+        let server = ServerLimit {
+            limit: num("x-ratelimit-limit"),
+            remaining: num("x-ratelimit-remaining"),
+            reset: num("x-ratelimit-reset").map(Duration::from_secs),
+        };
+        if server != ServerLimit::default() {
+            self.budget.observe(ticket, server);
         }
     }
 

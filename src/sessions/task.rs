@@ -229,13 +229,19 @@ async fn session_loop(
                             Priority::Progress
                         };
                         let had_text = run.shown_text;
-                        match flush(&ctx, run, priority).await {
-                            Ok(()) => run.text_sent |= had_text,
-                            Err(e) => debug!(error = %e, "progress edit failed; the next one carries it"),
-                        }
+                        let written = match flush(&ctx, run, priority).await {
+                            Ok(written) => {
+                                run.text_sent |= had_text;
+                                written
+                            }
+                            Err(e) => {
+                                debug!(error = %e, "progress edit failed; the next one carries it");
+                                None
+                            }
+                        };
                         // Counted from when the edit landed, so edits that waited
                         // for the rate budget still arrive paced.
-                        run.throttle.sent(Instant::now());
+                        run.throttle.sent(Instant::now(), written);
                     }
                 }
             }
@@ -471,11 +477,12 @@ fn apply_event(runs: &mut [Run], event: &Event) {
                 run.queued = false;
                 run.turn.set_waiting(None);
             }
-            let first_text = !run.shown_text && !run.turn.response_text().is_empty();
-            if first_text {
+            if !run.shown_text && !run.turn.response_text().is_empty() {
                 run.shown_text = true;
+                run.throttle.first_text(now, added);
+            } else {
+                run.throttle.changed(now, added, !is_delta);
             }
-            run.throttle.changed(now, added, first_text || !is_delta);
         }
     }
 }
@@ -557,7 +564,7 @@ async fn finish(ctx: &Engine, run: &mut Run) {
     let mut delay = Duration::from_millis(250);
     for attempt in 1..=6 {
         match flush(ctx, run, Priority::Normal).await {
-            Ok(()) => break,
+            Ok(_) => break,
             Err(e) if attempt < 6 => {
                 warn!(error = %e, attempt, "final edit failed; retrying");
                 tokio::time::sleep(delay).await;
@@ -622,14 +629,16 @@ pub enum FlushError {
 }
 
 /// Bring the reply posts in line with the rendered turn: edit posts whose
-/// text changed, create posts the rollover asked for.
+/// text changed, create posts the rollover asked for. Returns the size of
+/// the last post written, which paces the next edit.
 pub(crate) async fn flush(
     ctx: &Engine,
     run: &mut Run,
     priority: Priority,
-) -> Result<(), FlushError> {
+) -> Result<Option<usize>, FlushError> {
     let conn = ctx.app.connection().await.ok_or(FlushError::NotConnected)?;
     let mut texts = Vec::new();
+    let mut written = None;
     for text in run.turn.render(&ctx.app.limits(&conn), now_ms()) {
         texts.push(ctx.app.for_channel(&run.reply.channel_id, text).await);
     }
@@ -645,6 +654,7 @@ pub(crate) async fn flush(
                 .await?;
             ctx.stats.edit();
             run.sent[i] = text.clone();
+            written = Some(text.len());
         } else {
             // The pending id is recorded first and kept until the post's id
             // is: a retry reuses it (the server answers with the first post)
@@ -673,6 +683,7 @@ pub(crate) async fn flush(
             run.reply.post_ids.push(post.id);
             run.reply.pending_post_id = None;
             run.sent.push(text.clone());
+            written = Some(text.len());
             if let Err(e) = ctx.app.store.save_reply(&run.reply).await {
                 warn!(error = %e, "could not record a reply post");
             }
@@ -688,7 +699,7 @@ pub(crate) async fn flush(
             run.sent[i] = MERGED.to_owned();
         }
     }
-    Ok(())
+    Ok(written)
 }
 
 /// Unix milliseconds as the renderer wants them.

@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod bench;
 pub mod shared_store;
 
 use std::path::PathBuf;

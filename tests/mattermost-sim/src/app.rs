@@ -35,6 +35,8 @@ pub struct RequestRecord {
     pub at: i64,
     /// How long it took to answer, in ms.
     pub duration_ms: u64,
+    /// The request body's size (`Content-Length`; 0 without one).
+    pub body_bytes: u64,
 }
 
 /// Shared state of one simulator instance.

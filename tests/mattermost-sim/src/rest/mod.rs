@@ -201,6 +201,12 @@ async fn observe(State(sim): State<Arc<Sim>>, req: Request, next: Next) -> Respo
     let method = req.method().as_str().to_owned();
     let path = req.uri().path().to_owned();
     let query = req.uri().query().unwrap_or("").to_owned();
+    let body_bytes = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(0);
     let ip = req
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
@@ -276,6 +282,7 @@ async fn observe(State(sim): State<Arc<Sim>>, req: Request, next: Next) -> Respo
         status: resp.status().as_u16(),
         at,
         duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+        body_bytes,
     });
     resp
 }
