@@ -320,7 +320,7 @@ fn build(ready: &Ready) -> (Vec<FilePart>, String) {
             let (mime, how) = if safety::model_can_see(mime) {
                 (mime, "given to you as a file part")
             } else if !bytes[..bytes.len().min(SNIFF)].contains(&0) {
-                ("text/plain", "its text is given to you above")
+                ("text/plain", "its text follows this message")
             } else {
                 note.push_str(&format!(
                     "\n- !!{shown} → {path} ({}, binary: read it from the path if needed)",

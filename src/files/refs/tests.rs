@@ -53,7 +53,7 @@ fn text_goes_as_text_images_as_images_binaries_by_path() {
         note,
         format!(
             "\n\n[Referenced files]\
-             \n- !!main → {} (13 bytes, its text is given to you above)\
+             \n- !!main → {} (13 bytes, its text follows this message)\
              \n- !!shot → {} (6 bytes, given to you as a file part)\
              \n- !!blob → {} (3 bytes, binary: read it from the path if needed)\
              \n- !!handler: the person chose to send no file",
