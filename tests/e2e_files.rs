@@ -512,7 +512,13 @@ async fn bang_bang_references_send_project_files_with_the_prompt() {
     for phrase in ["summarise", "compare", "code ignored", "no handler please"] {
         model.on(phrase, vec![Step::text(format!("Done: {phrase}."))]);
     }
-    let env = rig.env(&[("MATTERMOST_OWNER_USER_ID", &rig.alice.id)]);
+    // Bob may prompt too, but a list belongs to the prompt's author.
+    let bob = rig.sim.create_user("bob").unwrap();
+    rig.sim.add_to_team(&rig.team.id, &bob.id).unwrap();
+    let env = rig.env(&[
+        ("MATTERMOST_OWNER_USER_ID", &rig.alice.id),
+        ("OPENCODE_MM_ALLOWED_USERS", &bob.id),
+    ]);
     let oc = rig.opencode(&model, env).await;
     let project = oc.project.canonicalize().unwrap();
     std::fs::create_dir_all(project.join("src")).unwrap();
@@ -610,7 +616,15 @@ async fn bang_bang_references_send_project_files_with_the_prompt() {
         told.contains("`!!../../../../etc/passwd`: `../../../../etc/passwd` resolves to `/etc/passwd`, outside this session's project"),
         "{told}"
     );
+    // More references than a message may carry: refused whole.
+    let many: String = (0..11).map(|n| format!("!!f{n} ")).collect();
+    alice(&format!("too many {many}"), Some(&root));
+    let told = bot_reply_starting(&rig, &root, ":no_entry: This message has 11", 0)
+        .await
+        .message;
+    assert!(told.contains("at most 10"), "{told}");
     rig.sentinel(&rig.alice.id).await;
+    assert_eq!(requests_for(&model, "too many"), 0);
     assert_eq!(requests_for(&model, "explain !!"), 0);
     assert_eq!(requests_for(&model, "read !!"), 0);
     assert!(
@@ -646,5 +660,59 @@ async fn bang_bang_references_send_project_files_with_the_prompt() {
         "{prompt}"
     );
     assert!(!prompt.contains("HANDLER-"), "{prompt}");
+
+    // In a channel: bob's number in alice's list thread is an ordinary
+    // prompt; alice's answer picks the files.
+    let channel = rig.channel_with_bot("dev");
+    rig.sim.add_member(&channel.id, &bob.id).unwrap();
+    let asked = rig
+        .sim
+        .post_as(
+            &rig.alice.id,
+            &channel.id,
+            "@opencode-bot channel compare !!handler",
+            None,
+        )
+        .unwrap();
+    let list = bot_reply_starting(&rig, &asked.id, ":mag: **Several files match.**", 0)
+        .await
+        .message;
+    let two = number_of(&list, "src/handler_two.rs");
+    let three = number_of(&list, "src/handler_three.rs");
+    let one = number_of(&list, "src/handler_one.rs");
+    rig.sim
+        .post_as(
+            &bob.id,
+            &channel.id,
+            &format!("@opencode-bot {one}"),
+            Some(&asked.id),
+        )
+        .unwrap();
+    wait_finals(&rig, &asked.id, 1).await;
+    assert_eq!(
+        requests_for(&model, "channel compare"),
+        0,
+        "bob cannot answer"
+    );
+    let bobs = last_user_text(model.requests().last().unwrap());
+    assert!(
+        bobs.contains("from @bob") && bobs.trim_end().ends_with(&one),
+        "{bobs}"
+    );
+    rig.sim
+        .post_as(
+            &rig.alice.id,
+            &channel.id,
+            &format!("@opencode-bot {two} {three}"),
+            Some(&asked.id),
+        )
+        .unwrap();
+    wait_finals(&rig, &asked.id, 2).await;
+    let prompt = last_user_text(&request_for(&model, "channel compare"));
+    assert!(
+        prompt.contains("HANDLER-TWO-MARKER") && prompt.contains("HANDLER-THREE-MARKER"),
+        "{prompt}"
+    );
+    assert!(!prompt.contains("HANDLER-ONE-MARKER"), "{prompt}");
     oc.stop().await;
 }
