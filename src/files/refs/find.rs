@@ -34,8 +34,7 @@ use crate::files::safety::{self, Refusal, Roots};
 
 /// Most files walked per message. A large monorepo tracks tens of
 /// thousands of files; beyond this the walk stops rather than hold up the
-/// thread's other posts (scoring 50,000 paths takes milliseconds, the walk
-/// itself well under a second on a warm disk).
+/// posts queued behind this one (inbound posts are handled in order).
 pub const MAX_WALKED: usize = 50_000;
 /// Most files listed for one reference: a longer list is not a choice
 /// anyone makes; typing more of the path is quicker.

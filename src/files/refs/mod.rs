@@ -217,9 +217,15 @@ pub async fn ask(refs: &Refs, conn: &Connection, binding: &ThreadBinding, pendin
         .await
         .map(|u| u.username)
         .unwrap_or_else(|_| pending.sender.clone());
-    let replaced = refs.pending().contains_key(&binding.root_post_id);
-    let message = choice::list_text(&pending.listed, &author, replaced);
-    refs.pending().insert(binding.root_post_id.clone(), pending);
+    // One lock: a list made meanwhile by a new session's task is either
+    // replaced and said so, or replaces this one.
+    let message = {
+        let mut lists = refs.pending();
+        let replaced = lists.contains_key(&binding.root_post_id);
+        let message = choice::list_text(&pending.listed, &author, replaced);
+        lists.insert(binding.root_post_id.clone(), pending);
+        message
+    };
     if let Err(e) = reply_in(
         conn,
         &binding.channel_id,
