@@ -577,6 +577,10 @@ async fn bang_bang_references_send_project_files_with_the_prompt() {
     let three = number_of(&list, "src/handler_three.rs");
     number_of(&list, "src/handler_two.rs");
     assert!(list.contains("Only @alice can answer"), "{list}");
+    assert!(
+        list.contains("** Reply with the numbers"),
+        "a DM needs no mention: {list}"
+    );
     rig.sentinel(&rig.alice.id).await;
     assert_eq!(
         requests_for(&model, "compare"),
@@ -677,6 +681,10 @@ async fn bang_bang_references_send_project_files_with_the_prompt() {
     let list = bot_reply_starting(&rig, &asked.id, ":mag: **Several files match.**", 0)
         .await
         .message;
+    assert!(
+        list.contains("Reply mentioning @opencode-bot with the numbers"),
+        "{list}"
+    );
     let two = number_of(&list, "src/handler_two.rs");
     let three = number_of(&list, "src/handler_three.rs");
     let one = number_of(&list, "src/handler_one.rs");

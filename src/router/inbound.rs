@@ -245,7 +245,7 @@ async fn route(router: &Arc<Router>, mut inbound: InboundPost) {
                         gate,
                     ) {
                         (Some(b), Gate::Ask(ask)) => {
-                            refs::ask(&refs, &conn, &b, *ask).await;
+                            refs::ask(&refs, &ctx.app, &conn, &b, *ask).await;
                             ctx.app.set_claim_state(&post.id, ClaimState::Done).await
                         }
                         (Some(b), _) => {
@@ -293,7 +293,7 @@ async fn route(router: &Arc<Router>, mut inbound: InboundPost) {
         Gate::Run => {}
         Gate::Stopped => return ctx.app.set_claim_state(&post.id, ClaimState::Done).await,
         Gate::Ask(ask) => {
-            refs::ask(&router.refs, &conn, &binding, *ask).await;
+            refs::ask(&router.refs, &ctx.app, &conn, &binding, *ask).await;
             return ctx.app.set_claim_state(&post.id, ClaimState::Done).await;
         }
     }

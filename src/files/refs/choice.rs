@@ -148,11 +148,16 @@ pub fn apply(listed: &[Listed], picks: &[usize], chosen: &mut [(String, Vec<Stri
     }
 }
 
-/// The list as posted.
-pub fn list_text(listed: &[Listed], author: &str, replaced: bool) -> String {
-    let mut out = String::from(
-        ":mag: **Several files match.** Reply with the numbers of the files to send (e.g. \
-         `1,3`), or `0` to send none of them; then your prompt runs.",
+/// The list as posted. `mention` is the bot's name where a reply must
+/// mention it to reach the bot (outside DMs).
+pub fn list_text(listed: &[Listed], author: &str, replaced: bool, mention: Option<&str>) -> String {
+    let how = match mention {
+        Some(bot) => format!("Reply mentioning @{bot} with the numbers"),
+        None => "Reply with the numbers".to_owned(),
+    };
+    let mut out = format!(
+        ":mag: **Several files match.** {how} of the files to send (e.g. `1,3`), or `0` to \
+         send none of them; then your prompt runs."
     );
     let mut current: Option<&str> = None;
     for (i, item) in listed.iter().enumerate() {
@@ -237,7 +242,17 @@ mod tests {
         ];
         let mut chosen = Vec::new();
         let listed = listing(&tokens, &found, &mut chosen);
-        let text = list_text(&listed, "alice", false);
+        let text = list_text(&listed, "alice", false, None);
+        assert!(text.starts_with(":mag: **Several files match.** Reply with the numbers"));
+        let in_channel = list_text(&listed, "alice", true, Some("bot"));
+        assert!(
+            in_channel.contains("Reply mentioning @bot with the numbers"),
+            "{in_channel}"
+        );
+        assert!(
+            in_channel.contains("replaces the earlier list"),
+            "{in_channel}"
+        );
         assert!(
             text.contains("`!!handler`:\n1. `a/handler.ts`\n2. `b/handler.ts`"),
             "{text}"

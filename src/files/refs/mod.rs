@@ -210,7 +210,18 @@ pub async fn gate(
 }
 
 /// Post the list in the session's thread and wait for the author.
-pub async fn ask(refs: &Refs, conn: &Connection, binding: &ThreadBinding, pending: Pending) {
+pub async fn ask(
+    refs: &Refs,
+    app: &App,
+    conn: &Connection,
+    binding: &ThreadBinding,
+    pending: Pending,
+) {
+    // Outside a DM only a post that mentions the bot reaches it.
+    let mention = app
+        .is_shared_channel(&binding.channel_id)
+        .await
+        .then(|| conn.info.bot.username.clone());
     let author = conn
         .rest
         .user(&pending.post.user_id)
@@ -222,7 +233,7 @@ pub async fn ask(refs: &Refs, conn: &Connection, binding: &ThreadBinding, pendin
     let message = {
         let mut lists = refs.pending();
         let replaced = lists.contains_key(&binding.root_post_id);
-        let message = choice::list_text(&pending.listed, &author, replaced);
+        let message = choice::list_text(&pending.listed, &author, replaced, mention.as_deref());
         lists.insert(binding.root_post_id.clone(), pending);
         message
     };
