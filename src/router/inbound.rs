@@ -224,10 +224,6 @@ async fn route(router: &Arc<Router>, mut inbound: InboundPost) {
             return;
         }
         None => {
-            // A new session waits on OpenCode and a card post; it runs on
-            // its own so a burst of new DMs does not queue one behind the
-            // other. Nothing can be posted in its thread before it exists,
-            // so no later post depends on it.
             // `!!` references resolve first: one that matches nothing
             // starts no session.
             let refs = router.refs.clone();
@@ -235,6 +231,10 @@ async fn route(router: &Arc<Router>, mut inbound: InboundPost) {
             if matches!(gate, Gate::Stopped) {
                 return ctx.app.set_claim_state(&post.id, ClaimState::Done).await;
             }
+            // A new session waits on OpenCode and a card post; it runs on
+            // its own so a burst of new DMs does not queue one behind the
+            // other. Nothing can be posted in its thread before it exists,
+            // so no later post depends on it.
             let (ctx, conn, post) = (ctx.clone(), conn.clone(), post.clone());
             let place = NewThread::for_post(&post, is_dm);
             let received = inbound.received;
