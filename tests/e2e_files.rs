@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine as _;
-use bridge_support::{Rig, is_final, last_user_text, wait_until};
+use bridge_support::{Rig, is_final, last_user_text, requests_for, wait_until};
 use harness::model::{ScriptedModel, Step, tool_results};
 use mattermost_sim::model::Post;
 use opencode_mattermost::config::Secret;
@@ -470,4 +470,257 @@ fn find_file(dir: &Path, name: &str) -> PathBuf {
     let found = find_files(dir, name);
     assert_eq!(found.len(), 1, "{name} under {}: {found:?}", dir.display());
     found[0].clone()
+}
+
+/// The bot's reply in `root` that starts with `prefix`, the `n`th such.
+async fn bot_reply_starting(rig: &Rig, root: &str, prefix: &str, n: usize) -> Post {
+    let mut found = None;
+    wait_until(
+        Duration::from_secs(60),
+        &format!("a reply {prefix:?}"),
+        || {
+            found = rig
+                .bot_replies(root)
+                .into_iter()
+                .filter(|p| p.message.starts_with(prefix))
+                .nth(n);
+            found.is_some()
+        },
+    )
+    .await;
+    found.unwrap()
+}
+
+/// The number a `!!` list gives `path`.
+fn number_of(list: &str, path: &str) -> String {
+    list.lines()
+        .find_map(|l| {
+            let (n, rest) = l.split_once(". ")?;
+            (rest == format!("`{path}`")).then(|| n.to_owned())
+        })
+        .unwrap_or_else(|| panic!("{path} is not listed:\n{list}"))
+}
+
+/// `!!path` references, end to end: a unique match reaches the model with
+/// the prompt; close matches are listed and the author's `1,3`-style answer
+/// sends exactly those; `0` sends none; no match, and a path outside the
+/// project, run nothing and say why; `!!` inside a code block is text.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bang_bang_references_send_project_files_with_the_prompt() {
+    let rig = Rig::new().await;
+    let model = ScriptedModel::start().await.unwrap();
+    for phrase in ["summarise", "compare", "code ignored", "no handler please"] {
+        model.on(phrase, vec![Step::text(format!("Done: {phrase}."))]);
+    }
+    // Bob may prompt too, but a list belongs to the prompt's author.
+    let bob = rig.sim.create_user("bob").unwrap();
+    rig.sim.add_to_team(&rig.team.id, &bob.id).unwrap();
+    let env = rig.env(&[
+        ("MATTERMOST_OWNER_USER_ID", &rig.alice.id),
+        ("OPENCODE_MM_ALLOWED_USERS", &bob.id),
+    ]);
+    let oc = rig.opencode(&model, env).await;
+    let project = oc.project.canonicalize().unwrap();
+    std::fs::create_dir_all(project.join("src")).unwrap();
+    std::fs::create_dir_all(project.join("build")).unwrap();
+    let write = |p: &str, text: &str| std::fs::write(project.join(p), text).unwrap();
+    write(".gitignore", "build/\n");
+    write(
+        "src/alpha_widget.rs",
+        "// ALPHA-MARKER-7f3\npub fn alpha() {}\n",
+    );
+    for n in ["one", "two", "three"] {
+        write(
+            &format!("src/handler_{n}.rs"),
+            &format!("// HANDLER-{}-MARKER\n", n.to_uppercase()),
+        );
+    }
+    write("build/handler_ignored.rs", "// IGNORED-MARKER\n");
+    let dm = rig.dm(&rig.alice.id);
+    let alice =
+        |text: &str, root: Option<&str>| rig.sim.post_as(&rig.alice.id, &dm, text, root).unwrap();
+
+    // A unique match: a new session, and the file goes with the prompt.
+    alice("summarise !!alpha_widget please", None);
+    let root = rig.card_for(&dm, 0).await.id;
+    wait_finals(&rig, &root, 1).await;
+    let prompt = last_user_text(&request_for(&model, "summarise"));
+    println!("prompt with a reference:\n{prompt}");
+    let path = project.join("src/alpha_widget.rs").display().to_string();
+    assert!(
+        prompt.contains("ALPHA-MARKER-7f3"),
+        "the file's text: {prompt}"
+    );
+    assert!(
+        prompt.contains(&format!(
+            "Called the Read tool with the following input: {{\"filePath\":\"{path}\"}}"
+        )),
+        "as a file part OpenCode read: {prompt}"
+    );
+    assert!(
+        prompt.contains(&format!("- !!alpha_widget → {path} (")),
+        "{prompt}"
+    );
+
+    // Close matches: a list; nothing runs until alice answers.
+    alice("compare !!handler files", Some(&root));
+    let list = bot_reply_starting(&rig, &root, ":mag: **Several files match.**", 0)
+        .await
+        .message;
+    println!("list:\n{list}");
+    assert!(list.contains("`!!handler`:"), "{list}");
+    assert!(
+        !list.contains("handler_ignored"),
+        "ignored files are never offered: {list}"
+    );
+    let one = number_of(&list, "src/handler_one.rs");
+    let three = number_of(&list, "src/handler_three.rs");
+    number_of(&list, "src/handler_two.rs");
+    assert!(list.contains("Only @alice can answer"), "{list}");
+    assert!(
+        list.contains("** Reply with the numbers"),
+        "a DM needs no mention: {list}"
+    );
+    rig.sentinel(&rig.alice.id).await;
+    assert_eq!(
+        requests_for(&model, "compare"),
+        0,
+        "the prompt waits for the answer"
+    );
+    alice(&format!("{one},{three}"), Some(&root));
+    wait_finals(&rig, &root, 2).await;
+    let prompt = last_user_text(&request_for(&model, "compare"));
+    println!("prompt after the answer:\n{prompt}");
+    assert!(
+        prompt.contains("HANDLER-ONE-MARKER") && prompt.contains("HANDLER-THREE-MARKER"),
+        "{prompt}"
+    );
+    assert!(
+        !prompt.contains("HANDLER-TWO-MARKER"),
+        "only the chosen files: {prompt}"
+    );
+    assert_eq!(requests_for(&model, "compare"), 1, "the prompt ran once");
+
+    // No match: said, nothing runs.
+    alice("explain !!zzz_no_such_file now", Some(&root));
+    let told = bot_reply_starting(&rig, &root, ":mag: **Nothing was sent", 0)
+        .await
+        .message;
+    assert!(
+        told.contains("`!!zzz_no_such_file`: no file in this project matches"),
+        "{told}"
+    );
+    // A path outside the project: refused, nothing runs.
+    alice("read !!../../../../etc/passwd now", Some(&root));
+    let told = bot_reply_starting(&rig, &root, ":mag: **Nothing was sent", 1)
+        .await
+        .message;
+    println!("refusal:\n{told}");
+    assert!(
+        told.contains("`!!../../../../etc/passwd`: `../../../../etc/passwd` resolves to `/etc/passwd`, outside this session's project"),
+        "{told}"
+    );
+    // More references than a message may carry: refused whole.
+    let many: String = (0..11).map(|n| format!("!!f{n} ")).collect();
+    alice(&format!("too many {many}"), Some(&root));
+    let told = bot_reply_starting(&rig, &root, ":no_entry: This message has 11", 0)
+        .await
+        .message;
+    assert!(told.contains("at most 10"), "{told}");
+    rig.sentinel(&rig.alice.id).await;
+    assert_eq!(requests_for(&model, "too many"), 0);
+    assert_eq!(requests_for(&model, "explain !!"), 0);
+    assert_eq!(requests_for(&model, "read !!"), 0);
+    assert!(
+        model
+            .requests()
+            .iter()
+            .all(|r| !r.to_string().contains("root:x:0:0"))
+    );
+
+    // In a code block `!!` is text: the prompt runs without a file.
+    alice("see\n```\n!!alpha_widget\n```\ncode ignored", Some(&root));
+    wait_finals(&rig, &root, 3).await;
+    let prompt = last_user_text(&request_for(&model, "code ignored"));
+    assert!(prompt.contains("!!alpha_widget"), "{prompt}");
+    assert!(
+        !prompt.contains("ALPHA-MARKER") && !prompt.contains("[Referenced files]"),
+        "{prompt}"
+    );
+
+    // Close matches in a new top-level message: the session starts, the
+    // list goes in its thread, and `0` runs the prompt without the files.
+    alice("no handler please: !!handler", None);
+    let root2 = rig.card_for(&dm, 1).await.id;
+    let list = bot_reply_starting(&rig, &root2, ":mag: **Several files match.**", 0)
+        .await
+        .message;
+    assert!(list.contains("src/handler_two.rs"), "{list}");
+    alice("0", Some(&root2));
+    wait_finals(&rig, &root2, 1).await;
+    let prompt = last_user_text(&request_for(&model, "no handler please"));
+    assert!(
+        prompt.contains("- !!handler: the person chose to send no file"),
+        "{prompt}"
+    );
+    assert!(!prompt.contains("HANDLER-"), "{prompt}");
+
+    // In a channel: bob's number in alice's list thread is an ordinary
+    // prompt; alice's answer picks the files.
+    let channel = rig.channel_with_bot("dev");
+    rig.sim.add_member(&channel.id, &bob.id).unwrap();
+    let asked = rig
+        .sim
+        .post_as(
+            &rig.alice.id,
+            &channel.id,
+            "@opencode-bot channel compare !!handler",
+            None,
+        )
+        .unwrap();
+    let list = bot_reply_starting(&rig, &asked.id, ":mag: **Several files match.**", 0)
+        .await
+        .message;
+    assert!(
+        list.contains("Reply mentioning @opencode-bot with the numbers"),
+        "{list}"
+    );
+    let two = number_of(&list, "src/handler_two.rs");
+    let three = number_of(&list, "src/handler_three.rs");
+    let one = number_of(&list, "src/handler_one.rs");
+    rig.sim
+        .post_as(
+            &bob.id,
+            &channel.id,
+            &format!("@opencode-bot {one}"),
+            Some(&asked.id),
+        )
+        .unwrap();
+    wait_finals(&rig, &asked.id, 1).await;
+    assert_eq!(
+        requests_for(&model, "channel compare"),
+        0,
+        "bob cannot answer"
+    );
+    let bobs = last_user_text(model.requests().last().unwrap());
+    assert!(
+        bobs.contains("from @bob") && bobs.trim_end().ends_with(&one),
+        "{bobs}"
+    );
+    rig.sim
+        .post_as(
+            &rig.alice.id,
+            &channel.id,
+            &format!("@opencode-bot {two} {three}"),
+            Some(&asked.id),
+        )
+        .unwrap();
+    wait_finals(&rig, &asked.id, 2).await;
+    let prompt = last_user_text(&request_for(&model, "channel compare"));
+    assert!(
+        prompt.contains("HANDLER-TWO-MARKER") && prompt.contains("HANDLER-THREE-MARKER"),
+        "{prompt}"
+    );
+    assert!(!prompt.contains("HANDLER-ONE-MARKER"), "{prompt}");
+    oc.stop().await;
 }

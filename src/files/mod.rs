@@ -6,12 +6,15 @@
 //! - [`outbound`]: files leave for a session's thread only through
 //!   `mattermost_send_file` (after [`safety`] checks) or as a long reply
 //!   attached in place of many posts;
+//! - [`refs`]: `!!path` references in a prompt, matched against the
+//!   project's files and sent with it (a numbered list when several match);
 //! - [`safety`]: the rules both directions share: names, extensions, sizes,
 //!   and which paths may leave the machine;
 //! - [`clear_session`]: the 🗑️ reaction deletes a session's temporary files.
 
 pub mod inbound;
 pub mod outbound;
+pub mod refs;
 pub mod safety;
 
 use std::path::{Path, PathBuf};

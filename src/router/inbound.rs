@@ -10,6 +10,7 @@ use tracing::{Instrument, debug, info, info_span, warn};
 
 use super::Router;
 use crate::access::Verdict;
+use crate::files::refs::{self, Gate};
 use crate::mattermost::connection::Connection;
 use crate::mattermost::types::Post;
 use crate::sessions::text;
@@ -223,6 +224,13 @@ async fn route(router: &Arc<Router>, mut inbound: InboundPost) {
             return;
         }
         None => {
+            // `!!` references resolve first: one that matches nothing
+            // starts no session.
+            let refs = router.refs.clone();
+            let gate = refs::gate(&refs, &ctx.app, &conn, post, &sender, &prompt_text, None).await;
+            if matches!(gate, Gate::Stopped) {
+                return ctx.app.set_claim_state(&post.id, ClaimState::Done).await;
+            }
             // A new session waits on OpenCode and a card post; it runs on
             // its own so a burst of new DMs does not queue one behind the
             // other. Nothing can be posted in its thread before it exists,
@@ -232,12 +240,19 @@ async fn route(router: &Arc<Router>, mut inbound: InboundPost) {
             let received = inbound.received;
             tokio::spawn(
                 async move {
-                    match new_session(&ctx, &conn, &post, &sender, &prompt_text, place).await {
-                        Some(b) => {
+                    match (
+                        new_session(&ctx, &conn, &post, &sender, &prompt_text, place).await,
+                        gate,
+                    ) {
+                        (Some(b), Gate::Ask(ask)) => {
+                            refs::ask(&refs, &ctx.app, &conn, &b, *ask).await;
+                            ctx.app.set_claim_state(&post.id, ClaimState::Done).await
+                        }
+                        (Some(b), _) => {
                             let started = Started::new_session(received);
                             start_turn(&ctx, &b, &post, &sender, &prompt_text, None, started).await
                         }
-                        None => ctx.app.set_claim_state(&post.id, ClaimState::Failed).await,
+                        (None, _) => ctx.app.set_claim_state(&post.id, ClaimState::Failed).await,
                     }
                 }
                 .in_current_span(),
@@ -245,6 +260,11 @@ async fn route(router: &Arc<Router>, mut inbound: InboundPost) {
             return;
         }
     };
+    // The author's numbers answering a `!!` list run the prompt it held.
+    if refs::answer(&router.refs, ctx, &conn, &binding, post, &prompt_text).await {
+        ctx.app.set_claim_state(&post.id, ClaimState::Done).await;
+        return;
+    }
     // While the session waits for a person, a reply may be the answer.
     if crate::asks::chat::answer_text(
         &router.asks,
@@ -258,6 +278,24 @@ async fn route(router: &Arc<Router>, mut inbound: InboundPost) {
     {
         ctx.app.set_claim_state(&post.id, ClaimState::Done).await;
         return;
+    }
+    match refs::gate(
+        &router.refs,
+        &ctx.app,
+        &conn,
+        post,
+        &sender,
+        &prompt_text,
+        Some(&binding),
+    )
+    .await
+    {
+        Gate::Run => {}
+        Gate::Stopped => return ctx.app.set_claim_state(&post.id, ClaimState::Done).await,
+        Gate::Ask(ask) => {
+            refs::ask(&router.refs, &ctx.app, &conn, &binding, *ask).await;
+            return ctx.app.set_claim_state(&post.id, ClaimState::Done).await;
+        }
     }
     start_turn(
         ctx,

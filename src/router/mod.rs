@@ -70,6 +70,8 @@ pub struct Router {
     pub tui: Tui,
     /// `!models` lists waiting for a number.
     pub choices: Choices,
+    /// `!!` file lists waiting for numbers, and files chosen for prompts.
+    pub refs: Arc<crate::files::refs::Refs>,
     /// Channels told that nobody is configured, and strangers told once.
     notified: Mutex<HashSet<String>>,
     /// Keeps this process's instance id its own while it runs.
@@ -129,6 +131,7 @@ impl Router {
             schedules: Schedules::new(app),
             tui: Tui::default(),
             choices: Choices::default(),
+            refs: Arc::default(),
             notified: Mutex::new(HashSet::new()),
             resync_due: Arc::default(),
             _identity: identity,
@@ -403,9 +406,11 @@ impl Hooks for Router {
     }
 
     async fn attachments(&self, binding: &ThreadBinding, post: &Post) -> Attachments {
-        crate::files::inbound::prepare(&self.engine.app, binding, post)
+        let mut attached = crate::files::inbound::prepare(&self.engine.app, binding, post)
             .await
-            .into_attachments()
+            .into_attachments();
+        crate::files::refs::attach(&self.refs, &post.id, &mut attached).await;
+        attached
     }
 
     async fn before_final(&self, turn: &mut Turn, reply: &Reply) {

@@ -287,7 +287,8 @@ pub fn help(prefix: &str) -> String {
     }
     out.push_str(
         "\nA new message in this DM starts a new session, unless the DM is attached to one \
-         with `use`. A message sent while the session is busy runs after the current turn.",
+         with `use`. A message sent while the session is busy runs after the current turn. \
+         `!!path` in a prompt sends the project file it names with it.",
     );
     out
 }
