@@ -34,7 +34,8 @@ pub enum Command {
     #[command(subcommand)]
     Tools(ToolsCommand),
     /// Copy the old plugin's state (thread mappings, schedules) into the
-    /// configured store. Safe to run again: what is there already is left.
+    /// configured store. Safe to run again: entries already there are kept
+    /// as they are.
     Import {
         /// The old plugin's state directory, e.g. ~/.config/opencode.
         #[arg(long, value_name = "DIR")]
@@ -92,7 +93,7 @@ pub fn execute(command: Command, out: &mut dyn Write) -> anyhow::Result<()> {
                 min_interval: config.schedule_min_interval,
             };
             let report = block_on(async {
-                let store = crate::app::open_store(&config).await?;
+                let store = open(&config).await?;
                 anyhow::Ok(import::run(&*store, &options).await?)
             })?;
             write!(out, "{}", report.render())?;
@@ -100,7 +101,7 @@ pub fn execute(command: Command, out: &mut dyn Write) -> anyhow::Result<()> {
         Command::Sessions { json } => {
             let config = loaded()?;
             let text = block_on(async {
-                let store = crate::app::open_store(&config).await?;
+                let store = open(&config).await?;
                 anyhow::Ok(list::sessions(&*store, &config, chrono::Utc::now(), json).await?)
             })?;
             write!(out, "{text}")?;
@@ -108,7 +109,7 @@ pub fn execute(command: Command, out: &mut dyn Write) -> anyhow::Result<()> {
         Command::Schedules { json } => {
             let config = loaded()?;
             let text = block_on(async {
-                let store = crate::app::open_store(&config).await?;
+                let store = open(&config).await?;
                 anyhow::Ok(list::schedules(&*store, chrono::Utc::now(), json).await?)
             })?;
             write!(out, "{text}")?;
@@ -129,6 +130,13 @@ fn loaded() -> anyhow::Result<Config> {
         bail!("{}: {}", p.key, p.message);
     }
     Ok(config)
+}
+
+/// The configured store. Its error alone: the chain would repeat it.
+async fn open(config: &Config) -> anyhow::Result<std::sync::Arc<dyn crate::store::Store>> {
+    crate::app::open_store(config)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))
 }
 
 /// A small runtime for one command; the store's calls are async.
