@@ -11,11 +11,12 @@ use opencode_mattermost::cli::{self, Command, ToolsCommand};
 use opencode_mattermost::{config::Config, logging, tools::export};
 
 fn main() -> anyhow::Result<()> {
-    let mut out = std::io::stdout().lock();
+    // stdout is locked only for a subcommand: in serve mode the protocol
+    // writer owns it, from another thread.
     match cli::Cli::parse().command {
         None => serve(),
-        Some(Command::Tools(tools)) => tools_command(tools, &mut out),
-        Some(command) => cli::execute(command, &mut out),
+        Some(Command::Tools(tools)) => tools_command(tools, &mut std::io::stdout().lock()),
+        Some(command) => cli::execute(command, &mut std::io::stdout().lock()),
     }
 }
 
