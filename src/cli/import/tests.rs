@@ -555,3 +555,20 @@ async fn without_a_state_directory_threads_are_skipped_saying_why() {
     let why = skipped_because(&report, THREADS_FILE, "entry 1");
     assert!(why.contains("no state directory"), "{why}");
 }
+
+#[tokio::test]
+async fn deep_nesting_and_endless_files_are_refused_not_followed() {
+    let fx = Fixture::new();
+    // Deeper than the JSON parser's recursion limit.
+    let deep = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
+    fx.write_raw(THREADS_FILE, &deep);
+    // Reports a size of 0 but never ends: the read stops at the limit.
+    std::os::unix::fs::symlink("/dev/zero", fx.from.path().join(SCHEDULES_FILE)).unwrap();
+    let (report, store, _db) = sqlite_run(&fx).await;
+    let why = skipped_because(&report, THREADS_FILE, "the whole file");
+    assert!(why.contains("not valid JSON"), "{why}");
+    let why = skipped_because(&report, SCHEDULES_FILE, "the whole file");
+    assert!(why.contains("limit"), "{why}");
+    assert!(store.threads().await.unwrap().is_empty());
+    assert!(store.schedules().await.unwrap().is_empty());
+}
