@@ -12,12 +12,13 @@
 //! | features, side by side | [`commands`], [`asks`], [`files`], [`monitor`], [`scheduler`], [`tui`] |
 //! | router | [`router`] |
 //! | agent state | [`agent`] |
-//! | front ends | [`tools`], then [`server`] |
+//! | front ends | [`tools`] and [`cli`], then [`server`] |
 
 pub mod access;
 pub mod agent;
 pub mod app;
 pub mod asks;
+pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod files;

@@ -1,73 +1,53 @@
 //! The `opencode-mattermost` binary.
 //!
 //! Without arguments it serves the shim over stdio: stdout carries protocol
-//! frames only. The `tools` subcommands write or check the tool contract.
+//! frames only. The subcommands ([`cli`]) are for people and scripts.
 
 use std::io::Write;
-use std::path::PathBuf;
 
 use anyhow::{Context, bail};
+use clap::Parser;
+use opencode_mattermost::cli::{self, Command, ToolsCommand};
 use opencode_mattermost::{config::Config, logging, tools::export};
 
-const USAGE: &str =
-    "usage: opencode-mattermost [--version | tools export [DIR] | tools check [DIR]]
-  (no arguments)     serve the OpenCode plugin shim over stdin/stdout (JSON-RPC 2.0)
-  tools export DIR   write the tool contract, one JSON file per tool (default: tools)
-  tools check DIR    fail when DIR does not match the catalog
-  --version          print the version";
-
 fn main() -> anyhow::Result<()> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    match args.as_slice() {
-        [] => serve(),
-        ["--version" | "-V"] => say(&format!(
-            "opencode-mattermost {}",
-            env!("CARGO_PKG_VERSION")
-        )),
-        ["--help" | "-h"] => say(USAGE),
-        ["tools", "export", rest @ ..] => {
-            let dir = dir_arg(rest)?;
+    // stdout is locked only for a subcommand: in serve mode the protocol
+    // writer owns it, from another thread.
+    match cli::Cli::parse().command {
+        None => serve(),
+        Some(Command::Tools(tools)) => tools_command(tools, &mut std::io::stdout().lock()),
+        Some(command) => cli::execute(command, &mut std::io::stdout().lock()),
+    }
+}
+
+/// `tools export|check`: the tool contract (the `tools` module sits beside
+/// `cli` in the layers, so the binary joins them).
+fn tools_command(command: ToolsCommand, out: &mut dyn Write) -> anyhow::Result<()> {
+    match command {
+        ToolsCommand::Export { dir } => {
             let written =
                 export::write(&dir).with_context(|| format!("writing {}", dir.display()))?;
-            say(&format!(
+            writeln!(
+                out,
                 "wrote {} tool files to {}",
                 written.len(),
                 dir.display()
-            ))
+            )?;
         }
-        ["tools", "check", rest @ ..] => {
-            let dir = dir_arg(rest)?;
+        ToolsCommand::Check { dir } => {
             let problems =
                 export::check(&dir).with_context(|| format!("reading {}", dir.display()))?;
-            if problems.is_empty() {
-                say(&format!("{} is up to date", dir.display()))
-            } else {
+            if !problems.is_empty() {
                 bail!(
                     "{} is out of date: {}; run `opencode-mattermost tools export {}`",
                     dir.display(),
                     problems.join(", "),
                     dir.display()
-                )
+                );
             }
+            writeln!(out, "{} is up to date", dir.display())?;
         }
-        _ => bail!("unknown arguments `{}`\n{USAGE}", args.join(" ")),
     }
-}
-
-fn dir_arg(rest: &[&str]) -> anyhow::Result<PathBuf> {
-    match rest {
-        [] => Ok(PathBuf::from("tools")),
-        [dir] => Ok(PathBuf::from(dir)),
-        _ => bail!("expected at most one directory\n{USAGE}"),
-    }
-}
-
-/// CLI output for the subcommands; never used in serve mode, where stdout
-/// belongs to the protocol writer.
-fn say(text: &str) -> anyhow::Result<()> {
-    let mut out = std::io::stdout().lock();
-    writeln!(out, "{text}")?;
     Ok(())
 }
 

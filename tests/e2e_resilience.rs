@@ -449,3 +449,166 @@ fn same_dir(project: &std::path::Path, directory: &str) -> bool {
     let canon = |p: &std::path::Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
     canon(project) == canon(std::path::Path::new(directory))
 }
+
+/// The parent of a process, from `/proc` (the agent's parent is the
+/// OpenCode that runs its shim).
+fn parent_of(pid: u32) -> u32 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // `pid (comm) state ppid …`; comm may hold spaces, so cut after `)`.
+    let after = &stat[stat.rfind(')').unwrap() + 2..];
+    after.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+fn kill_9(pid: u32) {
+    let status = std::process::Command::new("kill")
+        .args(["-9", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success(), "kill -9 {pid}");
+}
+
+/// Two agents share the store (PostgreSQL when the run has one); the one
+/// answering a thread dies with its OpenCode by `kill -9` in the middle of
+/// a reply, with no chance to say goodbye. Once its lease lapses, a reply in
+/// that thread gets one "offline" notice from the live agent and runs
+/// nothing; the interrupted prompt is not run again by the live agent: its
+/// claim stays with the dead instance, unfinished, for that instance to
+/// resume when it comes back (the reply survives `kill -9` of one agent,
+/// tested above).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_of_one_of_two_agents_mid_reply_says_offline_and_runs_nothing_twice() {
+    let rig = Rig::new().await;
+    let model = ScriptedModel::start().await.unwrap();
+    model.on(
+        "slow story",
+        vec![Step::slow(story(), 12, Duration::from_millis(50))],
+    );
+    let shared = SharedStore::new().await;
+    println!("store: {}", shared.kind);
+    let env = rig.env(&[
+        ("MATTERMOST_OWNER_USER_ID", &rig.alice.id),
+        shared.setting(),
+        ("OPENCODE_MM_INSTANCE_LEASE", "3000"),
+    ]);
+    let first = rig.opencode(&model, env.clone()).await;
+    let second = rig.opencode(&model, env).await;
+    let dm = rig.dm(&rig.alice.id);
+    let asked = rig
+        .sim
+        .post_as(&rig.alice.id, &dm, "tell me a slow story", None)
+        .unwrap();
+    let card = rig.card_for(&dm, 0).await;
+    wait_until(Duration::from_secs(60), "some streamed text", || {
+        rig.bot_replies(&card.id)
+            .iter()
+            .any(|p| p.message.contains("Sentence 3"))
+    })
+    .await;
+    let store = &*shared.store;
+    let claim = store.claim(&asked.id).await.unwrap().unwrap();
+    assert_eq!(claim.state, ClaimState::Prompted, "mid-reply: {claim:?}");
+    let instances = store.instances().await.unwrap();
+    assert_eq!(instances.len(), 2, "{instances:?}");
+    let owner = instances
+        .iter()
+        .find(|i| i.id == claim.instance_id)
+        .unwrap()
+        .clone();
+    let stays = instances
+        .iter()
+        .find(|i| i.id != claim.instance_id)
+        .unwrap()
+        .clone();
+    let opencode_pid = parent_of(owner.pid);
+    println!(
+        "killing agent {} (pid {}) and its OpenCode (pid {opencode_pid})",
+        owner.id, owner.pid
+    );
+    // OpenCode first, so its shim cannot start the agent again.
+    kill_9(opencode_pid);
+    kill_9(owner.pid);
+    let (gone_oc, stay_oc) = if same_dir(&first.project, &owner.directory) {
+        (first, second)
+    } else {
+        (second, first)
+    };
+    wait_until(
+        Duration::from_secs(10),
+        "the dead agent's socket to drop",
+        || rig.bot_sockets() == 1,
+    )
+    .await;
+    // The lease lapses: the last heartbeat stays where the kill left it.
+    let lapsed = async {
+        for _ in 0..300 {
+            let row = store
+                .instances()
+                .await
+                .unwrap()
+                .into_iter()
+                .find(|i| i.id == owner.id)
+                .unwrap();
+            if opencode_mattermost::store::now_millis() - row.heartbeat_at > 3_000 {
+                return row;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("the dead agent kept its lease");
+    }
+    .await;
+
+    let follow = rig
+        .sim
+        .post_as(&rig.alice.id, &dm, "are you still there?", Some(&card.id))
+        .unwrap();
+    let mut notice = None;
+    wait_until(Duration::from_secs(30), "the offline notice", || {
+        notice = rig
+            .bot_replies(&card.id)
+            .into_iter()
+            .find(|p| p.message.contains("is offline"));
+        notice.is_some()
+    })
+    .await;
+    let notice = notice.unwrap().message;
+    assert!(notice.contains(&lapsed.display_name()), "{notice}");
+    assert!(notice.contains("offline since"), "{notice}");
+    // The follow-up is settled by the live agent: from then on it posts
+    // nothing more about it, so the counts below are final.
+    wait_until(Duration::from_secs(30), "the follow-up settled", || {
+        let store = shared.store.clone();
+        let id = follow.id.clone();
+        std::thread::spawn(move || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap()
+                .block_on(store.claim(&id))
+        })
+        .join()
+        .unwrap()
+        .unwrap()
+        .is_some_and(|c| c.state == ClaimState::Done)
+    })
+    .await;
+    let follow_claim = store.claim(&follow.id).await.unwrap().unwrap();
+    assert_eq!(
+        follow_claim.instance_id, stays.id,
+        "answered by the live agent"
+    );
+    assert_eq!(requests_for(&model, "still there"), 0, "nothing ran");
+    assert_eq!(requests_for(&model, "slow story"), 1, "never run twice");
+    let notices = rig
+        .bot_replies(&card.id)
+        .iter()
+        .filter(|p| p.message.contains("is offline"))
+        .count();
+    assert_eq!(notices, 1);
+    // Still the dead instance's, unfinished: its own restart resumes it.
+    let interrupted = store.claim(&asked.id).await.unwrap().unwrap();
+    assert_eq!(interrupted.instance_id, owner.id);
+    assert_eq!(interrupted.state, ClaimState::Prompted);
+    assert_eq!(store.unfinished_claims(&stays.id).await.unwrap(), vec![]);
+    drop(gone_oc);
+    stay_oc.stop().await;
+}

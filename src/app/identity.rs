@@ -79,6 +79,40 @@ pub fn claim(state_dir: &Path, directory: &str) -> io::Result<Identity> {
     )))
 }
 
+/// The id the first agent started in `directory` will have (its slot 0),
+/// made now if no agent ever ran there: what the importer binds old threads
+/// to, so the agent of that project answers them. The slot is not kept.
+pub fn first_slot_id(state_dir: &Path, directory: &str) -> io::Result<String> {
+    let dir = state_dir.join("instances");
+    std::fs::create_dir_all(&dir)?;
+    if let Some(parent) = dir.parent() {
+        private_dir(parent, Existing::Tighten)?;
+    }
+    private_dir(&dir, Existing::Tighten)?;
+    let key = format!("{:016x}", fnv1a(directory.as_bytes()));
+    let path = dir.join(format!("{key}-0.id"));
+    let mut file = open_slot(&path)?;
+    match file.try_lock() {
+        // Nobody runs there: make the id if it is missing, then let go.
+        Ok(()) => read_or_make(&mut file),
+        // A running agent holds it, so it has written its id already.
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let mut text = String::new();
+            file.read_to_string(&mut text)?;
+            let text = text.trim();
+            if is_id(text) {
+                Ok(text.to_owned())
+            } else {
+                Err(io::Error::other(format!(
+                    "{} holds no instance id",
+                    path.display()
+                )))
+            }
+        }
+        Err(std::fs::TryLockError::Error(e)) => Err(e),
+    }
+}
+
 fn open_slot(path: &PathBuf) -> io::Result<File> {
     let file = OpenOptions::new()
         .read(true)
@@ -155,6 +189,23 @@ mod tests {
         drop(second);
         let again2 = claim(state.path(), "/work/project").unwrap();
         assert_eq!(again2.id, second_id);
+    }
+
+    #[test]
+    fn the_first_slot_id_is_the_id_the_first_agent_of_a_directory_gets() {
+        let state = tempfile::tempdir().unwrap();
+        // Before any agent ran: made now, kept for the agent.
+        let before = first_slot_id(state.path(), "/work/project").unwrap();
+        assert!(is_id(&before), "{before}");
+        let agent = claim(state.path(), "/work/project").unwrap();
+        assert_eq!(agent.id, before);
+        // While that agent runs and holds the slot: the same id.
+        assert_eq!(
+            first_slot_id(state.path(), "/work/project").unwrap(),
+            before
+        );
+        // Another directory: another id.
+        assert_ne!(first_slot_id(state.path(), "/work/other").unwrap(), before);
     }
 
     #[test]

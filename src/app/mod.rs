@@ -240,7 +240,13 @@ pub fn host_name() -> String {
 /// file work runs on the blocking pool.
 pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>, AppError> {
     if let Some(url) = &config.database_url {
-        let store = crate::store::PgStore::connect(url.expose()).await?;
+        let options = crate::store::PgOptions {
+            max_connections: config.database_pool_size,
+            connect_timeout: config.database_connect_timeout,
+            wait_timeout: config.database_connect_timeout,
+            ..crate::store::PgOptions::default()
+        };
+        let store = crate::store::PgStore::connect_with(url.expose(), options).await?;
         return Ok(Arc::new(store));
     }
     let path = config

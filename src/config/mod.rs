@@ -131,6 +131,13 @@ pub struct Config {
     /// the shared state database. A secret, since the URL may hold the
     /// password; shown redacted.
     pub database_url: Option<Secret>,
+    /// `OPENCODE_MM_DATABASE_POOL_SIZE`: the most PostgreSQL connections
+    /// one agent opens, so a fleet stays within the server's own limit.
+    pub database_pool_size: usize,
+    /// `OPENCODE_MM_DATABASE_CONNECT_TIMEOUT`: how long one PostgreSQL
+    /// connection attempt (and the wait for a free pooled connection) may
+    /// take, so an unreachable server fails calls instead of hanging them.
+    pub database_connect_timeout: Duration,
     /// `OPENCODE_MM_FETCH_TIMEOUT`: how long one OpenCode API call through
     /// the shim may take.
     pub fetch_timeout: Duration,

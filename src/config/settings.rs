@@ -103,6 +103,12 @@ impl Config {
             }
             None => (state_db, None),
         };
+        let database_pool_size = r.number("OPENCODE_MM_DATABASE_POOL_SIZE", 8, 1..=100) as usize;
+        let database_connect_timeout = r.millis(
+            "OPENCODE_MM_DATABASE_CONNECT_TIMEOUT",
+            10_000,
+            500..=120_000,
+        );
         let log_filter = r.string("OPENCODE_MM_LOG");
         let fetch_timeout = r.millis("OPENCODE_MM_FETCH_TIMEOUT", 30_000, 100..=600_000);
         let rate_per_second = r.number("OPENCODE_MM_API_RATE", 50, 1..=1000);
@@ -214,6 +220,8 @@ impl Config {
             log_file,
             state_db,
             database_url,
+            database_pool_size,
+            database_connect_timeout,
             log_filter,
             fetch_timeout,
             rate_per_second,

@@ -342,6 +342,44 @@ fn the_instance_lease_defaults_to_fifteen_seconds_within_bounds() {
 }
 
 #[test]
+fn the_database_pool_settings_default_and_refuse_what_is_out_of_bounds() {
+    let c = load(&[], None);
+    assert_eq!(c.database_pool_size, 8);
+    assert_eq!(c.database_connect_timeout, Duration::from_secs(10));
+    let c = load(
+        &[
+            ("OPENCODE_MM_DATABASE_POOL_SIZE", "3"),
+            ("OPENCODE_MM_DATABASE_CONNECT_TIMEOUT", "2500"),
+        ],
+        None,
+    );
+    assert_eq!(c.database_pool_size, 3);
+    assert_eq!(c.database_connect_timeout, Duration::from_millis(2500));
+    let c = load(
+        &[],
+        Some("opencode_mm_database_pool_size = 4\nopencode_mm_database_connect_timeout = 800\n"),
+    );
+    assert_eq!(c.database_pool_size, 4, "{:?}", c.problems);
+    assert_eq!(c.database_connect_timeout, Duration::from_millis(800));
+    for bad in ["0", "101", "-1", "eight", "1e3", "99999999999999999999999"] {
+        let c = load(&[("OPENCODE_MM_DATABASE_POOL_SIZE", bad)], None);
+        assert!(
+            problem(&c, "OPENCODE_MM_DATABASE_POOL_SIZE").is_some(),
+            "{bad:?}"
+        );
+        assert_eq!(c.database_pool_size, 8, "{bad:?}");
+    }
+    for bad in ["0", "499", "120001", "10s", "-5"] {
+        let c = load(&[("OPENCODE_MM_DATABASE_CONNECT_TIMEOUT", bad)], None);
+        assert!(
+            problem(&c, "OPENCODE_MM_DATABASE_CONNECT_TIMEOUT").is_some(),
+            "{bad}"
+        );
+        assert_eq!(c.database_connect_timeout, Duration::from_secs(10), "{bad}");
+    }
+}
+
+#[test]
 fn a_config_file_with_the_token_must_be_private() {
     use std::os::unix::fs::PermissionsExt;
     let dir = tempfile::tempdir().unwrap();

@@ -22,7 +22,7 @@ use crate::store::{RunClaim, RunState, RunTrigger, Schedule, ScheduleRun, Store,
 const MAX_NAME: usize = 64;
 /// Longest prompt kept (OpenCode takes far more, but a schedule's prompt is
 /// shown in listings).
-const MAX_PROMPT: usize = 20_000;
+pub(crate) const MAX_PROMPT: usize = 20_000;
 
 /// The fields of a new schedule as the caller gave them; `None` means the
 /// default.

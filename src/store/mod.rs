@@ -18,7 +18,7 @@ mod postgres;
 mod sqlite;
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 use std::path::PathBuf;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -432,6 +432,10 @@ pub trait Store: Send + Sync {
     async fn thread(&self, root_post_id: &str) -> Result<Option<ThreadBinding>, StoreError>;
     /// Oldest first.
     async fn threads_of_session(&self, session_id: &str) -> Result<Vec<ThreadBinding>, StoreError>;
+    /// Every binding, oldest first: for listings outside the bridge
+    /// (`opencode-mattermost sessions`), which must also show threads of
+    /// instances no longer registered.
+    async fn threads(&self) -> Result<Vec<ThreadBinding>, StoreError>;
     /// Oldest first.
     async fn threads_of_instance(
         &self,

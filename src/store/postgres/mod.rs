@@ -342,6 +342,10 @@ impl Store for PgStore {
         threads::threads_of_session(&self.client().await?, session_id).await
     }
 
+    async fn threads(&self) -> Result<Vec<ThreadBinding>, StoreError> {
+        threads::threads(&self.client().await?).await
+    }
+
     async fn threads_of_instance(
         &self,
         instance_id: &str,

@@ -101,6 +101,18 @@ pub(super) async fn threads_of_session(
     .collect()
 }
 
+pub(super) async fn threads(c: &impl GenericClient) -> Result<Vec<ThreadBinding>, StoreError> {
+    query(
+        c,
+        &format!("SELECT {THREAD_COLUMNS} FROM threads ORDER BY created_at, root_post_id"),
+        &[],
+    )
+    .await?
+    .iter()
+    .map(thread_row)
+    .collect()
+}
+
 pub(super) async fn threads_of_instance(
     c: &impl GenericClient,
     instance: &str,

@@ -226,6 +226,10 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn threads(&self) -> Result<Vec<ThreadBinding>, StoreError> {
+        self.call(|conn| threads::threads(conn)).await
+    }
+
     async fn threads_of_instance(
         &self,
         instance_id: &str,

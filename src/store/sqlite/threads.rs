@@ -92,6 +92,15 @@ pub(super) fn threads_of_session(
     )
 }
 
+pub(super) fn threads(conn: &Connection) -> Result<Vec<ThreadBinding>, StoreError> {
+    query_all(
+        conn,
+        &format!("SELECT {THREAD_COLUMNS} FROM threads ORDER BY created_at, root_post_id"),
+        [],
+        thread_row,
+    )
+}
+
 pub(super) fn threads_of_instance(
     conn: &Connection,
     instance: &str,

@@ -51,7 +51,7 @@ use std::sync::Arc;
 
 use rusqlite::Connection;
 
-pub(super) use backends::{Backend, Db, PgSchema};
+pub(crate) use backends::{Backend, Db, PgSchema};
 
 use super::*;
 

@@ -45,6 +45,11 @@ async fn threads_round_trip_and_filter(db: &Db) {
         vec![t3.clone(), t1.clone()]
     );
     assert_eq!(store.threads_of_session("none").await.unwrap(), vec![]);
+    assert_eq!(
+        store.threads().await.unwrap(),
+        vec![t2.clone(), t3.clone(), t1.clone()],
+        "every instance's, oldest first"
+    );
 }
 
 async fn binding_a_thread_twice(db: &Db) {
@@ -180,4 +185,5 @@ async fn a_bad_thread_status_is_corrupt_not_a_panic(db: &Db) {
     assert!(m.contains("paused"), "{m}");
     corrupt(store.threads_of_instance("i1").await.map(|_| ()));
     corrupt(store.threads_of_session("s").await.map(|_| ()));
+    corrupt(store.threads().await.map(|_| ()));
 }

@@ -1,0 +1,152 @@
+//! The command line for people and scripts. With no subcommand the binary
+//! serves the OpenCode plugin shim over stdio (the shim launches it that
+//! way, so that must stay the default); every subcommand here is a thin
+//! caller of one operation and writes its answer to the writer it is given,
+//! never to stdout directly, so tests read exactly what a person sees.
+
+mod import;
+mod list;
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+
+use crate::config::Config;
+
+pub use import::{ImportOptions, ImportReport, Outcome};
+
+/// Drive OpenCode sessions from Mattermost.
+///
+/// Without a subcommand: serve the OpenCode plugin shim over stdin/stdout
+/// (JSON-RPC 2.0). The shim starts it so; people use the subcommands.
+#[derive(Debug, Parser)]
+#[command(name = "opencode-mattermost", version)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Write or check the tool contract (one JSON file per tool).
+    #[command(subcommand)]
+    Tools(ToolsCommand),
+    /// Copy the old plugin's state (thread mappings, schedules) into the
+    /// configured store. Safe to run again: entries already there are kept
+    /// as they are.
+    Import {
+        /// The old plugin's state directory, e.g. ~/.config/opencode.
+        #[arg(long, value_name = "DIR")]
+        from: PathBuf,
+        /// The project directory for schedules whose session has no thread
+        /// mapping to take it from.
+        #[arg(long, value_name = "DIR")]
+        directory: Option<PathBuf>,
+    },
+    /// List the thread bindings the store holds: which Mattermost thread
+    /// answers to which OpenCode session, on which instance.
+    Sessions {
+        /// One JSON array, for scripts.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the schedules the store holds, with their next run.
+    Schedules {
+        /// One JSON array, for scripts.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ToolsCommand {
+    /// Write the tool contract into DIR.
+    Export {
+        #[arg(default_value = "tools", value_name = "DIR")]
+        dir: PathBuf,
+    },
+    /// Fail when DIR does not match the tool catalog.
+    Check {
+        #[arg(default_value = "tools", value_name = "DIR")]
+        dir: PathBuf,
+    },
+}
+
+/// Run one subcommand (other than `tools`), writing its answer to `out`.
+pub fn execute(command: Command, out: &mut dyn Write) -> anyhow::Result<()> {
+    match command {
+        // The tool contract belongs to `tools`, beside this module in the
+        // layers; the binary runs it (`main.rs`).
+        Command::Tools(_) => bail!("`tools` runs from the binary's main"),
+        Command::Import { from, directory } => {
+            let directory = directory
+                .map(|d| std::path::absolute(&d).with_context(|| format!("{}", d.display())))
+                .transpose()?;
+            let config = loaded()?;
+            let options = ImportOptions {
+                from,
+                directory,
+                state_dir: crate::logging::default_log_dir(),
+                now: chrono::Utc::now(),
+                min_interval: config.schedule_min_interval,
+            };
+            let report = block_on(async {
+                let store = open(&config).await?;
+                anyhow::Ok(import::run(&*store, &options).await?)
+            })?;
+            write!(out, "{}", report.render())?;
+        }
+        Command::Sessions { json } => {
+            let config = loaded()?;
+            let text = block_on(async {
+                let store = open(&config).await?;
+                anyhow::Ok(list::sessions(&*store, &config, chrono::Utc::now(), json).await?)
+            })?;
+            write!(out, "{text}")?;
+        }
+        Command::Schedules { json } => {
+            let config = loaded()?;
+            let text = block_on(async {
+                let store = open(&config).await?;
+                anyhow::Ok(list::schedules(&*store, chrono::Utc::now(), json).await?)
+            })?;
+            write!(out, "{text}")?;
+        }
+    }
+    Ok(())
+}
+
+/// The configuration, refusing to touch a store the settings only half
+/// name (a bad database URL would otherwise fall back to the default file).
+fn loaded() -> anyhow::Result<Config> {
+    let config = Config::load();
+    if let Some(p) = config.problems.iter().find(|p| {
+        p.key == "OPENCODE_MM_DATABASE_URL"
+            || p.key == "OPENCODE_MM_STATE_DB"
+            || p.key.starts_with("OPENCODE_MM_DATABASE_")
+    }) {
+        bail!("{}: {}", p.key, p.message);
+    }
+    Ok(config)
+}
+
+/// The configured store. Its error alone: the chain would repeat it.
+async fn open(config: &Config) -> anyhow::Result<std::sync::Arc<dyn crate::store::Store>> {
+    crate::app::open_store(config)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+/// A small runtime for one command; the store's calls are async.
+fn block_on<T>(work: impl Future<Output = anyhow::Result<T>>) -> anyhow::Result<T> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the tokio runtime")?
+        .block_on(work)
+}
+
+#[cfg(test)]
+mod tests;
