@@ -29,6 +29,8 @@ struct World {
     bonnie: Account,
     gus: Account,
     eve: Account,
+    /// A teammate from the old plugin's team file.
+    fran: Account,
     /// A public channel with everyone in it.
     eng: String,
 }
@@ -146,9 +148,31 @@ async fn channels_and_teams() {
     for p in [&bonnie, &gus, &eve] {
         rig.sim.add_member(&eng, &p.id).unwrap();
     }
+    // The old plugin's team file, imported once at the first start.
+    let fran = person(&rig, "fran");
+    rig.sim.add_member(&eng, &fran.id).unwrap();
+    let old = tempfile::tempdir().unwrap();
+    let team_file = old.path().join("mattermost-team.json");
+    std::fs::write(
+        &team_file,
+        serde_json::json!({"version": 1, "team": {
+            "id": "4a1f0c1e-0000-4000-8000-000000000000", "name": "t",
+            "ownerId": rig.alice.id,
+            "members": [
+                {"userId": fran.id, "username": "fran", "role": "member"},
+                {"userId": "not-an-id", "username": "junk", "role": "member"},
+            ],
+            "settings": {}}})
+        .to_string(),
+    )
+    .unwrap();
+    let team_file = team_file.display().to_string();
     let model = ScriptedModel::start().await.unwrap();
     model.on("ping", vec![Step::text("pong")]);
-    let env = rig.env(&[("MATTERMOST_OWNER_USER_ID", &rig.alice.id)]);
+    let env = rig.env(&[
+        ("MATTERMOST_OWNER_USER_ID", &rig.alice.id),
+        ("OPENCODE_MM_TEAM_FILE", &team_file),
+    ]);
     let oc = rig.opencode(&model, env).await;
     let w = World {
         rig,
@@ -156,6 +180,7 @@ async fn channels_and_teams() {
         bonnie,
         gus,
         eve,
+        fran,
         eng,
     };
 
@@ -198,12 +223,17 @@ async fn a_strangers_mention_never_reaches_opencode(w: &World) {
 
 async fn team_add_list_remove(w: &World) {
     assert_eq!(
+        w.team("list").await,
+        ":busts_in_silhouette: **Team members (1)**\n1. @fran",
+        "imported from the old team file, the junk member left out"
+    );
+    assert_eq!(
         w.team("add @bonnie").await,
         ":white_check_mark: @bonnie added to your team."
     );
     assert_eq!(
         w.team("list").await,
-        ":busts_in_silhouette: **Team members (1)**\n1. @bonnie"
+        ":busts_in_silhouette: **Team members (2)**\n1. @bonnie\n2. @fran"
     );
     assert!(
         w.team("add @no-such-user")
@@ -217,11 +247,13 @@ async fn team_add_list_remove(w: &World) {
         ":wave: @eve removed from your team."
     );
     let all = w.team("").await;
-    assert!(all.contains("**Teammates** (1): @bonnie"), "{all}");
+    assert!(all.contains("**Teammates** (2): @bonnie, @fran"), "{all}");
     // Bonnie is a teammate now: she prompts in alice's thread unasked.
     let root = w.alice_thread("ping thread for bonnie").await;
     w.post(&w.bonnie, "@opencode-bot ping from bonnie", Some(&root));
     w.prompted("ping from bonnie", 1).await;
+    w.post(&w.fran, "@opencode-bot ping from fran", Some(&root));
+    w.prompted("ping from fran", 1).await;
     assert!(w.pending(&root).is_empty());
 }
 
@@ -280,6 +312,11 @@ async fn guest_approval_user_survives_a_restart(w: &World, oc: &harness::opencod
         .path()
         .join(".local/share/opencode-mattermost/state.db");
     let store = SqliteStore::open(&db).unwrap();
+    // Removed before the restart: the team file is not imported again.
+    assert_eq!(
+        w.team("remove @fran").await,
+        ":wave: @fran removed from your team."
+    );
     let pid = store.instances().await.unwrap()[0].pid;
     let status = std::process::Command::new("kill")
         .args(["-9", &pid.to_string()])
@@ -294,6 +331,10 @@ async fn guest_approval_user_survives_a_restart(w: &World, oc: &harness::opencod
     w.post(&w.gus, "@opencode-bot ping gus after restart", Some(&root));
     w.prompted("ping gus after restart", 1).await;
     assert!(w.pending(&root).is_empty());
+    assert_eq!(
+        w.team("list").await,
+        ":busts_in_silhouette: **Team members (1)**\n1. @bonnie"
+    );
 }
 
 async fn delegation_rows(w: &World) {
