@@ -267,7 +267,7 @@ async fn guest_approval_once(w: &World) {
     w.post(&w.eve, "@opencode-bot 1", Some(&root));
     w.sentinel().await;
     assert_eq!(requests_for(&w.model, "ping gus once"), 0);
-    assert_eq!(w.pending(&root), [request.clone()]);
+    assert_eq!(w.pending(&root), vec![request.clone()]);
     // Bonnie, a teammate, answers without a mention.
     w.post(&w.bonnie, "1", Some(&root));
     w.says(
