@@ -450,3 +450,85 @@ async fn first_answer(w: &World, post: &str) -> String {
     .await;
     found
 }
+
+/// Every file name under `dir`, recursively.
+fn files_under(dir: &std::path::Path) -> Vec<String> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(files_under(&path));
+        } else {
+            out.push(entry.file_name().to_string_lossy().into_owned());
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn a_held_guests_attachment_is_not_fetched_until_approved() {
+    use crate::config::Secret;
+    use crate::mattermost::{NewPost, Priority, RateBudget, RestClient, RetryPolicy};
+
+    let w = World::new().await;
+    let _agent = w.start().await;
+    let gus = person(&w, "gus");
+    let root = owner_thread(&w, "owner work").await;
+    let as_gus = RestClient::new(
+        &w.sim.api_url(),
+        Secret::new(gus.token.clone()),
+        std::sync::Arc::new(RateBudget::new(1000.0, 1000.0)),
+        RetryPolicy::default(),
+    )
+    .unwrap();
+    let file = as_gus
+        .upload_file(&w.town, "guest-notes.txt", b"secret plans".to_vec())
+        .await
+        .unwrap();
+    as_gus
+        .create_post(
+            &gus.id,
+            &NewPost {
+                channel_id: w.town.clone(),
+                message: "@opencode-bot read my notes".into(),
+                root_id: root.clone(),
+                file_ids: vec![file.id],
+                ..NewPost::default()
+            },
+            Priority::Normal,
+        )
+        .await
+        .unwrap();
+    let request = request_in(&w, &root).await;
+    w.sentinel().await;
+    assert_eq!(w.opencode.prompted("read my notes"), 0);
+    assert!(
+        !files_under(w.temp.path())
+            .iter()
+            .any(|f| f.contains("guest-notes")),
+        "nothing of a held post is downloaded"
+    );
+    assert!(
+        !w.bot_replies(&root)
+            .iter()
+            .any(|p| p.message.contains("guest-notes")),
+        "nor looked at"
+    );
+    say_in(&w, &w.owner, &root, "1");
+    wait_message(&w, &request, "approved** by @owner").await;
+    eventually("the approved prompt", || {
+        w.opencode.prompted("read my notes") == 1
+    })
+    .await;
+    // Fetched now, with the post: the prompt accounts for it.
+    let prompt = w
+        .opencode
+        .prompts
+        .lock()
+        .unwrap()
+        .last()
+        .unwrap()
+        .text
+        .clone();
+    assert!(prompt.contains("guest-notes.txt"), "{prompt}");
+}

@@ -156,7 +156,7 @@ pub(super) struct World {
     pub store: Arc<SqliteStore>,
     pub clock: Arc<ManualClock>,
     pub opencode: Arc<FakeOpenCode>,
-    temp: tempfile::TempDir,
+    pub temp: tempfile::TempDir,
 }
 
 /// One running agent on the [`World`].
