@@ -9,7 +9,7 @@
 //! | ground | [`rpc`], [`config`], [`store`], [`mattermost`], [`opencode`], [`access`], [`render`], [`logging`], [`private_fs`] |
 //! | services | [`app`] |
 //! | engine | [`sessions`] |
-//! | features, side by side | [`commands`], [`asks`], [`files`], [`monitor`], [`scheduler`], [`tui`] |
+//! | features, side by side | [`commands`], [`asks`], [`files`], [`monitor`], [`scheduler`], [`tui`], [`channels`] |
 //! | router | [`router`] |
 //! | agent state | [`agent`] |
 //! | front ends | [`tools`] and [`cli`], then [`server`] |
@@ -18,6 +18,7 @@ pub mod access;
 pub mod agent;
 pub mod app;
 pub mod asks;
+pub mod channels;
 pub mod cli;
 pub mod commands;
 pub mod config;

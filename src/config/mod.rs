@@ -166,6 +166,13 @@ pub struct Config {
     /// waits for an answer in chat before it is declined, so the agent is
     /// never stuck on an unattended thread.
     pub question_timeout: Duration,
+    /// `OPENCODE_MM_GUEST_APPROVAL_TIMEOUT`: how long a guest's request in
+    /// a channel thread waits for the owner or a teammate; then it expires
+    /// and the guest's post is never run.
+    pub guest_approval_timeout: Duration,
+    /// `OPENCODE_MM_TEAM_FILE`: the old plugin's team file, imported once
+    /// on first start; unset, its default places are looked at.
+    pub team_file: Option<PathBuf>,
     /// `OPENCODE_MM_CATCH_UP_MAX_AGE`: a post found at catch-up (after a
     /// link outage or a restart) older than this is not run but offered,
     /// since a prompt from hours ago may no longer be wanted; `0` (`None`)

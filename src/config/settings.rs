@@ -130,6 +130,22 @@ impl Config {
             1_800_000,
             1_000..=604_800_000,
         );
+        let guest_approval_timeout = r.millis(
+            "OPENCODE_MM_GUEST_APPROVAL_TIMEOUT",
+            1_800_000,
+            1_000..=604_800_000,
+        );
+        let team_file = r.path("OPENCODE_MM_TEAM_FILE").filter(|p| {
+            // Relative to what? The agent's working directory is OpenCode's.
+            let absolute = p.is_absolute();
+            if !absolute {
+                r.problem(
+                    "OPENCODE_MM_TEAM_FILE",
+                    format!("`{}` is not an absolute path; not imported", p.display()),
+                );
+            }
+            absolute
+        });
         let catch_up_max_age =
             Some(r.millis("OPENCODE_MM_CATCH_UP_MAX_AGE", 3_600_000, 0..=604_800_000))
                 .filter(|age| !age.is_zero());
@@ -229,6 +245,8 @@ impl Config {
             timezone,
             schedule_timeout,
             question_timeout,
+            guest_approval_timeout,
+            team_file,
             catch_up_max_age,
             instance_lease,
             schedule_grace,
@@ -274,10 +292,6 @@ const RETIRED: &[(&str, &str)] = &[
     (
         "OPENCODE_MM_AUTO_CREATE_SESSION",
         "a new top-level DM always starts a session",
-    ),
-    (
-        "OPENCODE_MM_TEAM_FILE",
-        "the old plugin's team file is not imported",
     ),
 ];
 

@@ -528,3 +528,56 @@ fn a_config_file_with_a_database_password_must_be_private() {
         assert_eq!(refused, secret, "{text}");
     }
 }
+
+#[test]
+fn guest_approval_timeout_defaults_to_half_an_hour_and_rejects_junk() {
+    assert_eq!(
+        load(&[], None).guest_approval_timeout,
+        Duration::from_secs(30 * 60)
+    );
+    let c = load(&[("OPENCODE_MM_GUEST_APPROVAL_TIMEOUT", "90000")], None);
+    assert_eq!(c.guest_approval_timeout, Duration::from_secs(90));
+    assert!(problem(&c, "OPENCODE_MM_GUEST_APPROVAL_TIMEOUT").is_none());
+    for bad in ["0", "-1", "soon", "1e9", "30m", "999999999999", ""] {
+        let c = load(&[("OPENCODE_MM_GUEST_APPROVAL_TIMEOUT", bad)], None);
+        assert!(
+            problem(&c, "OPENCODE_MM_GUEST_APPROVAL_TIMEOUT").is_some() || bad.is_empty(),
+            "{bad:?}"
+        );
+        assert_eq!(
+            c.guest_approval_timeout,
+            Duration::from_secs(30 * 60),
+            "{bad:?}"
+        );
+    }
+}
+
+#[test]
+fn the_team_file_must_be_an_absolute_path() {
+    assert_eq!(load(&[], None).team_file, None);
+    let c = load(
+        &[(
+            "OPENCODE_MM_TEAM_FILE",
+            "/home/me/.config/opencode/mattermost-team.json",
+        )],
+        None,
+    );
+    assert_eq!(
+        c.team_file,
+        Some(PathBuf::from(
+            "/home/me/.config/opencode/mattermost-team.json"
+        ))
+    );
+    assert!(
+        problem(&c, "OPENCODE_MM_TEAM_FILE").is_none(),
+        "no longer retired"
+    );
+    for bad in ["team.json", "../team.json", "~/team.json"] {
+        let c = load(&[("OPENCODE_MM_TEAM_FILE", bad)], None);
+        assert_eq!(c.team_file, None, "{bad}");
+        assert!(
+            problem(&c, "OPENCODE_MM_TEAM_FILE").is_some_and(|m| m.contains("absolute")),
+            "{bad}"
+        );
+    }
+}

@@ -346,6 +346,23 @@ impl RestClient {
         self.get(&format!("/channels/{id}")).await
     }
 
+    /// Whether `user_id` is a member of the channel. A 404 is "no"; the
+    /// bot's own lack of access (403) is an error, never a guess.
+    pub async fn is_channel_member(
+        &self,
+        channel_id: &str,
+        user_id: &str,
+    ) -> Result<bool, MattermostError> {
+        check_id("channel id", channel_id)?;
+        check_id("user id", user_id)?;
+        let path = format!("/channels/{channel_id}/members/{user_id}");
+        match self.get::<Value>(&path).await {
+            Ok(_) => Ok(true),
+            Err(MattermostError::NotFound { .. }) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
     /// The DM channel between two users (created if needed).
     pub async fn direct_channel(&self, a: &str, b: &str) -> Result<Channel, MattermostError> {
         check_id("user id", a)?;

@@ -113,7 +113,11 @@ async fn route(router: &Arc<Router>, mut inbound: InboundPost) {
     // bot. The server's `mentions` is no guide: it names every member of a
     // group message, and everyone at `@here`, `@channel` or `@all`.
     let is_dm = inbound.channel_type == "D";
-    if !is_dm && !text::mentions(&post.message, &bot.username) {
+    // The owner's replies in a bound thread need no mention (channels).
+    if !is_dm
+        && !text::mentions(&post.message, &bot.username)
+        && !crate::channels::follows_up(&ctx.app, post).await
+    {
         return advance_cursor(ctx, post).await;
     }
 
@@ -165,7 +169,6 @@ async fn route(router: &Arc<Router>, mut inbound: InboundPost) {
     }
 
     match ctx.app.access.may_prompt(&post.user_id) {
-        Verdict::Allowed => {}
         Verdict::Unconfigured => {
             if router.first_time(&format!("unconfigured:{}", post.channel_id)) {
                 say(&conn, post, &text::not_configured_notice()).await;
@@ -173,6 +176,17 @@ async fn route(router: &Arc<Router>, mut inbound: InboundPost) {
             ctx.app.set_claim_state(&post.id, ClaimState::Done).await;
             return;
         }
+        // Outside a DM the channels feature judges: teammates, approved
+        // guests, guest requests, delegation.
+        _ if !is_dm => {
+            let sender = &inbound.sender_name;
+            let admitted = crate::channels::admit(ctx, &conn, post, sender, binding.as_ref()).await;
+            if admitted == crate::channels::Admit::Handled {
+                ctx.app.set_claim_state(&post.id, ClaimState::Done).await;
+                return;
+            }
+        }
+        Verdict::Allowed => {}
         Verdict::Stranger => {
             info!(user = %post.user_id, "prompt from a user who is not allowed; ignored");
             if is_dm && router.first_time(&format!("stranger:{}", post.user_id)) {

@@ -154,6 +154,11 @@ impl Router {
                 );
             }
         }
+        crate::channels::team::import_once(
+            &engine.app,
+            std::env::var_os("HOME").map(std::path::PathBuf::from),
+        )
+        .await;
         if let Err(e) = engine.load_bound().await {
             warn!(error = %e, "cannot read this instance's threads");
         }
@@ -178,6 +183,7 @@ impl Router {
         mut events_rx: mpsc::Receiver<Event>,
     ) {
         tokio::spawn(self.schedules.clone().run());
+        tokio::spawn(crate::channels::guests::run_expiry(self.engine.app.clone()));
 
         // Posts are handled in order by one worker, so a slow OpenCode call
         // delays later posts but never reorders them.

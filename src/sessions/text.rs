@@ -34,6 +34,9 @@ pub struct Card<'a> {
     pub short_id: &'a str,
     pub started: &'a str,
     pub requested_by: &'a str,
+    /// Set for a delegated session: the owner it runs for, while
+    /// `requested_by` is the teammate who started it.
+    pub owner: Option<&'a str>,
     pub prompt: &'a str,
 }
 
@@ -44,6 +47,12 @@ pub fn session_card(card: &Card<'_>) -> String {
          **Started**: {} by @{}\n",
         card.short_id, card.project, card.directory, card.started, card.requested_by
     );
+    if let Some(owner) = card.owner {
+        out.push_str(&format!(
+            "**Owner**: @{owner} · **Started by**: @{} (delegated)\n",
+            card.requested_by
+        ));
+    }
     if !preview.is_empty() {
         out.push_str(&format!("> {preview}\n"));
     }
@@ -362,14 +371,30 @@ mod tests {
             short_id: "brave-otter",
             started: "2026-11-21 09:00 UTC",
             requested_by: "alice",
+            owner: None,
             prompt: "\n  fix the failing test\nmore",
         });
+        assert!(!card.contains("**Owner**"));
         assert!(card.contains("`brave-otter`"));
         assert!(card.contains("**Project**: shop"));
         assert!(card.contains("`/src/shop`"));
         assert!(card.contains("2026-11-21 09:00 UTC by @alice"));
         assert!(card.contains("> fix the failing test\n"));
         assert!(!card.contains("more"));
+    }
+
+    #[test]
+    fn a_delegated_card_names_owner_and_teammate() {
+        let card = session_card(&Card {
+            project: "shop",
+            directory: "/src/shop",
+            short_id: "brave-otter",
+            started: "2026-11-21 09:00 UTC",
+            requested_by: "bonnie",
+            owner: Some("christine"),
+            prompt: "fix the login bug",
+        });
+        assert!(card.contains("**Owner**: @christine · **Started by**: @bonnie (delegated)"));
     }
 
     #[test]

@@ -26,6 +26,20 @@ pub async fn new_session(
     prompt_text: &str,
     place: NewThread,
 ) -> Option<ThreadBinding> {
+    new_session_for(ctx, conn, post, sender, None, prompt_text, place).await
+}
+
+/// [`new_session`], delegated when `owner` is set: a teammate (`sender`)
+/// starts it for the owner, and the card names both.
+pub async fn new_session_for(
+    ctx: &Engine,
+    conn: &Connection,
+    post: &Post,
+    sender: &str,
+    owner: Option<&str>,
+    prompt_text: &str,
+    place: NewThread,
+) -> Option<ThreadBinding> {
     let title = text::preview(prompt_text, 60);
     let session = match ctx
         .app
@@ -55,6 +69,7 @@ pub async fn new_session(
         },
         created_by: &post.user_id,
         alias: post.root_id.is_empty().then_some(post.id.as_str()),
+        owner,
     };
     let binding = open_thread(ctx, conn, &spot, sender, prompt_text, &session).await?;
     info!(session = %session.id, root = %binding.root_post_id, "new session and thread");
@@ -89,6 +104,8 @@ pub struct ThreadSpot<'a> {
     pub created_by: &'a str,
     /// A top-level post whose replies should reach the session too.
     pub alias: Option<&'a str>,
+    /// The owner's username on a delegated session's card.
+    pub owner: Option<&'a str>,
 }
 
 /// Post a session's card and bind its thread.
@@ -114,6 +131,7 @@ pub async fn open_thread(
         short_id: session.short_id(),
         started: &started,
         requested_by: sender,
+        owner: spot.owner,
         prompt: prompt_text,
     });
     let root_id = spot.reply_to.unwrap_or_default().to_owned();
@@ -296,6 +314,7 @@ pub async fn attach(
         reply_to: None,
         created_by: user_id,
         alias: None,
+        owner: None,
     };
     open_thread(ctx, conn, &spot, requested_by, &session.title, session)
         .await

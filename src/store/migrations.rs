@@ -299,6 +299,90 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         ALTER TABLE replies ADD COLUMN pending_post_id TEXT;
     "#,
     },
+    Migration {
+        version: 6,
+        name: "channels",
+        sqlite: "
+        -- Each owner's teammates (several owners may share one bot and one
+        -- database).
+        CREATE TABLE teammates (
+            owner_user_id TEXT    NOT NULL,
+            user_id       TEXT    NOT NULL,
+            username      TEXT    NOT NULL,
+            added_by      TEXT    NOT NULL,
+            added_at      INTEGER NOT NULL,
+            PRIMARY KEY (owner_user_id, user_id)
+        );
+        -- The old plugin's team file was imported for this owner: never again.
+        CREATE TABLE team_imports (
+            owner_user_id TEXT    NOT NULL PRIMARY KEY,
+            source        TEXT    NOT NULL,
+            imported_at   INTEGER NOT NULL
+        );
+        -- Standing approvals in a thread: a user id, or `*` for everyone.
+        CREATE TABLE thread_grants (
+            root_post_id TEXT    NOT NULL,
+            grantee      TEXT    NOT NULL,
+            granted_by   TEXT    NOT NULL,
+            granted_at   INTEGER NOT NULL,
+            PRIMARY KEY (root_post_id, grantee)
+        );
+        -- A guest's post held for approval; kept after the decision, so a
+        -- late answer finds it decided.
+        CREATE TABLE guest_requests (
+            post_id         TEXT    NOT NULL PRIMARY KEY,
+            request_post_id TEXT    NOT NULL,
+            root_post_id    TEXT    NOT NULL,
+            channel_id      TEXT    NOT NULL,
+            instance_id     TEXT    NOT NULL,
+            guest_user_id   TEXT    NOT NULL,
+            guest_username  TEXT    NOT NULL,
+            created_at      INTEGER NOT NULL,
+            expires_at      INTEGER NOT NULL,
+            state           TEXT    NOT NULL,
+            decided_by      TEXT,
+            decided_at      INTEGER
+        );
+        CREATE INDEX guest_requests_pending ON guest_requests (instance_id, state);
+    ",
+        postgres: r#"
+        CREATE TABLE teammates (
+            owner_user_id TEXT COLLATE "C" NOT NULL,
+            user_id       TEXT COLLATE "C" NOT NULL,
+            username      TEXT COLLATE "C" NOT NULL,
+            added_by      TEXT NOT NULL,
+            added_at      BIGINT NOT NULL,
+            PRIMARY KEY (owner_user_id, user_id)
+        );
+        CREATE TABLE team_imports (
+            owner_user_id TEXT COLLATE "C" NOT NULL PRIMARY KEY,
+            source        TEXT NOT NULL,
+            imported_at   BIGINT NOT NULL
+        );
+        CREATE TABLE thread_grants (
+            root_post_id TEXT COLLATE "C" NOT NULL,
+            grantee      TEXT COLLATE "C" NOT NULL,
+            granted_by   TEXT NOT NULL,
+            granted_at   BIGINT NOT NULL,
+            PRIMARY KEY (root_post_id, grantee)
+        );
+        CREATE TABLE guest_requests (
+            post_id         TEXT COLLATE "C" NOT NULL PRIMARY KEY,
+            request_post_id TEXT NOT NULL,
+            root_post_id    TEXT COLLATE "C" NOT NULL,
+            channel_id      TEXT NOT NULL,
+            instance_id     TEXT COLLATE "C" NOT NULL,
+            guest_user_id   TEXT NOT NULL,
+            guest_username  TEXT NOT NULL,
+            created_at      BIGINT NOT NULL,
+            expires_at      BIGINT NOT NULL,
+            state           TEXT NOT NULL,
+            decided_by      TEXT,
+            decided_at      BIGINT
+        );
+        CREATE INDEX guest_requests_pending ON guest_requests (instance_id, state);
+    "#,
+    },
 ];
 
 /// The newest schema version this build knows.

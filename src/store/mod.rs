@@ -13,6 +13,7 @@
 //! Timestamps are passed in by the caller ([`Millis`]); the store never reads
 //! the clock, so tests control time.
 
+mod channels;
 mod migrations;
 mod postgres;
 mod sqlite;
@@ -25,6 +26,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 
+pub use channels::{Grantee, GuestRequest, GuestState, Teammate, ThreadGrant};
 pub use postgres::{
     PgOptions, PgStore, database_url_has_password, is_postgres_url, redact_database_url,
 };
@@ -589,4 +591,44 @@ pub trait Store: Send + Sync {
         target: &str,
         key: &str,
     ) -> Result<(), StoreError>;
+
+    /// Add a teammate to `owner_user_id`'s team; false when they already
+    /// are one (the first row stays).
+    async fn add_teammate(&self, teammate: &Teammate) -> Result<bool, StoreError>;
+    /// False when they were not one.
+    async fn remove_teammate(&self, owner_user_id: &str, user_id: &str)
+    -> Result<bool, StoreError>;
+    /// The owner's teammates, by username.
+    async fn teammates(&self, owner_user_id: &str) -> Result<Vec<Teammate>, StoreError>;
+    /// Exactly-once per owner: true only for the first caller, so the old
+    /// plugin's team file is imported once, never again after a removal.
+    async fn mark_team_imported(
+        &self,
+        owner_user_id: &str,
+        source: &str,
+        at: Millis,
+    ) -> Result<bool, StoreError>;
+
+    /// Record a standing approval; granting the same again is a no-op.
+    async fn grant_thread(&self, grant: &ThreadGrant) -> Result<(), StoreError>;
+    /// A thread's approvals, oldest first.
+    async fn thread_grants(&self, root_post_id: &str) -> Result<Vec<ThreadGrant>, StoreError>;
+
+    /// Conflict when the post already has a request.
+    async fn add_guest_request(&self, request: &GuestRequest) -> Result<(), StoreError>;
+    async fn guest_request(&self, post_id: &str) -> Result<Option<GuestRequest>, StoreError>;
+    /// This instance's pending requests, oldest first.
+    async fn pending_guest_requests(
+        &self,
+        instance_id: &str,
+    ) -> Result<Vec<GuestRequest>, StoreError>;
+    /// Exactly-once: move a Pending request to `state`; true only for the
+    /// first caller (an answer and the expiry never both win).
+    async fn decide_guest_request(
+        &self,
+        post_id: &str,
+        state: GuestState,
+        by: Option<&str>,
+        at: Millis,
+    ) -> Result<bool, StoreError>;
 }

@@ -36,6 +36,8 @@ pub enum Command {
     Status,
     /// Everything after `schedule`, for the scheduler's own parser.
     Schedule(String),
+    /// Everything after `team`, for the channels feature's parser.
+    Team(String),
 }
 
 impl Command {
@@ -54,6 +56,7 @@ impl Command {
             Command::Costs => "costs",
             Command::Status => "status",
             Command::Schedule(_) => "schedule",
+            Command::Team(_) => "team",
         }
     }
 }
@@ -135,6 +138,12 @@ pub const COMMANDS: &[(&str, &str, &str)] = &[
         "schedule",
         "schedule add|list|remove|enable|disable|run …",
         "cron-scheduled prompts whose results are sent to you as a DM",
+    ),
+    (
+        "team",
+        crate::channels::team::USAGE,
+        "owner only, in this DM: your teammates, who may prompt in your channel threads, \
+         answer guest requests and start sessions for you",
     ),
 ];
 
@@ -219,6 +228,7 @@ pub fn parse(text: &str, prefix: &str) -> Option<Result<Command, CommandError>> 
         }
         "model" => Ok(Command::Model(Some(args.to_owned()))),
         "schedule" => Ok(Command::Schedule(args.to_owned())),
+        "team" => Ok(Command::Team(args.to_owned())),
         _ => Err(CommandError::Unknown {
             prefix: prefix.to_owned(),
             suggestion: closest(&name),
@@ -288,7 +298,10 @@ pub fn help(prefix: &str) -> String {
     out.push_str(
         "\nA new message in this DM starts a new session, unless the DM is attached to one \
          with `use`. A message sent while the session is busy runs after the current turn. \
-         `!!path` in a prompt sends the project file it names with it.",
+         `!!path` in a prompt sends the project file it names with it.\n\
+         In a channel, `@bot` starts a session in that thread; there your replies need no \
+         mention, and anyone else's `@bot` waits for your (or a teammate's) `1`, `2`, `3` \
+         or `deny`.",
     );
     out
 }
@@ -378,6 +391,14 @@ async fn run(
         Command::Costs => session_ops::costs(engine, here).await,
         Command::Status => Ok(session_ops::status(engine, conn)),
         Command::Schedule(args) => Ok(router.schedules.command(&here.post.user_id, &args).await),
+        Command::Team(args) => Ok(crate::channels::team::command(
+            &engine.app,
+            conn,
+            &here.post.user_id,
+            here.is_dm,
+            &args,
+        )
+        .await),
     }
 }
 

@@ -39,6 +39,13 @@ fn every_command_parses() {
     assert_eq!(ok("!costs"), Command::Costs);
     assert_eq!(ok("!status"), Command::Status);
     assert_eq!(ok("!schedule list"), Command::Schedule("list".into()));
+    assert_eq!(ok("!team"), Command::Team(String::new()));
+    assert_eq!(ok("!Team add @bonnie"), Command::Team("add @bonnie".into()));
+    // The channels feature parses the rest, junk included.
+    assert_eq!(
+        ok("!team fire everyone"),
+        Command::Team("fire everyone".into())
+    );
     assert_eq!(ok("!HELP"), Command::Help);
 }
 

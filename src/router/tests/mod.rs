@@ -5,6 +5,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod channels;
 mod mentions;
 mod missed;
 
@@ -150,10 +151,12 @@ pub(super) struct World {
     pub dm: String,
     /// A public channel with everyone in it.
     pub town: String,
+    /// The team everyone is in.
+    pub team: String,
     pub store: Arc<SqliteStore>,
     pub clock: Arc<ManualClock>,
     pub opencode: Arc<FakeOpenCode>,
-    temp: tempfile::TempDir,
+    pub temp: tempfile::TempDir,
 }
 
 /// One running agent on the [`World`].
@@ -196,6 +199,7 @@ impl World {
             bob,
             dm,
             town,
+            team: team.id,
             store: Arc::new(SqliteStore::open_in_memory().unwrap()),
             clock: Arc::new(ManualClock(Mutex::new(Utc::now()))),
             opencode: Arc::new(FakeOpenCode::default()),

@@ -18,6 +18,7 @@
 //! driver errors into [`StoreError`]s that never hold the password (`url`).
 //! The SQL of each table group lives in its own file, as for SQLite.
 
+mod channels;
 mod instances;
 mod migrate;
 mod monitors;
@@ -43,8 +44,8 @@ use tokio_postgres::{NoTls, Row};
 pub use url::{database_url_has_password, is_postgres_url, redact_database_url};
 
 use super::{
-    Claim, Instance, Millis, MonitorRow, Pruned, Reply, RunClaim, Schedule, ScheduleRun, Store,
-    StoreError, ThreadBinding, ThreadStatus,
+    Claim, GuestRequest, GuestState, Instance, Millis, MonitorRow, Pruned, Reply, RunClaim,
+    Schedule, ScheduleRun, Store, StoreError, Teammate, ThreadBinding, ThreadGrant, ThreadStatus,
 };
 
 /// How the pool behaves; the defaults suit one agent.
@@ -535,5 +536,63 @@ impl Store for PgStore {
         key: &str,
     ) -> Result<(), StoreError> {
         monitors::set_monitor_alert(&self.client().await?, session_id, target, key).await
+    }
+
+    async fn add_teammate(&self, teammate: &Teammate) -> Result<bool, StoreError> {
+        channels::add_teammate(&self.client().await?, teammate).await
+    }
+
+    async fn remove_teammate(
+        &self,
+        owner_user_id: &str,
+        user_id: &str,
+    ) -> Result<bool, StoreError> {
+        channels::remove_teammate(&self.client().await?, owner_user_id, user_id).await
+    }
+
+    async fn teammates(&self, owner_user_id: &str) -> Result<Vec<Teammate>, StoreError> {
+        channels::teammates(&self.client().await?, owner_user_id).await
+    }
+
+    async fn mark_team_imported(
+        &self,
+        owner_user_id: &str,
+        source: &str,
+        at: Millis,
+    ) -> Result<bool, StoreError> {
+        channels::mark_team_imported(&self.client().await?, owner_user_id, source, at).await
+    }
+
+    async fn grant_thread(&self, grant: &ThreadGrant) -> Result<(), StoreError> {
+        channels::grant_thread(&self.client().await?, grant).await
+    }
+
+    async fn thread_grants(&self, root_post_id: &str) -> Result<Vec<ThreadGrant>, StoreError> {
+        channels::thread_grants(&self.client().await?, root_post_id).await
+    }
+
+    async fn add_guest_request(&self, request: &GuestRequest) -> Result<(), StoreError> {
+        channels::add_guest_request(&self.client().await?, request).await
+    }
+
+    async fn guest_request(&self, post_id: &str) -> Result<Option<GuestRequest>, StoreError> {
+        channels::guest_request(&self.client().await?, post_id).await
+    }
+
+    async fn pending_guest_requests(
+        &self,
+        instance_id: &str,
+    ) -> Result<Vec<GuestRequest>, StoreError> {
+        channels::pending_guest_requests(&self.client().await?, instance_id).await
+    }
+
+    async fn decide_guest_request(
+        &self,
+        post_id: &str,
+        state: GuestState,
+        by: Option<&str>,
+        at: Millis,
+    ) -> Result<bool, StoreError> {
+        channels::decide_guest_request(&self.client().await?, post_id, state, by, at).await
     }
 }

@@ -13,6 +13,7 @@
 //! `replies`, `schedules`, `monitors`); the one [`Store`] impl here hands
 //! every call to it.
 
+mod channels;
 mod instances;
 mod monitors;
 mod replies;
@@ -30,8 +31,8 @@ use rusqlite::{Connection, Row};
 
 use super::migrations;
 use super::{
-    Claim, Instance, Millis, MonitorRow, Pruned, Reply, RunClaim, Schedule, ScheduleRun, Store,
-    StoreError, ThreadBinding, ThreadStatus,
+    Claim, GuestRequest, GuestState, Instance, Millis, MonitorRow, Pruned, Reply, RunClaim,
+    Schedule, ScheduleRun, Store, StoreError, Teammate, ThreadBinding, ThreadGrant, ThreadStatus,
 };
 use crate::private_fs::{Existing, private_dir, private_file};
 
@@ -483,6 +484,84 @@ impl Store for SqliteStore {
         let target = target.to_owned();
         let key = key.to_owned();
         self.call(move |conn| monitors::set_monitor_alert(conn, &session, &target, &key))
+            .await
+    }
+
+    async fn add_teammate(&self, teammate: &Teammate) -> Result<bool, StoreError> {
+        let t = teammate.clone();
+        self.call(move |conn| channels::add_teammate(conn, &t))
+            .await
+    }
+
+    async fn remove_teammate(
+        &self,
+        owner_user_id: &str,
+        user_id: &str,
+    ) -> Result<bool, StoreError> {
+        let (owner, user) = (owner_user_id.to_owned(), user_id.to_owned());
+        self.call(move |conn| channels::remove_teammate(conn, &owner, &user))
+            .await
+    }
+
+    async fn teammates(&self, owner_user_id: &str) -> Result<Vec<Teammate>, StoreError> {
+        let owner = owner_user_id.to_owned();
+        self.call(move |conn| channels::teammates(conn, &owner))
+            .await
+    }
+
+    async fn mark_team_imported(
+        &self,
+        owner_user_id: &str,
+        source: &str,
+        at: Millis,
+    ) -> Result<bool, StoreError> {
+        let (owner, source) = (owner_user_id.to_owned(), source.to_owned());
+        self.call(move |conn| channels::mark_team_imported(conn, &owner, &source, at))
+            .await
+    }
+
+    async fn grant_thread(&self, grant: &ThreadGrant) -> Result<(), StoreError> {
+        let g = grant.clone();
+        self.call(move |conn| channels::grant_thread(conn, &g))
+            .await
+    }
+
+    async fn thread_grants(&self, root_post_id: &str) -> Result<Vec<ThreadGrant>, StoreError> {
+        let root = root_post_id.to_owned();
+        self.call(move |conn| channels::thread_grants(conn, &root))
+            .await
+    }
+
+    async fn add_guest_request(&self, request: &GuestRequest) -> Result<(), StoreError> {
+        let r = request.clone();
+        self.call(move |conn| channels::add_guest_request(conn, &r))
+            .await
+    }
+
+    async fn guest_request(&self, post_id: &str) -> Result<Option<GuestRequest>, StoreError> {
+        let post = post_id.to_owned();
+        self.call(move |conn| channels::guest_request(conn, &post))
+            .await
+    }
+
+    async fn pending_guest_requests(
+        &self,
+        instance_id: &str,
+    ) -> Result<Vec<GuestRequest>, StoreError> {
+        let instance = instance_id.to_owned();
+        self.call(move |conn| channels::pending_guest_requests(conn, &instance))
+            .await
+    }
+
+    async fn decide_guest_request(
+        &self,
+        post_id: &str,
+        state: GuestState,
+        by: Option<&str>,
+        at: Millis,
+    ) -> Result<bool, StoreError> {
+        let (post, by) = (post_id.to_owned(), by.map(str::to_owned));
+        self.call(move |conn| channels::decide_guest_request(conn, &post, state, by.as_deref(), at))
             .await
     }
 }

@@ -38,6 +38,7 @@ macro_rules! contract {
 }
 
 mod backends;
+mod channels;
 mod database;
 mod instances;
 mod monitors;
