@@ -9,7 +9,7 @@
 //! | ground | [`rpc`], [`config`], [`store`], [`mattermost`], [`opencode`], [`access`], [`render`], [`logging`], [`private_fs`] |
 //! | services | [`app`] |
 //! | engine | [`sessions`] |
-//! | features, side by side | [`commands`], [`asks`], [`files`], [`monitor`], [`scheduler`], [`tui`] |
+//! | features, side by side | [`commands`], [`asks`], [`files`], [`monitor`], [`scheduler`], [`tui`], [`context`] |
 //! | router | [`router`] |
 //! | agent state | [`agent`] |
 //! | front ends | [`tools`], then [`server`] |
@@ -20,6 +20,7 @@ pub mod app;
 pub mod asks;
 pub mod commands;
 pub mod config;
+pub mod context;
 pub mod files;
 pub mod logging;
 pub mod mattermost;

@@ -68,6 +68,8 @@ pub struct Router {
     pub monitor: Arc<Monitor>,
     pub schedules: Arc<Schedules>,
     pub tui: Tui,
+    /// Thread context for prompts in group and channel threads; `!merge`.
+    pub context: Arc<crate::context::Context>,
     /// `!models` lists waiting for a number.
     pub choices: Choices,
     /// Channels told that nobody is configured, and strangers told once.
@@ -128,6 +130,7 @@ impl Router {
             monitor: Arc::new(Monitor::new()),
             schedules: Schedules::new(app),
             tui: Tui::default(),
+            context: Arc::default(),
             choices: Choices::default(),
             notified: Mutex::new(HashSet::new()),
             resync_due: Arc::default(),
@@ -406,6 +409,17 @@ impl Hooks for Router {
         crate::files::inbound::prepare(&self.engine.app, binding, post)
             .await
             .into_attachments()
+    }
+
+    async fn context(
+        &self,
+        binding: &ThreadBinding,
+        post: &Post,
+        new_session: bool,
+    ) -> Option<String> {
+        self.context
+            .for_prompt(&self.engine.app, binding, post, new_session)
+            .await
     }
 
     async fn before_final(&self, turn: &mut Turn, reply: &Reply) {

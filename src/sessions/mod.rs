@@ -66,6 +66,15 @@ pub trait Hooks: Send + Sync {
     async fn before_final(&self, turn: &mut Turn, reply: &Reply);
     /// The files that came with a prompt's post, fetched for the model.
     async fn attachments(&self, binding: &ThreadBinding, post: &Post) -> Attachments;
+    /// Earlier messages of the prompt's thread (group and channel threads),
+    /// as a block that goes before the prompt text. `new_session`: the
+    /// prompt starts its session.
+    async fn context(
+        &self,
+        binding: &ThreadBinding,
+        post: &Post,
+        new_session: bool,
+    ) -> Option<String>;
     /// A turn of the session was aborted.
     async fn aborted(&self, session_id: &str);
     /// A session's queue was full and OpenCode events were dropped: pending

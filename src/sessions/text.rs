@@ -7,6 +7,10 @@ use crate::access::HOW_TO_CONFIGURE;
 /// result DM, never a channel thread.
 pub const SCHEDULED_TITLE_PREFIX: &str = "Scheduled: ";
 
+/// How the short-lived sessions that summarise thread context are titled:
+/// they never get a thread, and are deleted once the summary is made.
+pub const SUMMARY_TITLE_PREFIX: &str = "Mattermost summary: ";
+
 /// First line of every prompt that came from Mattermost. The same marker lets
 /// the TUI sync tell chat prompts from prompts typed at the terminal.
 pub const ENVELOPE_PREFIX: &str = "[Mattermost DM from @";

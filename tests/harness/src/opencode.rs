@@ -118,7 +118,9 @@ impl Sandbox {
                            "scripted-2": {"name": "Scripted 2", "tool_call": true}},
             }},
             "model": "scripted/scripted-1",
-            "small_model": "scripted/scripted-1",
+            // Its own model, so a test can tell small-model requests
+            // (titles, the thread-context summariser) from the main ones.
+            "small_model": "scripted/scripted-2",
             "plugin": [format!("file://{}", shim.display())],
             "autoupdate": false,
             "share": "disabled",
