@@ -119,6 +119,315 @@ async fn thread_context_merge_and_ended_sessions() {
     a_failing_summariser_leaves_the_newest_messages(&w).await;
     a_hanging_summariser_is_given_up(&w).await;
     the_summarisers_sessions_get_no_thread(&w).await;
+    let dest = a_session_thread(&w, "DEST-1").await;
+    merge_across_two_threads_locks_the_source(&w, &dest).await;
+    merge_refuses_a_private_channel_the_requester_is_not_in(&w, &dest).await;
+    merge_refuses_itself_other_servers_and_malformed_links(&w, &dest).await;
+    a_deleted_sessions_thread_is_marked_ended(&w).await;
+    end_ends_a_dm_session(&w).await;
+}
+
+/// The bot's next post in thread `root` after `before` of them.
+async fn next_bot_post(w: &World, root: &str, before: usize, what: &str) -> Post {
+    let mut found = None;
+    wait_until(Duration::from_secs(60), what, || {
+        found = w.rig.bot_replies(root).into_iter().nth(before);
+        found.is_some()
+    })
+    .await;
+    found.unwrap()
+}
+
+/// Alice posts `text` in thread `root` of `channel`; the bot's answer.
+/// Outside the DM a command needs the bot's @mention too.
+async fn answer(w: &World, channel: &str, root: &str, text: &str) -> String {
+    let text = if channel == w.room.id && text.starts_with('!') {
+        format!("@opencode-bot {text}")
+    } else {
+        text.to_owned()
+    };
+    let text = text.as_str();
+    let before = w.rig.bot_replies(root).len();
+    w.rig
+        .sim
+        .post_as(&w.rig.alice.id, channel, text, Some(root))
+        .unwrap();
+    let reply = next_bot_post(w, root, before, &format!("an answer to {text:?}")).await;
+    println!("{text} → {}\n", reply.message);
+    reply.message
+}
+
+fn link(w: &World, post_id: &str) -> String {
+    format!("{}/eng/pl/{post_id}", w.rig.sim.base_url())
+}
+
+/// A session started by alice's top-level mention in `room`, its first
+/// turn finished: the thread root (her post).
+async fn a_session_thread(w: &World, tag: &str) -> Post {
+    w.model.on(tag, vec![Step::text(format!("answer {tag}"))]);
+    let root = w
+        .rig
+        .sim
+        .post_as(
+            &w.rig.alice.id,
+            &w.room.id,
+            &format!("@opencode-bot {tag} start"),
+            None,
+        )
+        .unwrap();
+    w.rig.finished_turns(&root.id, 1).await;
+    root
+}
+
+async fn merge_across_two_threads_locks_the_source(w: &World, dest: &Post) {
+    w.model.on(
+        "MERGE-SRC",
+        vec![Step::text("MERGED-SUMMARY: postgres through sqlx")],
+    );
+    w.model.on("DEST-2", vec![Step::text("answer DEST-2")]);
+    w.model.on("SRC-AFTER", vec![Step::text("must not run")]);
+    let source = thread(
+        w,
+        &[
+            "MERGE-SRC we chose postgres".to_owned(),
+            "MERGE-SRC and sqlx for queries".to_owned(),
+        ],
+    );
+    let said = answer(
+        w,
+        &w.room.id,
+        &dest.id,
+        &format!("!merge {}", link(w, &source.id)),
+    )
+    .await;
+    assert!(
+        said.starts_with(":twisted_rightwards_arrows: **Merged thread context**"),
+        "{said}"
+    );
+    assert!(said.contains("2 messages"), "{said}");
+    assert!(
+        said.contains("MERGED-SUMMARY: postgres through sqlx"),
+        "public: shown"
+    );
+    assert_eq!(
+        summary_requests(&w.model, "MERGE-SRC we chose postgres").len(),
+        1
+    );
+    // The source is told where the talk went on.
+    let notice = next_bot_post(w, &source.id, 0, "the merge notice").await;
+    assert!(
+        notice.message.starts_with(":lock: **Thread merged**"),
+        "{}",
+        notice.message
+    );
+    assert!(notice.message.contains(&format!("/pl/{}", dest.id)));
+    // The next turn of the destination session sees the merged context.
+    w.rig
+        .sim
+        .post_as(
+            &w.rig.alice.id,
+            &w.room.id,
+            "@opencode-bot DEST-2 go on",
+            Some(&dest.id),
+        )
+        .unwrap();
+    let request = request_for(&w.model, "DEST-2").await;
+    let history = request["messages"].to_string();
+    assert!(
+        history.contains("[Merged from another Mattermost thread"),
+        "{history}"
+    );
+    assert!(history.contains("MERGED-SUMMARY: postgres through sqlx"));
+    // The source is locked: a prompt there gets the pointer, never the model.
+    let said = answer(w, &w.room.id, &source.id, "@opencode-bot SRC-AFTER do it").await;
+    assert!(
+        said.starts_with(":lock: This thread was merged into"),
+        "{said}"
+    );
+    assert!(said.contains(&format!("/pl/{}", dest.id)));
+    assert_eq!(bridge_support::requests_for(&w.model, "SRC-AFTER"), 0);
+    // Merged once only.
+    let other = a_session_thread(w, "DEST-3").await;
+    let said = answer(
+        w,
+        &w.room.id,
+        &other.id,
+        &format!("!merge {}", link(w, &source.id)),
+    )
+    .await;
+    assert!(said.contains("already merged"), "{said}");
+}
+
+async fn merge_refuses_a_private_channel_the_requester_is_not_in(w: &World, dest: &Post) {
+    let secret = w
+        .rig
+        .sim
+        .create_channel(
+            &w.rig.team.id,
+            "secret",
+            "Secret",
+            mattermost_sim::ChannelType::Private,
+        )
+        .unwrap();
+    for u in [&w.bob.id, &w.rig.bot.id] {
+        w.rig.sim.add_member(&secret.id, u).unwrap();
+    }
+    let hidden = w
+        .rig
+        .sim
+        .post_as(&w.bob.id, &secret.id, "SECRET-TEXT the launch codes", None)
+        .unwrap();
+    let refused = answer(
+        w,
+        &w.room.id,
+        &dest.id,
+        &format!("!merge {}", link(w, &hidden.id)),
+    )
+    .await;
+    assert!(refused.starts_with(":lock: Cannot merge"), "{refused}");
+    assert!(!refused.contains("SECRET") && !refused.contains("Secret"));
+    // The same answer as for a post that does not exist: nothing leaks.
+    let missing = answer(
+        w,
+        &w.room.id,
+        &dest.id,
+        &format!("!merge {}", link(w, "zzzzzzzzzzzzzzzzzzzzzzzzzz")),
+    )
+    .await;
+    assert_eq!(refused, missing);
+    let seen = serde_json::to_string(&w.model.requests()).unwrap();
+    assert!(
+        !seen.contains("SECRET-TEXT"),
+        "the private text reached the model"
+    );
+    let in_secret: Vec<Post> = w
+        .rig
+        .live_posts()
+        .into_iter()
+        .filter(|p| p.channel_id == secret.id && p.user_id == w.rig.bot.id)
+        .collect();
+    assert!(in_secret.is_empty(), "nothing posted there: {in_secret:?}");
+}
+
+async fn merge_refuses_itself_other_servers_and_malformed_links(w: &World, dest: &Post) {
+    let said = answer(
+        w,
+        &w.room.id,
+        &dest.id,
+        &format!("!merge {}", link(w, &dest.id)),
+    )
+    .await;
+    assert!(said.contains("into itself"), "{said}");
+    let said = answer(
+        w,
+        &w.room.id,
+        &dest.id,
+        &format!("!merge https://evil.example.com/eng/pl/{}", dest.id),
+    )
+    .await;
+    assert!(said.contains("another server (evil.example.com)"), "{said}");
+    let said = answer(w, &w.room.id, &dest.id, "!merge not-a-link").await;
+    assert!(said.contains("not a link to a post"), "{said}");
+    let said = answer(w, &w.room.id, &dest.id, "!merge").await;
+    assert!(said.contains("Give its permalink"), "{said}");
+}
+
+/// The id of the OpenCode session whose title starts with `tag`.
+async fn session_titled(oc: &OpenCode, tag: &str) -> String {
+    let sessions: Value = oc.get("/session").await.unwrap();
+    sessions
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["title"].as_str().is_some_and(|t| t.starts_with(tag)))
+        .and_then(|s| s["id"].as_str())
+        .unwrap_or_else(|| panic!("no session {tag}: {sessions}"))
+        .to_owned()
+}
+
+/// The session card among the bot's posts of thread `root` (the root itself
+/// in a DM), as it is now.
+fn card_of(w: &World, root: &str) -> Post {
+    w.rig
+        .live_posts()
+        .into_iter()
+        .find(|p| {
+            (p.id == root || p.root_id == root)
+                && p.user_id == w.rig.bot.id
+                && p.message.starts_with(":rocket: **OpenCode session")
+        })
+        .expect("a card")
+}
+
+async fn a_deleted_sessions_thread_is_marked_ended(w: &World) {
+    w.model.on("END-1-AFTER", vec![Step::text("must not run")]);
+    let root = a_session_thread(w, "END-1").await;
+    let id = session_titled(&w.oc, "END-1").await;
+    let before = w.rig.bot_replies(&root.id).len();
+    w.oc.delete(&format!("/session/{id}")).await.unwrap();
+    let notice = next_bot_post(w, &root.id, before, "the ended notice").await;
+    assert!(
+        notice
+            .message
+            .starts_with(":no_entry: **Session ended**: it was deleted in OpenCode"),
+        "{}",
+        notice.message
+    );
+    wait_until(Duration::from_secs(30), "the card marked ended", || {
+        card_of(w, &root.id)
+            .message
+            .contains(":no_entry: **Ended**")
+    })
+    .await;
+    assert!(
+        card_of(w, &root.id)
+            .message
+            .ends_with("deleted in OpenCode.")
+    );
+    let said = answer(w, &w.room.id, &root.id, "@opencode-bot END-1-AFTER more").await;
+    assert!(
+        said.starts_with(":no_entry: This thread's session has ended"),
+        "{said}"
+    );
+    assert!(said.contains("`!use <id>`"));
+    assert_eq!(bridge_support::requests_for(&w.model, "END-1-AFTER"), 0);
+}
+
+async fn end_ends_a_dm_session(w: &World) {
+    w.model.on("END-2", vec![Step::text("answer END-2")]);
+    w.model.on("END-2-AFTER", vec![Step::text("must not run")]);
+    let dm = w.rig.dm(&w.rig.alice.id);
+    let before = w.rig.bot_roots(&dm).len();
+    w.rig
+        .sim
+        .post_as(&w.rig.alice.id, &dm, "END-2 hello", None)
+        .unwrap();
+    let card = w.rig.card_for(&dm, before).await;
+    w.rig.finished_turns(&card.id, 1).await;
+    let said = answer(w, &dm, &card.id, "!end").await;
+    assert!(
+        said.starts_with(":no_entry: **Session ended**: @alice ended it with `!end`"),
+        "{said}"
+    );
+    wait_until(Duration::from_secs(30), "the card marked ended", || {
+        card_of(w, &card.id)
+            .message
+            .contains(":no_entry: **Ended**")
+    })
+    .await;
+    let edited = card_of(w, &card.id).message;
+    assert!(
+        edited.contains(":no_entry: **Ended**") && edited.ends_with("by @alice."),
+        "{edited}"
+    );
+    let said = answer(w, &dm, &card.id, "END-2-AFTER more").await;
+    assert!(
+        said.starts_with(":no_entry: This thread's session has ended"),
+        "{said}"
+    );
+    assert_eq!(bridge_support::requests_for(&w.model, "END-2-AFTER"), 0);
+    // The session is still in OpenCode: `!use` could attach it again.
+    session_titled(&w.oc, "END-2").await;
 }
 
 async fn five_messages_go_with_a_mention(w: &World) {

@@ -56,11 +56,15 @@ pub fn full(messages: &[Message]) -> String {
     )
 }
 
-/// A summary in place of `count` messages of `chars` characters.
-pub fn summarised(summary: &str, count: usize, chars: usize, limit: usize) -> String {
+/// A summary in place of `count` messages of `chars` characters; `limit`
+/// is the context limit they were over, if that is why.
+pub fn summarised(summary: &str, count: usize, chars: usize, limit: Option<usize>) -> String {
+    let why = limit
+        .map(|l| format!(", over the {l}-character limit"))
+        .unwrap_or_default();
     format!(
         "[Thread context: a summary, made by OpenCode, of the {} before this request \
-         ({chars} characters, over the {limit}-character limit). {BACKGROUND}]\n{}{END}\n\n",
+         ({chars} characters{why}). {BACKGROUND}]\n{}{END}\n\n",
         plural(count, "earlier message", "earlier messages"),
         quoted(summary)
     )
@@ -192,9 +196,13 @@ mod tests {
 
     #[test]
     fn summaries_say_what_they_stand_for() {
-        let block = summarised("- decided X\n- todo Y", 7, 20_345, 8000);
+        let block = summarised("- decided X\n- todo Y", 7, 20_345, Some(8000));
         assert!(block.contains("of the 7 earlier messages before this request (20345 characters, over the 8000-character limit)"));
         assert!(block.contains("> - decided X\n> - todo Y\n"));
+        assert!(
+            summarised("s", 2, 90, None)
+                .contains("the 2 earlier messages before this request (90 characters). ")
+        );
         let ask = summary_request(&[msg("bob", "plan")]);
         assert!(ask.starts_with("Summarise this Mattermost conversation"));
         assert!(ask.contains("@bob at ") && ask.contains("> plan"));

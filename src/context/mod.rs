@@ -10,6 +10,8 @@
 //! - [`merge`]: `!merge`, and the answer a merged thread gives.
 
 pub mod format;
+pub mod merge;
+pub mod permalink;
 pub mod summary;
 
 use std::collections::HashMap;
@@ -94,7 +96,7 @@ impl Context {
             return full;
         }
         match summary::summarise(app, &self.ids, messages, purpose, model).await {
-            Ok(summary) => format::summarised(&summary, messages.len(), chars, limit),
+            Ok(summary) => format::summarised(&summary, messages.len(), chars, Some(limit)),
             Err(e) => format::fitted(
                 messages,
                 limit,

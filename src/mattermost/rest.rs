@@ -343,6 +343,25 @@ impl RestClient {
         self.get(&format!("/channels/{id}")).await
     }
 
+    /// Whether `user_id` is a member of the channel. A channel the bot
+    /// cannot read counts as no: nothing about it is told either way.
+    pub async fn channel_member(
+        &self,
+        channel_id: &str,
+        user_id: &str,
+    ) -> Result<bool, MattermostError> {
+        check_id("channel id", channel_id)?;
+        check_id("user id", user_id)?;
+        let found: Result<Value, MattermostError> = self
+            .get(&format!("/channels/{channel_id}/members/{user_id}"))
+            .await;
+        match found {
+            Ok(_) => Ok(true),
+            Err(MattermostError::NotFound { .. } | MattermostError::Forbidden { .. }) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
     /// The DM channel between two users (created if needed).
     pub async fn direct_channel(&self, a: &str, b: &str) -> Result<Channel, MattermostError> {
         check_id("user id", a)?;

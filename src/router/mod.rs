@@ -333,9 +333,12 @@ impl Router {
             // Its files from chat go with it.
             Event::SessionDeleted(deleted) if !deleted.info.id.is_empty() => {
                 let (config, id) = (self.engine.app.config.clone(), deleted.info.id.clone());
+                let engine = self.engine.clone();
                 tokio::spawn(async move {
                     let said = crate::files::clear_session(&config, &id).await;
                     tracing::debug!(session = %id, said, "temporary files of a deleted session");
+                    let why = crate::sessions::text::Ending::Deleted;
+                    crate::sessions::ended::end_session(&engine, &id, &why).await;
                 });
             }
             _ => {}

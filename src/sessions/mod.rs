@@ -9,8 +9,10 @@
 //! - [`turn`]: starting a turn, sending its prompt, stopping, resuming;
 //! - [`task`]: one task per session streaming its turns' posts;
 //! - [`text`]: the wording of the engine's own posts and prompt envelope;
+//! - [`ended`]: ending a session's threads (deleted, or `!end`);
 //! - [`stats`]: counters and latencies.
 
+pub mod ended;
 pub mod stats;
 mod task;
 pub mod text;
@@ -33,7 +35,7 @@ use crate::store::{Reply, StoreError, ThreadBinding, ThreadStatus};
 pub use stats::{BridgeStats, Samples};
 pub use task::FlushError;
 pub(crate) use task::thread_for;
-pub use threads::{NewThread, ThreadSpot, reply_in, reply_with_files, say};
+pub use threads::{NewThread, ThreadSpot, reply_in, reply_with_files, say, say_in};
 pub use turn::{Attachments, LastPrompt, Started};
 
 use task::SessionMsg;
@@ -142,6 +144,15 @@ impl Engine {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .insert(session_id.to_owned());
+    }
+
+    /// The session has no live thread here any more: its events are no
+    /// longer followed once its task is gone.
+    pub fn unbound(&self, session_id: &str) {
+        self.bound
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .remove(session_id);
     }
 
     /// The task of a session, started on first use.

@@ -41,10 +41,18 @@ pub struct Card<'a> {
     pub prompt: &'a str,
 }
 
+/// How every card starts.
+const CARD_HEAD: &str = ":rocket: **OpenCode session `";
+
+/// Whether a bot post is a session card.
+pub fn is_card(message: &str) -> bool {
+    message.starts_with(CARD_HEAD)
+}
+
 pub fn session_card(card: &Card<'_>) -> String {
     let preview = preview(card.prompt, 200);
     let mut out = format!(
-        ":rocket: **OpenCode session `{}`**\n**Project**: {} · **Directory**: `{}`\n\
+        "{CARD_HEAD}{}`**\n**Project**: {} · **Directory**: `{}`\n\
          **Started**: {} by @{}\n",
         card.short_id, card.project, card.directory, card.started, card.requested_by
     );
@@ -315,8 +323,48 @@ pub const STRANGER_NOTICE: &str = ":lock: This OpenCode agent only takes prompts
 pub const UNLINKED_THREAD: &str = ":grey_question: This thread is not linked to an OpenCode \
      session. Send a new message (not in a thread) to start one.";
 
-pub const SESSION_ENDED: &str = ":no_entry: This session has ended. Send a new message (not in \
-     a thread) to start a new session.";
+/// The answer to a prompt in a thread whose session has ended.
+pub fn session_ended(prefix: &str) -> String {
+    format!(
+        ":no_entry: This thread's session has ended. Start a new one with a new message (not in \
+         a thread; in a channel, a new post that @mentions me), or attach this thread to another \
+         session with `{prefix}use <id>` (`{prefix}sessions` lists them)."
+    )
+}
+
+/// Why a session's thread ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ending {
+    /// The session was deleted in OpenCode.
+    Deleted,
+    /// Someone typed `!end` in its thread.
+    EndedBy(String),
+}
+
+/// The notice posted in a thread when its session ends.
+pub fn ended_notice(why: &Ending, prefix: &str) -> String {
+    let how = match why {
+        Ending::Deleted => "it was deleted in OpenCode".to_owned(),
+        Ending::EndedBy(who) => format!("@{who} ended it with `{prefix}end`"),
+    };
+    format!(
+        ":no_entry: **Session ended**: {how}. Messages here no longer reach it. Start a new \
+         session with a new message (not in a thread; in a channel, a new post that @mentions \
+         me), or attach this thread to another with `{prefix}use <id>`."
+    )
+}
+
+/// Added to a session's card when the session ends.
+pub const CARD_ENDED: &str = "\n:no_entry: **Ended**";
+
+/// The card of a session that ended, `at` (UTC text) and why.
+pub fn card_ended(card: &str, at: &str, why: &Ending) -> String {
+    let how = match why {
+        Ending::Deleted => "deleted in OpenCode".to_owned(),
+        Ending::EndedBy(who) => format!("by @{who}"),
+    };
+    format!("{card}{CARD_ENDED} {at}, {how}.")
+}
 
 pub fn session_gone(short_id: &str) -> String {
     format!(

@@ -14,6 +14,7 @@
 //! every call to it.
 
 mod instances;
+mod merged;
 mod monitors;
 mod replies;
 mod schedules;
@@ -30,8 +31,8 @@ use rusqlite::{Connection, Row};
 
 use super::migrations;
 use super::{
-    Claim, Instance, Millis, MonitorRow, Pruned, Reply, RunClaim, Schedule, ScheduleRun, Store,
-    StoreError, ThreadBinding, ThreadStatus,
+    Claim, Instance, MergeLock, Millis, MonitorRow, Pruned, Reply, RunClaim, Schedule, ScheduleRun,
+    Store, StoreError, ThreadBinding, ThreadStatus,
 };
 use crate::private_fs::{Existing, private_dir, private_file};
 
@@ -467,6 +468,18 @@ impl Store for SqliteStore {
 
     async fn monitors(&self) -> Result<Vec<MonitorRow>, StoreError> {
         self.call(|conn| monitors::monitors(conn)).await
+    }
+
+    async fn lock_thread(&self, lock: &MergeLock) -> Result<bool, StoreError> {
+        let lock = lock.clone();
+        self.call(move |conn| merged::lock_thread(conn, &lock))
+            .await
+    }
+
+    async fn thread_lock(&self, root_post_id: &str) -> Result<Option<MergeLock>, StoreError> {
+        let root = root_post_id.to_owned();
+        self.call(move |conn| merged::thread_lock(conn, &root))
+            .await
     }
 
     async fn set_monitor_alert(

@@ -40,6 +40,7 @@ macro_rules! contract {
 mod backends;
 mod database;
 mod instances;
+mod merged;
 mod monitors;
 mod postgres;
 mod replies;

@@ -280,6 +280,20 @@ impl OpenCode {
         Ok(serde_json::from_str(&text).unwrap_or(Value::Null))
     }
 
+    pub async fn delete(&self, path: &str) -> anyhow::Result<()> {
+        let r = self
+            .http
+            .delete(self.endpoint(path))
+            .header("x-opencode-directory", self.project.display().to_string())
+            .send()
+            .await?;
+        let status = r.status();
+        if !status.is_success() {
+            bail!("DELETE {path}: HTTP {status}");
+        }
+        Ok(())
+    }
+
     /// Create a session and return its id.
     pub async fn create_session(&self, title: &str) -> anyhow::Result<String> {
         let s = self.post("/session", json!({"title": title})).await?;
