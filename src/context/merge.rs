@@ -188,7 +188,8 @@ pub async fn merge(
     match summary {
         Some(s) if public => {
             answer.push_str("\n---\n**Summary:**\n");
-            answer.push_str(&s);
+            // The model's words notify nobody and load no image.
+            answer.push_str(&crate::render::quiet(&s, app.config.channel_images));
             answer.push_str("\n---");
         }
         Some(_) => answer.push_str(" (The summary is not shown here: that channel is private.)"),

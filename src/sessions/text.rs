@@ -396,6 +396,34 @@ mod tests {
     use super::*;
 
     #[test]
+    fn ended_sessions_say_why_and_what_to_do_next() {
+        let deleted = ended_notice(&Ending::Deleted, "!");
+        assert!(deleted.starts_with(":no_entry: **Session ended**: it was deleted in OpenCode."));
+        assert!(deleted.contains("`!use <id>`"));
+        let ended = ended_notice(&Ending::EndedBy("alice".into()), "mm:");
+        assert!(ended.contains("@alice ended it with `mm:end`") && ended.contains("`mm:use <id>`"));
+        assert!(
+            session_ended("!").contains("`!use <id>`")
+                && session_ended("!").contains("`!sessions`")
+        );
+        let card = session_card(&Card {
+            project: "p",
+            directory: "/p",
+            short_id: "neon",
+            started: "2026-01-01 00:00 UTC",
+            requested_by: "bob",
+            prompt: "hi",
+        });
+        assert!(is_card(&card) && !is_card("> :rocket: **OpenCode session `x`**"));
+        let marked = card_ended(&card, "2026-01-02 03:04 UTC", &Ending::Deleted);
+        assert!(marked.starts_with(&card));
+        assert!(
+            marked.ends_with(":no_entry: **Ended** 2026-01-02 03:04 UTC, deleted in OpenCode.")
+        );
+        assert!(card_ended(&card, "t", &Ending::EndedBy("amy".into())).ends_with("t, by @amy."));
+    }
+
+    #[test]
     fn envelope_matches_the_old_plugin() {
         assert_eq!(
             prompt_envelope("alice", "r1", "p1", "c1", "fix the bug"),
