@@ -39,8 +39,9 @@ impl Context {
     /// The context block for a prompt `post` in a group or channel thread,
     /// or `None` (a DM, a top-level post, nothing before it, context off).
     /// `new_session`: the post starts its session, so every earlier message
-    /// counts; in a follow-up, posts that addressed the bot already reached
-    /// the session and are left out. Takes at most the summary timeout.
+    /// counts; a follow-up carries only what was said since the previous
+    /// prompt (a permitted person's mention of the bot), which already
+    /// carried what came before. Takes at most the summary timeout.
     pub async fn for_prompt(
         &self,
         app: &App,
@@ -64,13 +65,23 @@ impl Context {
             }
         };
         let bot = &conn.info.bot;
-        let earlier: Vec<&Post> = thread
+        let mut earlier: Vec<&Post> = thread
             .iter()
             .filter(|p| p.id != post.id && p.create_at <= post.create_at)
             .filter(|p| p.user_id != bot.id && p.kind.is_empty() && p.delete_at == 0)
             .filter(|p| !p.message.trim().is_empty())
-            .filter(|p| new_session || !text::mentions(&p.message, &bot.username))
             .collect();
+        // A follow-up: the previous prompt already carried what came
+        // before it, so only what was said since goes along.
+        if !new_session {
+            let previous = earlier.iter().rposition(|p| {
+                text::mentions(&p.message, &bot.username)
+                    && app.access.may_prompt(&p.user_id) == crate::access::Verdict::Allowed
+            });
+            if let Some(at) = previous {
+                earlier.drain(..=at);
+            }
+        }
         let earlier = &earlier[earlier.len().saturating_sub(wanted)..];
         if earlier.is_empty() {
             return None;
