@@ -56,6 +56,9 @@ pub async fn merge(
             ));
         }
     };
+    if let Ok(Some(_)) = app.store.thread_lock(&dest.root_post_id).await {
+        return Err(":lock: This thread was itself merged into another and is locked.".into());
+    }
     let Some(site) = app.config.site_url.as_ref() else {
         return Err(":x: No Mattermost server is configured.".into());
     };
