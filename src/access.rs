@@ -51,6 +51,12 @@ impl Access {
         }
     }
 
+    /// Whether `user_id` may merge threads (`!merge`): the owner and the
+    /// people allowed to prompt. Teammates join here once the team exists.
+    pub fn may_merge(&self, user_id: &str) -> bool {
+        self.may_prompt(user_id) == Verdict::Allowed
+    }
+
     /// Whether the agent listens in channels of this type (`D`, `G`, `O`, `P`).
     pub fn channel_allowed(&self, kind: &str) -> bool {
         self.channel_types

@@ -9,7 +9,7 @@
 //! | ground | [`rpc`], [`config`], [`store`], [`mattermost`], [`opencode`], [`access`], [`render`], [`logging`], [`private_fs`] |
 //! | services | [`app`] |
 //! | engine | [`sessions`] |
-//! | features, side by side | [`commands`], [`asks`], [`files`], [`monitor`], [`scheduler`], [`tui`], [`channels`] |
+//! | features, side by side | [`commands`], [`asks`], [`files`], [`monitor`], [`scheduler`], [`tui`], [`channels`], [`context`] |
 //! | router | [`router`] |
 //! | agent state | [`agent`] |
 //! | front ends | [`tools`] and [`cli`], then [`server`] |
@@ -22,6 +22,7 @@ pub mod channels;
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod context;
 pub mod files;
 pub mod logging;
 pub mod mattermost;

@@ -21,7 +21,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("app", 1),
     ("sessions", 2),
     ("commands", 3), ("asks", 3), ("files", 3), ("monitor", 3), ("scheduler", 3),
-    ("tui", 3), ("channels", 3),
+    ("tui", 3), ("channels", 3), ("context", 3),
     ("router", 4),
     ("agent", 5),
     ("tools", 6), ("cli", 6),

@@ -67,6 +67,22 @@ pub fn session_here<'a>(ctx: &Engine, here: &'a Here<'_>) -> Result<&'a ThreadBi
     }
 }
 
+/// `!end`: stop the session's running turn, if any, and end its threads
+/// here: each gets the ended notice and its card says so. The session
+/// stays in OpenCode, so `use` can attach it again.
+pub async fn end(ctx: &Engine, here: &Here<'_>) -> Result<String, String> {
+    let b = session_here(ctx, here)?;
+    if let Err(e) = crate::sessions::turn::stop_session(ctx, &b.session_id).await {
+        warn!(error = %e, "cannot stop the turn of a session being ended");
+    }
+    let why = crate::sessions::text::Ending::EndedBy(here.sender.to_owned());
+    match crate::sessions::ended::end_session(ctx, &b.session_id, &why).await {
+        // The notice in the thread is the answer.
+        0 => Ok("Nothing to end here.".into()),
+        _ => Ok(String::new()),
+    }
+}
+
 /// OpenCode's sessions, or the answer to give when they cannot be listed.
 async fn list_sessions(ctx: &Engine) -> Result<Vec<Session>, String> {
     ctx.app

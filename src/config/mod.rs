@@ -178,6 +178,16 @@ pub struct Config {
     /// since a prompt from hours ago may no longer be wanted; `0` (`None`)
     /// runs every post however old.
     pub catch_up_max_age: Option<Duration>,
+    /// `OPENCODE_MM_CONTEXT_MESSAGES`: how many earlier messages of a group
+    /// or channel thread go with a prompt there, as context; 0 sends none.
+    pub context_messages: u64,
+    /// `OPENCODE_MM_CONTEXT_MAX_CHARS`: thread context longer than this is
+    /// summarised by OpenCode's small model before it goes with the prompt.
+    pub context_max_chars: u64,
+    /// `OPENCODE_MM_CONTEXT_SUMMARY_TIMEOUT`: how long the summary may take
+    /// before the newest messages that fit are sent instead; the prompt
+    /// never waits longer.
+    pub context_summary_timeout: Duration,
     /// How long an instance counts as online after its last heartbeat.
     pub instance_lease: Duration,
     /// The config file that was read, if any.

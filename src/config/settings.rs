@@ -150,6 +150,14 @@ impl Config {
             Some(r.millis("OPENCODE_MM_CATCH_UP_MAX_AGE", 3_600_000, 0..=604_800_000))
                 .filter(|age| !age.is_zero());
 
+        let context_messages = r.number("OPENCODE_MM_CONTEXT_MESSAGES", 5, 0..=50);
+        let context_max_chars = r.number("OPENCODE_MM_CONTEXT_MAX_CHARS", 8000, 500..=200_000);
+        let context_summary_timeout = r.millis(
+            "OPENCODE_MM_CONTEXT_SUMMARY_TIMEOUT",
+            20_000,
+            1_000..=120_000,
+        );
+
         let instance_lease = r.millis("OPENCODE_MM_INSTANCE_LEASE", 15_000, 3_000..=600_000);
 
         for (key, why) in RETIRED {
@@ -249,6 +257,9 @@ impl Config {
             team_file,
             catch_up_max_age,
             instance_lease,
+            context_messages,
+            context_max_chars,
+            context_summary_timeout,
             schedule_grace,
             schedule_min_interval,
             file: file_path,

@@ -581,3 +581,54 @@ fn the_team_file_must_be_an_absolute_path() {
         );
     }
 }
+
+#[test]
+fn thread_context_settings_default_and_refuse_malformed_values() {
+    let c = load(&[], None);
+    assert_eq!(
+        (
+            c.context_messages,
+            c.context_max_chars,
+            c.context_summary_timeout
+        ),
+        (5, 8000, Duration::from_secs(20))
+    );
+    let c = load(
+        &[
+            ("OPENCODE_MM_CONTEXT_MESSAGES", "0"),
+            ("OPENCODE_MM_CONTEXT_MAX_CHARS", "20000"),
+            ("OPENCODE_MM_CONTEXT_SUMMARY_TIMEOUT", "3000"),
+        ],
+        None,
+    );
+    assert_eq!(
+        (
+            c.context_messages,
+            c.context_max_chars,
+            c.context_summary_timeout
+        ),
+        (0, 20000, Duration::from_secs(3))
+    );
+    for (key, bad) in [
+        ("OPENCODE_MM_CONTEXT_MESSAGES", "-1"),
+        ("OPENCODE_MM_CONTEXT_MESSAGES", "51"),
+        ("OPENCODE_MM_CONTEXT_MESSAGES", "five"),
+        ("OPENCODE_MM_CONTEXT_MAX_CHARS", "10"),
+        ("OPENCODE_MM_CONTEXT_MAX_CHARS", "8k"),
+        ("OPENCODE_MM_CONTEXT_MAX_CHARS", "99999999999999999999999"),
+        ("OPENCODE_MM_CONTEXT_SUMMARY_TIMEOUT", "0"),
+        ("OPENCODE_MM_CONTEXT_SUMMARY_TIMEOUT", "1e9"),
+    ] {
+        let c = load(&[(key, bad)], None);
+        assert!(problem(&c, key).is_some(), "{key}={bad}");
+        assert_eq!(
+            (
+                c.context_messages,
+                c.context_max_chars,
+                c.context_summary_timeout
+            ),
+            (5, 8000, Duration::from_secs(20)),
+            "{key}={bad} keeps the defaults"
+        );
+    }
+}

@@ -363,6 +363,19 @@ impl RestClient {
         }
     }
 
+    /// Like [`RestClient::is_channel_member`], but a channel the bot cannot
+    /// read counts as no: for checks that must tell nothing about it.
+    pub async fn channel_member(
+        &self,
+        channel_id: &str,
+        user_id: &str,
+    ) -> Result<bool, MattermostError> {
+        match self.is_channel_member(channel_id, user_id).await {
+            Err(MattermostError::Forbidden { .. }) => Ok(false),
+            other => other,
+        }
+    }
+
     /// The DM channel between two users (created if needed).
     pub async fn direct_channel(&self, a: &str, b: &str) -> Result<Channel, MattermostError> {
         check_id("user id", a)?;

@@ -58,6 +58,49 @@ pub struct Prompt {
     pub agent: Option<String>,
     /// Files the model is shown with the text (images, PDFs), after it.
     pub files: Vec<FilePart>,
+    /// Store the message without starting a reply turn (`noReply`): context
+    /// handed to a session for its next turns.
+    pub no_reply: bool,
+    /// A system prompt for this turn only.
+    pub system: Option<String>,
+    /// Every tool off for this turn: a side task such as summarising must
+    /// not act on the project.
+    pub tools_off: bool,
+}
+
+impl Prompt {
+    /// The JSON body OpenCode's prompt endpoints take.
+    fn body(&self) -> serde_json::Value {
+        let mut parts = vec![serde_json::json!({ "type": "text", "text": self.text })];
+        for file in &self.files {
+            parts.push(serde_json::json!({
+                "type": "file",
+                "mime": file.mime,
+                "url": file.url,
+                "filename": file.filename,
+            }));
+        }
+        let mut body = serde_json::json!({
+            "messageID": self.message_id,
+            "parts": parts,
+        });
+        if let Some(model) = &self.model {
+            body["model"] = serde_json::json!(model);
+        }
+        if let Some(agent) = &self.agent {
+            body["agent"] = serde_json::json!(agent);
+        }
+        if self.no_reply {
+            body["noReply"] = serde_json::json!(true);
+        }
+        if let Some(system) = &self.system {
+            body["system"] = serde_json::json!(system);
+        }
+        if self.tools_off {
+            body["tools"] = serde_json::json!({ "*": false });
+        }
+        body
+    }
 }
 
 /// A file part of a prompt (OpenCode's `FilePartInput`). The URL is a
@@ -135,6 +178,10 @@ pub enum OpenCodeError {
     },
     #[error("invalid {what}: {reason}")]
     InvalidInput { what: &'static str, reason: String },
+    /// The turn ran but the model failed (OpenCode recorded an error on the
+    /// assistant message), or gave no text.
+    #[error("the model failed: {0}")]
+    ModelFailed(String),
 }
 
 /// Executes one HTTP request against OpenCode.
@@ -156,6 +203,15 @@ pub trait OpenCode: Send + Sync {
     async fn create_session(&self, title: Option<&str>) -> Result<Session, OpenCodeError>;
     /// Start a turn without waiting for it (`prompt_async`).
     async fn prompt_async(&self, session_id: &str, prompt: &Prompt) -> Result<(), OpenCodeError>;
+    /// Run one prompt and wait for the model's answer: the text of its
+    /// reply. For short side tasks (the thread-context summariser); chat
+    /// turns use [`OpenCode::prompt_async`] and stream.
+    async fn prompt_wait(&self, session_id: &str, prompt: &Prompt)
+    -> Result<String, OpenCodeError>;
+    /// Delete a session and its messages.
+    async fn delete_session(&self, id: &str) -> Result<(), OpenCodeError>;
+    /// OpenCode's configured `small_model`, if any.
+    async fn small_model(&self) -> Result<Option<ModelRef>, OpenCodeError>;
     /// Every message of a session with its parts, oldest first.
     async fn messages(&self, session_id: &str) -> Result<Vec<MessageWithParts>, OpenCodeError>;
     /// What each non-idle session is doing.
@@ -316,6 +372,34 @@ fn error_message(body: &[u8]) -> String {
     })
 }
 
+/// The text of a finished turn as `POST /session/{id}/message` returns it
+/// (`{info, parts}`): its text parts, or the error OpenCode recorded.
+fn reply_text(answer: &serde_json::Value) -> Result<String, OpenCodeError> {
+    if let Some(error) = answer.pointer("/info/error").filter(|e| !e.is_null()) {
+        let message = error
+            .pointer("/data/message")
+            .or_else(|| error.get("message"))
+            .and_then(|m| m.as_str())
+            .or_else(|| error.get("name").and_then(|n| n.as_str()))
+            .unwrap_or("unknown error");
+        return Err(OpenCodeError::ModelFailed(message.to_owned()));
+    }
+    let text: String = answer
+        .get("parts")
+        .and_then(|p| p.as_array())
+        .into_iter()
+        .flatten()
+        .filter(|p| p.get("type").and_then(|t| t.as_str()) == Some("text"))
+        .filter(|p| p.get("synthetic").and_then(|s| s.as_bool()) != Some(true))
+        .filter_map(|p| p.get("text").and_then(|t| t.as_str()))
+        .collect::<Vec<_>>()
+        .join("");
+    if text.trim().is_empty() {
+        return Err(OpenCodeError::ModelFailed("no text in the answer".into()));
+    }
+    Ok(text)
+}
+
 /// OpenCode ids are short ASCII tokens (`ses_…`); anything else would let a
 /// caller steer the request path.
 fn check_id(what: &'static str, id: &str) -> Result<(), OpenCodeError> {
@@ -368,27 +452,42 @@ impl<F: Fetch> OpenCode for Client<F> {
     async fn prompt_async(&self, session_id: &str, prompt: &Prompt) -> Result<(), OpenCodeError> {
         check_id("session id", session_id)?;
         check_id("message id", &prompt.message_id)?;
-        let mut parts = vec![serde_json::json!({ "type": "text", "text": prompt.text })];
-        for file in &prompt.files {
-            parts.push(serde_json::json!({
-                "type": "file",
-                "mime": file.mime,
-                "url": file.url,
-                "filename": file.filename,
-            }));
-        }
-        let mut body = serde_json::json!({
-            "messageID": prompt.message_id,
-            "parts": parts,
-        });
-        if let Some(model) = &prompt.model {
-            body["model"] = serde_json::json!(model);
-        }
-        if let Some(agent) = &prompt.agent {
-            body["agent"] = serde_json::json!(agent);
-        }
+        let body = prompt.body();
         let request = HttpRequest::post_json(format!("/session/{session_id}/prompt_async"), &body);
         self.expect_ok(request, Some(("session", session_id))).await
+    }
+
+    async fn prompt_wait(
+        &self,
+        session_id: &str,
+        prompt: &Prompt,
+    ) -> Result<String, OpenCodeError> {
+        check_id("session id", session_id)?;
+        check_id("message id", &prompt.message_id)?;
+        let request =
+            HttpRequest::post_json(format!("/session/{session_id}/message"), &prompt.body());
+        let answer: serde_json::Value = self
+            .get_json(request, Some(("session", session_id)))
+            .await?;
+        reply_text(&answer)
+    }
+
+    async fn delete_session(&self, id: &str) -> Result<(), OpenCodeError> {
+        check_id("session id", id)?;
+        let request = HttpRequest {
+            method: "DELETE".into(),
+            path: format!("/session/{id}"),
+            ..HttpRequest::default()
+        };
+        self.expect_ok(request, Some(("session", id))).await
+    }
+
+    async fn small_model(&self) -> Result<Option<ModelRef>, OpenCodeError> {
+        let config: serde_json::Value = self.get_json(HttpRequest::get("/config"), None).await?;
+        Ok(config
+            .get("small_model")
+            .and_then(|m| m.as_str())
+            .and_then(ModelRef::parse))
     }
 
     async fn messages(&self, session_id: &str) -> Result<Vec<MessageWithParts>, OpenCodeError> {

@@ -199,3 +199,89 @@ async fn request_ids_cannot_steer_the_path() {
     }
     assert!(s.seen.lock().unwrap().is_empty());
 }
+
+#[tokio::test]
+async fn prompt_wait_returns_the_reply_text_or_the_models_error() {
+    let s = Scripted::new(vec![
+        ok(
+            200,
+            r#"{"info":{"id":"msg_b","role":"assistant"},
+                "parts":[{"type":"step-start"},{"type":"text","text":"Sum"},
+                         {"type":"text","text":"mary","synthetic":false},
+                         {"type":"text","text":" (hidden)","synthetic":true}]}"#,
+        ),
+        ok(
+            200,
+            r#"{"info":{"id":"msg_c","role":"assistant",
+                        "error":{"name":"APIError","data":{"message":"rate limited"}}},
+                "parts":[]}"#,
+        ),
+        ok(
+            200,
+            r#"{"info":{"id":"msg_d","role":"assistant"},"parts":[]}"#,
+        ),
+    ]);
+    let client = Client::new(&s);
+    let prompt = Prompt {
+        message_id: "msg_a".into(),
+        text: "summarise".into(),
+        system: Some("be brief".into()),
+        tools_off: true,
+        model: ModelRef::parse("p/small"),
+        ..Prompt::default()
+    };
+    assert_eq!(
+        client.prompt_wait("ses_1", &prompt).await.unwrap(),
+        "Summary"
+    );
+    let failed = client.prompt_wait("ses_1", &prompt).await.unwrap_err();
+    assert!(failed.to_string().contains("rate limited"), "{failed}");
+    let empty = client.prompt_wait("ses_1", &prompt).await.unwrap_err();
+    assert!(matches!(empty, OpenCodeError::ModelFailed(_)), "{empty}");
+    let seen = s.seen.lock().unwrap();
+    assert_eq!(seen[0].path, "/session/ses_1/message");
+    let body: serde_json::Value = serde_json::from_str(seen[0].body.as_deref().unwrap()).unwrap();
+    assert_eq!(body["system"], "be brief");
+    assert_eq!(body["tools"], serde_json::json!({"*": false}));
+    assert_eq!(body["model"]["modelID"], "small");
+    assert!(body.get("noReply").is_none());
+}
+
+#[tokio::test]
+async fn no_reply_prompts_say_so_and_deleting_checks_the_id() {
+    let s = Scripted::new(vec![ok(204, ""), ok(200, "true")]);
+    let client = Client::new(&s);
+    let prompt = Prompt {
+        message_id: "msg_a".into(),
+        text: "context".into(),
+        no_reply: true,
+        ..Prompt::default()
+    };
+    client.prompt_async("ses_1", &prompt).await.unwrap();
+    client.delete_session("ses_1").await.unwrap();
+    let bad = client.delete_session("../config").await.unwrap_err();
+    assert!(matches!(bad, OpenCodeError::InvalidInput { .. }));
+    let seen = s.seen.lock().unwrap();
+    let body: serde_json::Value = serde_json::from_str(seen[0].body.as_deref().unwrap()).unwrap();
+    assert_eq!(body["noReply"], true);
+    assert_eq!(seen[1].method, "DELETE");
+    assert_eq!(seen[1].path, "/session/ses_1");
+    assert_eq!(seen.len(), 2, "a hostile id never reaches OpenCode");
+}
+
+#[tokio::test]
+async fn small_model_reads_opencodes_config() {
+    let s = Scripted::new(vec![
+        ok(200, r#"{"model":"p/big","small_model":"p/tiny-1"}"#),
+        ok(200, r#"{"model":"p/big"}"#),
+        ok(200, r#"{"small_model":"no-slash"}"#),
+    ]);
+    let client = Client::new(&s);
+    assert_eq!(
+        client.small_model().await.unwrap(),
+        ModelRef::parse("p/tiny-1")
+    );
+    assert_eq!(client.small_model().await.unwrap(), None);
+    assert_eq!(client.small_model().await.unwrap(), None, "malformed: none");
+    assert_eq!(s.seen.lock().unwrap()[0], HttpRequest::get("/config"));
+}

@@ -214,6 +214,12 @@ async fn route(router: &Arc<Router>, mut inbound: InboundPost) {
         ctx.app.set_claim_state(&post.id, ClaimState::Done).await;
         return;
     }
+    // A thread merged into another answers with where the talk went on.
+    if let Some(pointer) = crate::context::merge::lock_notice(ctx, &conn, post).await {
+        say(&conn, post, &pointer).await;
+        ctx.app.set_claim_state(&post.id, ClaimState::Done).await;
+        return;
+    }
     let binding = match binding {
         Some(b) if b.instance_id != ctx.app.instance.id => {
             let notice = match ctx.app.instance_row(&b.instance_id).await {
@@ -227,7 +233,12 @@ async fn route(router: &Arc<Router>, mut inbound: InboundPost) {
             return;
         }
         Some(b) if b.status == ThreadStatus::Ended => {
-            say(&conn, post, text::SESSION_ENDED).await;
+            say(
+                &conn,
+                post,
+                &text::session_ended(&ctx.app.config.command_prefix),
+            )
+            .await;
             ctx.app.set_claim_state(&post.id, ClaimState::Done).await;
             return;
         }

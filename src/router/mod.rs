@@ -68,6 +68,8 @@ pub struct Router {
     pub monitor: Arc<Monitor>,
     pub schedules: Arc<Schedules>,
     pub tui: Tui,
+    /// Thread context for prompts in group and channel threads; `!merge`.
+    pub context: Arc<crate::context::Context>,
     /// `!models` lists waiting for a number.
     pub choices: Choices,
     /// `!!` file lists waiting for numbers, and files chosen for prompts.
@@ -130,6 +132,7 @@ impl Router {
             monitor: Arc::new(Monitor::new()),
             schedules: Schedules::new(app),
             tui: Tui::default(),
+            context: Arc::default(),
             choices: Choices::default(),
             refs: Arc::default(),
             notified: Mutex::new(HashSet::new()),
@@ -339,9 +342,12 @@ impl Router {
             // Its files from chat go with it.
             Event::SessionDeleted(deleted) if !deleted.info.id.is_empty() => {
                 let (config, id) = (self.engine.app.config.clone(), deleted.info.id.clone());
+                let engine = self.engine.clone();
                 tokio::spawn(async move {
                     let said = crate::files::clear_session(&config, &id).await;
                     tracing::debug!(session = %id, said, "temporary files of a deleted session");
+                    let why = crate::sessions::text::Ending::Deleted;
+                    crate::sessions::ended::end_session(&engine, &id, &why).await;
                 });
             }
             _ => {}
@@ -417,6 +423,17 @@ impl Hooks for Router {
             .into_attachments();
         crate::files::refs::attach(&self.refs, &post.id, &mut attached).await;
         attached
+    }
+
+    async fn context(
+        &self,
+        binding: &ThreadBinding,
+        post: &Post,
+        new_session: bool,
+    ) -> Option<String> {
+        self.context
+            .for_prompt(&self.engine.app, binding, post, new_session)
+            .await
     }
 
     async fn before_final(&self, turn: &mut Turn, reply: &Reply) {

@@ -165,7 +165,7 @@ pub(crate) async fn produce(
         text: prompt_text(schedule, when),
         model: schedule.model.as_deref().and_then(ModelRef::parse),
         agent: schedule.agent.clone(),
-        files: Vec::new(),
+        ..Prompt::default()
     };
     let done = |text: String, ending: Ending, session: Session| Produced {
         session: Some(session),

@@ -9,8 +9,10 @@
 //! - [`turn`]: starting a turn, sending its prompt, stopping, resuming;
 //! - [`task`]: one task per session streaming its turns' posts;
 //! - [`text`]: the wording of the engine's own posts and prompt envelope;
+//! - [`ended`]: ending a session's threads (deleted, or `!end`);
 //! - [`stats`]: counters and latencies.
 
+pub mod ended;
 pub mod stats;
 mod task;
 pub mod text;
@@ -33,7 +35,7 @@ use crate::store::{Reply, StoreError, ThreadBinding, ThreadStatus};
 pub use stats::{BridgeStats, Samples};
 pub use task::FlushError;
 pub(crate) use task::thread_for;
-pub use threads::{NewThread, ThreadSpot, reply_in, reply_with_files, say};
+pub use threads::{NewThread, ThreadSpot, reply_in, reply_with_files, say, say_in};
 pub use turn::{Attachments, LastPrompt, Started};
 
 use task::SessionMsg;
@@ -66,6 +68,15 @@ pub trait Hooks: Send + Sync {
     async fn before_final(&self, turn: &mut Turn, reply: &Reply);
     /// The files that came with a prompt's post, fetched for the model.
     async fn attachments(&self, binding: &ThreadBinding, post: &Post) -> Attachments;
+    /// Earlier messages of the prompt's thread (group and channel threads),
+    /// as a block that goes before the prompt text. `new_session`: the
+    /// prompt starts its session.
+    async fn context(
+        &self,
+        binding: &ThreadBinding,
+        post: &Post,
+        new_session: bool,
+    ) -> Option<String>;
     /// A turn of the session was aborted.
     async fn aborted(&self, session_id: &str);
     /// A session's queue was full and OpenCode events were dropped: pending
@@ -133,6 +144,15 @@ impl Engine {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .insert(session_id.to_owned());
+    }
+
+    /// The session has no live thread here any more: its events are no
+    /// longer followed once its task is gone.
+    pub fn unbound(&self, session_id: &str) {
+        self.bound
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .remove(session_id);
     }
 
     /// The task of a session, started on first use.

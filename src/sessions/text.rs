@@ -7,6 +7,10 @@ use crate::access::HOW_TO_CONFIGURE;
 /// result DM, never a channel thread.
 pub const SCHEDULED_TITLE_PREFIX: &str = "Scheduled: ";
 
+/// How the short-lived sessions that summarise thread context are titled:
+/// they never get a thread, and are deleted once the summary is made.
+pub const SUMMARY_TITLE_PREFIX: &str = "Mattermost summary: ";
+
 /// First line of every prompt that came from Mattermost. The same marker lets
 /// the TUI sync tell chat prompts from prompts typed at the terminal.
 pub const ENVELOPE_PREFIX: &str = "[Mattermost DM from @";
@@ -40,10 +44,18 @@ pub struct Card<'a> {
     pub prompt: &'a str,
 }
 
+/// How every card starts.
+const CARD_HEAD: &str = ":rocket: **OpenCode session `";
+
+/// Whether a bot post is a session card.
+pub fn is_card(message: &str) -> bool {
+    message.starts_with(CARD_HEAD)
+}
+
 pub fn session_card(card: &Card<'_>) -> String {
     let preview = preview(card.prompt, 200);
     let mut out = format!(
-        ":rocket: **OpenCode session `{}`**\n**Project**: {} · **Directory**: `{}`\n\
+        "{CARD_HEAD}{}`**\n**Project**: {} · **Directory**: `{}`\n\
          **Started**: {} by @{}\n",
         card.short_id, card.project, card.directory, card.started, card.requested_by
     );
@@ -320,8 +332,48 @@ pub const STRANGER_NOTICE: &str = ":lock: This OpenCode agent only takes prompts
 pub const UNLINKED_THREAD: &str = ":grey_question: This thread is not linked to an OpenCode \
      session. Send a new message (not in a thread) to start one.";
 
-pub const SESSION_ENDED: &str = ":no_entry: This session has ended. Send a new message (not in \
-     a thread) to start a new session.";
+/// The answer to a prompt in a thread whose session has ended.
+pub fn session_ended(prefix: &str) -> String {
+    format!(
+        ":no_entry: This thread's session has ended. Start a new one with a new message (not in \
+         a thread; in a channel, a new post that @mentions me), or attach this thread to another \
+         session with `{prefix}use <id>` (`{prefix}sessions` lists them)."
+    )
+}
+
+/// Why a session's thread ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ending {
+    /// The session was deleted in OpenCode.
+    Deleted,
+    /// Someone typed `!end` in its thread.
+    EndedBy(String),
+}
+
+/// The notice posted in a thread when its session ends.
+pub fn ended_notice(why: &Ending, prefix: &str) -> String {
+    let how = match why {
+        Ending::Deleted => "it was deleted in OpenCode".to_owned(),
+        Ending::EndedBy(who) => format!("@{who} ended it with `{prefix}end`"),
+    };
+    format!(
+        ":no_entry: **Session ended**: {how}. Messages here no longer reach it. Start a new \
+         session with a new message (not in a thread; in a channel, a new post that @mentions \
+         me), or attach this thread to another with `{prefix}use <id>`."
+    )
+}
+
+/// Added to a session's card when the session ends.
+pub const CARD_ENDED: &str = "\n:no_entry: **Ended**";
+
+/// The card of a session that ended, `at` (UTC text) and why.
+pub fn card_ended(card: &str, at: &str, why: &Ending) -> String {
+    let how = match why {
+        Ending::Deleted => "deleted in OpenCode".to_owned(),
+        Ending::EndedBy(who) => format!("by @{who}"),
+    };
+    format!("{card}{CARD_ENDED} {at}, {how}.")
+}
 
 pub fn session_gone(short_id: &str) -> String {
     format!(
@@ -351,6 +403,35 @@ pub fn opencode_failed(what: &str, error: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ended_sessions_say_why_and_what_to_do_next() {
+        let deleted = ended_notice(&Ending::Deleted, "!");
+        assert!(deleted.starts_with(":no_entry: **Session ended**: it was deleted in OpenCode."));
+        assert!(deleted.contains("`!use <id>`"));
+        let ended = ended_notice(&Ending::EndedBy("alice".into()), "mm:");
+        assert!(ended.contains("@alice ended it with `mm:end`") && ended.contains("`mm:use <id>`"));
+        assert!(
+            session_ended("!").contains("`!use <id>`")
+                && session_ended("!").contains("`!sessions`")
+        );
+        let card = session_card(&Card {
+            project: "p",
+            directory: "/p",
+            short_id: "neon",
+            started: "2026-01-01 00:00 UTC",
+            requested_by: "bob",
+            prompt: "hi",
+            owner: None,
+        });
+        assert!(is_card(&card) && !is_card("> :rocket: **OpenCode session `x`**"));
+        let marked = card_ended(&card, "2026-01-02 03:04 UTC", &Ending::Deleted);
+        assert!(marked.starts_with(&card));
+        assert!(
+            marked.ends_with(":no_entry: **Ended** 2026-01-02 03:04 UTC, deleted in OpenCode.")
+        );
+        assert!(card_ended(&card, "t", &Ending::EndedBy("amy".into())).ends_with("t, by @amy."));
+    }
 
     #[test]
     fn envelope_matches_the_old_plugin() {

@@ -194,6 +194,21 @@ pub async fn say(conn: &Connection, post: &Post, message: &str) {
     }
 }
 
+/// A bot post in thread `root_id` of `channel_id`; a failure is logged.
+pub async fn say_in(conn: &Connection, channel_id: &str, root_id: &str, message: &str) {
+    let result = reply_in(
+        conn,
+        channel_id,
+        root_id,
+        message.to_owned(),
+        Priority::Urgent,
+    )
+    .await;
+    if let Err(e) = result {
+        warn!(error = %e, "cannot post in the thread");
+    }
+}
+
 /// A bot post in a thread (`root_id`), or at the top of the channel when
 /// `root_id` is empty.
 pub async fn reply_in(

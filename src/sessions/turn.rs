@@ -115,24 +115,32 @@ pub async fn start_turn(
     }
     // Attachments are fetched into the session's temporary directory; the
     // model gets images and PDFs as file parts and every file by path.
-    let attached = match ctx.hooks() {
-        Some(hooks) => hooks.attachments(binding, post).await,
-        None => Attachments::default(),
+    let (attached, context) = match ctx.hooks() {
+        Some(hooks) => (
+            hooks.attachments(binding, post).await,
+            hooks.context(binding, post, started.new_session).await,
+        ),
+        None => (Attachments::default(), None),
+    };
+    // Context goes between the envelope and the request, marked as such.
+    let body = match context {
+        Some(context) => format!("{context}{prompt_text}"),
+        None => prompt_text.to_owned(),
     };
     let mut text = text::prompt_envelope(
         sender,
         &binding.root_post_id,
         &post.id,
         &post.channel_id,
-        prompt_text,
+        &body,
     );
     text.push_str(&attached.note);
     let prompt = Prompt {
         message_id,
         text,
         model: binding.model.as_deref().and_then(ModelRef::parse),
-        agent: None,
         files: attached.parts,
+        ..Prompt::default()
     };
     // The session task sends the prompt, or queues it behind a running turn.
     let job = PromptJob {

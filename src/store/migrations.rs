@@ -383,6 +383,32 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         CREATE INDEX guest_requests_pending ON guest_requests (instance_id, state);
     "#,
     },
+    Migration {
+        version: 7,
+        name: "merged_threads",
+        sqlite: "
+        -- Threads merged into another with `!merge`: locked, and prompts
+        -- there are answered with a pointer to where the talk went on.
+        CREATE TABLE merged_threads (
+            root_post_id      TEXT    NOT NULL PRIMARY KEY,
+            channel_id        TEXT    NOT NULL,
+            into_root_post_id TEXT    NOT NULL,
+            into_channel_id   TEXT    NOT NULL,
+            merged_by         TEXT    NOT NULL,
+            merged_at         INTEGER NOT NULL
+        );
+    ",
+        postgres: r#"
+        CREATE TABLE merged_threads (
+            root_post_id      TEXT COLLATE "C" NOT NULL PRIMARY KEY,
+            channel_id        TEXT   NOT NULL,
+            into_root_post_id TEXT   NOT NULL,
+            into_channel_id   TEXT   NOT NULL,
+            merged_by         TEXT   NOT NULL,
+            merged_at         BIGINT NOT NULL
+        );
+    "#,
+    },
 ];
 
 /// The newest schema version this build knows.

@@ -256,6 +256,20 @@ pub struct MonitorRow {
     pub last_alert: Option<String>,
 }
 
+/// A thread merged into another with `!merge`: locked for good.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MergeLock {
+    /// The merged (source) thread, the key.
+    pub root_post_id: String,
+    pub channel_id: String,
+    /// Where its talk goes on.
+    pub into_root_post_id: String,
+    pub into_channel_id: String,
+    /// Who merged it (user id).
+    pub merged_by: String,
+    pub merged_at: Millis,
+}
+
 /// Why a store operation failed, worded so the user knows what to do.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum StoreError {
@@ -583,6 +597,12 @@ pub trait Store: Send + Sync {
     async fn monitors_of(&self, session_id: &str) -> Result<Vec<MonitorRow>, StoreError>;
     /// Every monitor, by session then target.
     async fn monitors(&self) -> Result<Vec<MonitorRow>, StoreError>;
+    /// Lock a merged thread; false (and nothing changed) when it already is
+    /// locked, so of two merges of one thread only the first wins.
+    async fn lock_thread(&self, lock: &MergeLock) -> Result<bool, StoreError>;
+    /// The lock of a merged thread, if it is one.
+    async fn thread_lock(&self, root_post_id: &str) -> Result<Option<MergeLock>, StoreError>;
+
     /// Record the key of the state `target` was just alerted about; NotFound
     /// when there is no such monitor (removed meanwhile).
     async fn set_monitor_alert(

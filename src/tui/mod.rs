@@ -20,7 +20,7 @@ use crate::opencode::Session;
 use crate::opencode::events::Event;
 use crate::opencode::message::Part;
 use crate::sessions::Engine;
-use crate::sessions::text::{ENVELOPE_PREFIX, SCHEDULED_TITLE_PREFIX};
+use crate::sessions::text::{ENVELOPE_PREFIX, SCHEDULED_TITLE_PREFIX, SUMMARY_TITLE_PREFIX};
 
 /// User messages older than the task by more than this are history, not
 /// new prompts (their `message.updated` is re-sent when OpenCode adds the
@@ -139,6 +139,7 @@ impl Tui {
         if session.parent_id.is_some()
             || session.id.is_empty()
             || session.title.starts_with(SCHEDULED_TITLE_PREFIX)
+            || session.title.starts_with(SUMMARY_TITLE_PREFIX)
         {
             return;
         }

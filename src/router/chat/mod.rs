@@ -26,6 +26,8 @@ pub enum Command {
     Current,
     New(Option<String>),
     Stop,
+    /// End this thread's session: its threads stop forwarding.
+    End,
     /// Decline the open question, or deny the open permission request.
     Reject,
     Models,
@@ -34,6 +36,8 @@ pub enum Command {
     Model(Option<String>),
     Costs,
     Status,
+    /// A permalink to the thread to merge into this one.
+    Merge(String),
     /// Everything after `schedule`, for the scheduler's own parser.
     Schedule(String),
     /// Everything after `team`, for the channels feature's parser.
@@ -50,11 +54,13 @@ impl Command {
             Command::Current => "current",
             Command::New(_) => "new",
             Command::Stop => "stop",
+            Command::End => "end",
             Command::Reject => "reject",
             Command::Models => "models",
             Command::Model(_) => "model",
             Command::Costs => "costs",
             Command::Status => "status",
+            Command::Merge(_) => "merge",
             Command::Schedule(_) => "schedule",
             Command::Team(_) => "team",
         }
@@ -110,6 +116,11 @@ pub const COMMANDS: &[(&str, &str, &str)] = &[
     ),
     ("stop", "stop", "abort the running turn"),
     (
+        "end",
+        "end",
+        "end this thread's session: the thread stops forwarding (the session stays in OpenCode)",
+    ),
+    (
         "reject",
         "reject",
         "decline the agent's open question (or deny its permission request)",
@@ -133,6 +144,11 @@ pub const COMMANDS: &[(&str, &str, &str)] = &[
         "status",
         "status",
         "connection, instance, queue and rate-limit state",
+    ),
+    (
+        "merge",
+        "merge <permalink>",
+        "summarise another thread into this session as context, and lock that thread",
     ),
     (
         "schedule",
@@ -198,6 +214,7 @@ pub fn parse(text: &str, prefix: &str) -> Option<Result<Command, CommandError>> 
         "sessions" => no_args(Command::Sessions),
         "current" => no_args(Command::Current),
         "stop" => no_args(Command::Stop),
+        "end" => no_args(Command::End),
         // `cancel` is what the plugin this replaces called it.
         "reject" | "cancel" => no_args(Command::Reject),
         "models" => no_args(Command::Models),
@@ -227,6 +244,10 @@ pub fn parse(text: &str, prefix: &str) -> Option<Result<Command, CommandError>> 
             ))
         }
         "model" => Ok(Command::Model(Some(args.to_owned()))),
+        "merge" if args.is_empty() => bad("which thread? Give its permalink".into()),
+        "merge" if !single_word => bad("give one permalink".into()),
+        "merge" if args.chars().count() > 2048 => bad("that link is too long".into()),
+        "merge" => Ok(Command::Merge(args.to_owned())),
         "schedule" => Ok(Command::Schedule(args.to_owned())),
         "team" => Ok(Command::Team(args.to_owned())),
         _ => Err(CommandError::Unknown {
@@ -382,6 +403,7 @@ async fn run(
             let b = session_ops::session_here(engine, here)?;
             crate::sessions::turn::stop_session(engine, &b.session_id).await
         }
+        Command::End => session_ops::end(engine, here).await,
         Command::Reject => {
             let b = session_ops::session_here(engine, here)?;
             Ok(crate::asks::chat::reject(&router.asks, &b.session_id, here.sender).await)
@@ -390,6 +412,15 @@ async fn run(
         Command::Model(choice) => session_ops::model(engine, here, choice).await,
         Command::Costs => session_ops::costs(engine, here).await,
         Command::Status => Ok(session_ops::status(engine, conn)),
+        Command::Merge(link) => {
+            let req = crate::context::merge::MergeRequest {
+                post: here.post,
+                binding: here.binding,
+                sender: here.sender,
+                link: &link,
+            };
+            crate::context::merge::merge(&router.context, engine, conn, &req).await
+        }
         Command::Schedule(args) => Ok(router.schedules.command(&here.post.user_id, &args).await),
         Command::Team(args) => Ok(crate::channels::team::command(
             &engine.app,

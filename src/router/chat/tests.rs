@@ -137,9 +137,29 @@ fn every_command_has_its_table_name() {
     for (name, _, _) in COMMANDS {
         let typed = match *name {
             "use" => "!use abc".to_owned(),
+            "merge" => {
+                "!merge https://chat.example.com/eng/pl/abcdefghij0123456789klmnop".to_owned()
+            }
             other => format!("!{other}"),
         };
         let command = ok(&typed);
         assert_eq!(command.name(), *name, "{typed}");
     }
+}
+
+#[test]
+fn end_and_merge_parse_and_refuse_bad_arguments() {
+    assert_eq!(ok("!end"), Command::End);
+    assert!(err("!end now").contains("takes no arguments"));
+    let link = "https://chat.example.com/eng/pl/abcdefghij0123456789klmnop";
+    assert_eq!(ok(&format!("!merge {link}")), Command::Merge(link.into()));
+    assert_eq!(
+        ok(&format!("!merge   <{link}>  ")),
+        Command::Merge(format!("<{link}>"))
+    );
+    assert!(err("!merge").contains("Give its permalink"));
+    assert!(err(&format!("!merge {link} {link}")).contains("give one permalink"));
+    assert!(err(&format!("!merge {}", "a".repeat(3000))).contains("too long"));
+    assert!(help("!").contains("`!merge <permalink>`"));
+    assert!(help("!").contains("`!end`"));
 }

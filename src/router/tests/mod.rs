@@ -96,6 +96,16 @@ impl OpenCode for FakeOpenCode {
         self.prompts.lock().unwrap().push(prompt.clone());
         Ok(())
     }
+    async fn prompt_wait(&self, _session: &str, prompt: &Prompt) -> Result<String, OpenCodeError> {
+        self.prompts.lock().unwrap().push(prompt.clone());
+        Ok("summary".into())
+    }
+    async fn delete_session(&self, _id: &str) -> Result<(), OpenCodeError> {
+        Ok(())
+    }
+    async fn small_model(&self) -> Result<Option<crate::opencode::ModelRef>, OpenCodeError> {
+        Ok(None)
+    }
     async fn messages(&self, _session: &str) -> Result<Vec<MessageWithParts>, OpenCodeError> {
         Ok(Vec::new())
     }

@@ -20,6 +20,7 @@
 
 mod channels;
 mod instances;
+mod merged;
 mod migrate;
 mod monitors;
 mod replies;
@@ -44,8 +45,9 @@ use tokio_postgres::{NoTls, Row};
 pub use url::{database_url_has_password, is_postgres_url, redact_database_url};
 
 use super::{
-    Claim, GuestRequest, GuestState, Instance, Millis, MonitorRow, Pruned, Reply, RunClaim,
-    Schedule, ScheduleRun, Store, StoreError, Teammate, ThreadBinding, ThreadGrant, ThreadStatus,
+    Claim, GuestRequest, GuestState, Instance, MergeLock, Millis, MonitorRow, Pruned, Reply,
+    RunClaim, Schedule, ScheduleRun, Store, StoreError, Teammate, ThreadBinding, ThreadGrant,
+    ThreadStatus,
 };
 
 /// How the pool behaves; the defaults suit one agent.
@@ -527,6 +529,14 @@ impl Store for PgStore {
 
     async fn monitors(&self) -> Result<Vec<MonitorRow>, StoreError> {
         monitors::monitors(&self.client().await?).await
+    }
+
+    async fn lock_thread(&self, lock: &MergeLock) -> Result<bool, StoreError> {
+        merged::lock_thread(&self.client().await?, lock).await
+    }
+
+    async fn thread_lock(&self, root_post_id: &str) -> Result<Option<MergeLock>, StoreError> {
+        merged::thread_lock(&self.client().await?, root_post_id).await
     }
 
     async fn set_monitor_alert(

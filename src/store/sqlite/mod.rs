@@ -15,6 +15,7 @@
 
 mod channels;
 mod instances;
+mod merged;
 mod monitors;
 mod replies;
 mod schedules;
@@ -31,8 +32,9 @@ use rusqlite::{Connection, Row};
 
 use super::migrations;
 use super::{
-    Claim, GuestRequest, GuestState, Instance, Millis, MonitorRow, Pruned, Reply, RunClaim,
-    Schedule, ScheduleRun, Store, StoreError, Teammate, ThreadBinding, ThreadGrant, ThreadStatus,
+    Claim, GuestRequest, GuestState, Instance, MergeLock, Millis, MonitorRow, Pruned, Reply,
+    RunClaim, Schedule, ScheduleRun, Store, StoreError, Teammate, ThreadBinding, ThreadGrant,
+    ThreadStatus,
 };
 use crate::private_fs::{Existing, private_dir, private_file};
 
@@ -472,6 +474,18 @@ impl Store for SqliteStore {
 
     async fn monitors(&self) -> Result<Vec<MonitorRow>, StoreError> {
         self.call(|conn| monitors::monitors(conn)).await
+    }
+
+    async fn lock_thread(&self, lock: &MergeLock) -> Result<bool, StoreError> {
+        let lock = lock.clone();
+        self.call(move |conn| merged::lock_thread(conn, &lock))
+            .await
+    }
+
+    async fn thread_lock(&self, root_post_id: &str) -> Result<Option<MergeLock>, StoreError> {
+        let root = root_post_id.to_owned();
+        self.call(move |conn| merged::thread_lock(conn, &root))
+            .await
     }
 
     async fn set_monitor_alert(

@@ -41,6 +41,7 @@ mod backends;
 mod channels;
 mod database;
 mod instances;
+mod merged;
 mod monitors;
 mod postgres;
 mod replies;

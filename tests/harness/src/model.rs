@@ -32,6 +32,11 @@ pub enum Step {
         name: String,
         arguments: Value,
     },
+    /// Fail the request with this HTTP status and error message, as a
+    /// provider refusing it does.
+    Error { status: u16, message: String },
+    /// Start answering, then send nothing more until the client gives up.
+    Hang,
     /// Stream this text in `chunk`-character deltas, one every `every`.
     Slow {
         text: String,
@@ -56,6 +61,12 @@ impl Step {
             text: t.into(),
             name: name.into(),
             arguments,
+        }
+    }
+    pub fn error(status: u16, message: impl Into<String>) -> Self {
+        Step::Error {
+            status,
+            message: message.into(),
         }
     }
     pub fn tool(name: impl Into<String>, arguments: Value) -> Self {
@@ -248,6 +259,19 @@ type FirstToken = Option<(Arc<Mutex<Inner>>, String)>;
 
 fn sse(step: Step, record: FirstToken) -> Response {
     let (text, chunk_chars, every) = match step {
+        Step::Error { status, message } => {
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST);
+            let body = json!({"error": {"message": message, "type": "invalid_request_error"}});
+            return (status, axum::Json(body)).into_response();
+        }
+        Step::Hang => {
+            let head = data_event(&chunk(json!({"role": "assistant", "content": ""}), None));
+            let events = futures::StreamExt::chain(
+                futures::stream::iter(vec![head]),
+                futures::stream::pending(),
+            );
+            return Sse::new(events).into_response();
+        }
         Step::Text(text) => (text, 16, Duration::ZERO),
         Step::Slow { text, chunk, every } => (text, chunk, every),
         Step::ToolCall { name, arguments } => {
@@ -286,6 +310,10 @@ fn sse(step: Step, record: FirstToken) -> Response {
         .map(|piece| chunk(json!({"content": piece.iter().collect::<String>()}), None))
         .collect();
     stream(head, body, "stop", every, record)
+}
+
+fn data_event(v: &Value) -> Result<Event, std::convert::Infallible> {
+    Ok(Event::default().data(v.to_string()))
 }
 
 /// Send `head` at once, then `body` frames `every` apart, then the finish,

@@ -118,7 +118,9 @@ impl Sandbox {
                            "scripted-2": {"name": "Scripted 2", "tool_call": true}},
             }},
             "model": "scripted/scripted-1",
-            "small_model": "scripted/scripted-1",
+            // Its own model, so a test can tell small-model requests
+            // (titles, the thread-context summariser) from the main ones.
+            "small_model": "scripted/scripted-2",
             "plugin": [format!("file://{}", shim.display())],
             "autoupdate": false,
             "share": "disabled",
@@ -276,6 +278,20 @@ impl OpenCode {
             bail!("POST {path}: HTTP {status}: {text}");
         }
         Ok(serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    pub async fn delete(&self, path: &str) -> anyhow::Result<()> {
+        let r = self
+            .http
+            .delete(self.endpoint(path))
+            .header("x-opencode-directory", self.project.display().to_string())
+            .send()
+            .await?;
+        let status = r.status();
+        if !status.is_success() {
+            bail!("DELETE {path}: HTTP {status}");
+        }
+        Ok(())
     }
 
     /// Create a session and return its id.
