@@ -27,7 +27,7 @@ while [ $# -gt 0 ]; do
       spec="$2"; shift 2
       platform="${spec%%=*}"; path="${spec#*=}"
       if [ "$platform" = "$spec" ] || [ -z "$path" ]; then echo "--agent needs PLATFORM=PATH, got '$spec'" >&2; exit 2; fi
-      [ -f "npm/opencode-mattermost-$platform/package.json" ] || {
+      [[ "$platform" =~ ^[a-z0-9]+-[a-z0-9]+$ ]] && [ -f "npm/opencode-mattermost-$platform/package.json" ] || {
         echo "unknown platform '$platform'; known: $(ls npm | sed 's/^opencode-mattermost-//' | tr '\n' ' ')" >&2; exit 2; }
       [ -f "$path" ] && [ -x "$path" ] || { echo "agent for $platform is not an executable file: $path" >&2; exit 2; }
       agents[$platform]="$(cd "$(dirname "$path")" && pwd)/$(basename "$path")"
