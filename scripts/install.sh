@@ -15,7 +15,7 @@ global=1
 for arg in "$@"; do
   case "$arg" in
     --no-global) global=0 ;;
-    -h|--help) sed -n '2,10p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,11p' "$0"; exit 0 ;;
     *) echo "unknown option: $arg" >&2; exit 2 ;;
   esac
 done

@@ -116,6 +116,7 @@ async fn opencode_installs_the_plugin_by_name_from_a_registry_and_runs_its_platf
     }
     // The plugin's only run-time dependency is zod: publish the pinned one from
     // the shim's own install, so the registry holds everything the plugin needs.
+    harness::opencode::ensure_npm(&repo_root().join("opencode-plugin")).unwrap();
     let zod = work.path().join("zod");
     std::fs::create_dir_all(&zod).unwrap();
     let packed = std::process::Command::new("npm")
