@@ -1,13 +1,16 @@
 // opencode-mattermost plugin shim: spawns the Rust agent and relays between it
 // and OpenCode over stdio JSON-RPC 2.0 (one JSON object per line). No logic of
 // its own: tools, Mattermost and state all live in the agent.
-import { tool, type Plugin } from "@opencode-ai/plugin"
+// Types only: at run time the shim needs zod alone, so installing it stays small.
+import type { Plugin, ToolContext, ToolDefinition } from "@opencode-ai/plugin"
 import { spawn, type ChildProcessWithoutNullStreams } from "node:child_process"
 import { existsSync, readFileSync, readdirSync } from "node:fs"
-import { delimiter, join } from "node:path"
+import { createRequire } from "node:module"
+import { delimiter, dirname, join } from "node:path"
 import { createInterface } from "node:readline"
+import { z } from "zod"
 
-const SHIM_VERSION = "0.1.0"
+// Must equal the agent's PROTOCOL_VERSION (src/rpc/protocol.rs; tests/versions.rs checks).
 const PROTOCOL_VERSION = 1
 // The handshake's deadline; OPENCODE_MM_SHIM_INIT_TIMEOUT_MS overrides it (tests shorten it).
 const initTimeoutMs = () => Number(process.env.OPENCODE_MM_SHIM_INIT_TIMEOUT_MS) || 15_000
@@ -17,6 +20,15 @@ const MAX_HELD_EVENTS = 1000
 type Variant = "info" | "success" | "warning" | "error"
 const TOAST_VARIANTS: Variant[] = ["info", "success", "warning", "error"]
 const here = new URL(".", import.meta.url).pathname
+/** package.json beside the shim: its version is ours, its optionalDependencies the prebuilt platforms. */
+const manifest: any = (() => {
+  try {
+    return JSON.parse(readFileSync(join(here, "package.json"), "utf8"))
+  } catch {
+    return {}
+  }
+})()
+const SHIM_VERSION: string = typeof manifest.version === "string" ? manifest.version : "unknown"
 
 // The token goes to the agent alone: shells OpenCode starts for the model never inherit it.
 const secrets: Record<string, string> = {}
@@ -31,18 +43,40 @@ type Waiter = { resolve: (v: any) => void; reject: (e: Error) => void; timer: Re
 type Out = { line: string; event: boolean }
 const frame = (f: object) => JSON.stringify({ jsonrpc: "2.0", ...f }) + "\n"
 
-/** The agent binary: $OPENCODE_MATTERMOST_BIN, then PATH, then what the installer wrote. */
-function findAgent(): string | undefined {
+const BUILD_FROM_SOURCE =
+  "build it from source instead: clone the opencode-mattermost repository, run `cargo build --release --locked` " +
+  "(or scripts/install.sh) and set OPENCODE_MATTERMOST_BIN to target/release/opencode-mattermost"
+
+/**
+ * The agent binary. An explicit $OPENCODE_MATTERMOST_BIN wins (used as given, so a wrong one fails loudly);
+ * then the prebuilt platform package npm installed beside this one; then PATH; then what
+ * scripts/install.sh recorded. Throws a message saying how to get an agent when none is found.
+ */
+function findAgent(): string {
   const env = process.env.OPENCODE_MATTERMOST_BIN
   if (env) return env
+  const platform = `${process.platform}-${process.arch}`
+  const prefix = `${manifest.name ?? "opencode-mattermost"}-`
+  const pkg = prefix + platform
+  const prebuilt = Object.keys(manifest.optionalDependencies ?? {})
+  if (prebuilt.includes(pkg)) {
+    try {
+      const bin = join(dirname(createRequire(join(here, "index.ts")).resolve(`${pkg}/package.json`)), "bin", "opencode-mattermost")
+      if (existsSync(bin)) return bin
+    } catch {} // not installed: fall through to PATH
+  }
   for (const dir of (process.env.PATH ?? "").split(delimiter)) {
     if (dir && existsSync(join(dir, "opencode-mattermost"))) return join(dir, "opencode-mattermost")
   }
   try {
-    return JSON.parse(readFileSync(join(here, "agent.json"), "utf8")).bin
-  } catch {
-    return undefined
-  }
+    const bin = JSON.parse(readFileSync(join(here, "agent.json"), "utf8")).bin
+    if (typeof bin === "string" && bin) return bin
+  } catch {}
+  const why = prebuilt.includes(pkg)
+    ? `its platform package ${pkg} is not installed (npm leaves optional packages out with --omit=optional or ` +
+      `when the platform does not match) and none is on PATH; reinstall the plugin with optional dependencies, or ${BUILD_FROM_SOURCE}`
+    : `there is no prebuilt agent for ${platform} (prebuilt: ${prebuilt.map((p) => p.slice(prefix.length)).join(", ") || "none"}) and none is on PATH; ${BUILD_FROM_SOURCE}`
+  throw new Error(`opencode-mattermost agent not found: ${why}`)
 }
 
 /** The tool contract shipped beside the shim, so tools exist (and explain) even when the agent cannot start. */
@@ -94,6 +128,7 @@ class Agent {
   out: Out[] = [] // in order; only this.pump() writes to the child
   heldEvents = 0 // events in `out`
   dropped = 0 // events dropped since the agent last heard of it
+  incompatible = false // the last agent spoke another protocol: no background restarts
 
   constructor(
     private init: Record<string, unknown>,
@@ -104,8 +139,12 @@ class Agent {
   /** Start (or reuse) the agent and finish the handshake; resolves to the catalog. */
   start(): Promise<Spec[]> {
     if (this.ready) return this.ready
-    const bin = findAgent()
-    if (!bin) return Promise.reject(new Error("opencode-mattermost agent not found: set OPENCODE_MATTERMOST_BIN, put it on PATH, or run scripts/install.sh"))
+    let bin: string
+    try {
+      bin = findAgent()
+    } catch (e) {
+      return Promise.reject(e)
+    }
     const child = spawn(bin, [], { stdio: ["pipe", "pipe", "pipe"], env: { ...process.env, ...secrets } })
     this.child = child
     const started = Date.now()
@@ -126,30 +165,45 @@ class Agent {
       this.onExit(child, `agent exited (${signal ?? `code ${code}`})`)
     })
     const params = { ...this.init, shimVersion: SHIM_VERSION, protocolVersion: PROTOCOL_VERSION }
-    this.ready = this.request("initialize", params, initTimeoutMs()).then(
-      (r: any) => {
-        if (this.child === child) {
-          // `initialized` first, then the events held meanwhile, in order.
-          this.out.unshift({ line: frame({ method: "initialized", params: {} }), event: false })
-          this.live = true
-          this.pump()
-        }
-        return r.tools as Spec[]
-      },
-      async (e) => {
-        // Hung or refused: a live child would linger and this rejection stay cached
-        // forever. Forget it (the next call spawns afresh), kill it, and fail only
-        // once it is gone. (If it died by itself, onExit already forgot it.)
-        if (this.child === child) {
-          const gone = new Promise((resolve) => child.once("exit", resolve))
-          this.onExit(child, `initialize failed: ${e.message}`)
-          child.kill("SIGKILL")
-          await gone
-        }
-        throw e
-      },
-    )
+    this.ready = this.handshake(child, bin, params)
     return this.ready
+  }
+
+  /** `initialize`, refusing an agent of another protocol; on any failure the child is killed before this rejects. */
+  private async handshake(child: ChildProcessWithoutNullStreams, bin: string, params: object): Promise<Spec[]> {
+    try {
+      const r: any = await this.request("initialize", params, initTimeoutMs())
+      if (r?.protocolVersion !== PROTOCOL_VERSION) {
+        // Restarting cannot help: wait for a tool call (the binary may have been replaced by then).
+        this.incompatible = true
+        const theirs = typeof r?.protocolVersion === "number" ? `protocol ${r.protocolVersion}` : "no protocol version (an older agent)"
+        throw new Error(
+          `the agent ${bin} (version ${r?.agentVersion ?? "unknown"}) speaks ${theirs}, this plugin ${SHIM_VERSION} speaks protocol ${PROTOCOL_VERSION}: ` +
+            "install matching versions (reinstall the plugin so npm brings its own agent, or rebuild the agent from the plugin's source)",
+        )
+      }
+      this.incompatible = false
+      if (this.child === child) {
+        // `initialized` first, then the events held meanwhile, in order.
+        this.out.unshift({ line: frame({ method: "initialized", params: {} }), event: false })
+        this.live = true
+        this.pump()
+      }
+      return r.tools as Spec[]
+    } catch (e: any) {
+      // The agent refused our protocol version: as final as us refusing its.
+      if (/speaks protocol/.test(String(e?.message))) this.incompatible = true
+      // Hung or refused: a live child would linger and this rejection stay cached
+      // forever. Forget it (the next call spawns afresh), kill it, and fail only
+      // once it is gone. (If it died by itself, onExit already forgot it.)
+      if (this.child === child) {
+        const gone = new Promise((resolve) => child.once("exit", resolve))
+        this.onExit(child, `initialize failed: ${e?.message ?? e}`)
+        child.kill("SIGKILL")
+        await gone
+      }
+      throw e
+    }
   }
 
   onExit(child: ChildProcessWithoutNullStreams, why: string) {
@@ -166,7 +220,7 @@ class Agent {
       w.reject(new Error(`opencode-mattermost agent unavailable: ${why}${tail}`))
       this.pending.delete(id)
     }
-    if (this.stopping) return
+    if (this.stopping || this.incompatible) return
     // Restart in the background with backoff; a tool call restarts at once.
     const delay = Math.min(30_000, 250 * 2 ** this.failures++)
     clearTimeout(this.restartTimer)
@@ -314,24 +368,24 @@ export const OpencodeMattermost: Plugin = async ({ client, directory, worktree, 
     startError = e?.message ?? String(e)
     catalog = bundledCatalog()
   }
-  const z = tool.schema
   const tools = Object.fromEntries(
     catalog.map((spec) => [
       spec.name,
-      tool({
+      {
         description: spec.description,
         args: shape(z, spec.inputSchema),
-        async execute(args, ctx) {
+        async execute(args: Record<string, unknown>, ctx: ToolContext) {
           const context = { sessionID: ctx.sessionID, messageID: ctx.messageID, agent: ctx.agent, directory: ctx.directory, worktree: ctx.worktree }
           try {
             const r = await agent.call(spec.name, args, context)
             return r.title || r.metadata ? { output: r.output, title: r.title, metadata: r.metadata ?? {} } : r.output
           } catch (e: any) {
-            const hint = startError && !agent.child ? ` (at start-up: ${startError})` : ""
-            throw new Error(`${spec.name} failed: ${e?.message ?? e}${hint}`)
+            const message = String(e?.message ?? e)
+            const hint = startError && !agent.child && !message.includes(startError) ? ` (at start-up: ${startError})` : ""
+            throw new Error(`${spec.name} failed: ${message}${hint}`)
           }
         },
-      }),
+      } as ToolDefinition,
     ]),
   )
   return {

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Install opencode-mattermost: build the agent, install it, install the plugin
-# shim with its one dependency, and register the shim with OpenCode.
+# Install opencode-mattermost from source: build the agent, install it, install
+# the plugin shim with its one dependency, and register the shim with OpenCode.
+# (Without a Rust toolchain, name the npm package in opencode.json instead; see
+# the README.)
 #
 #   scripts/install.sh              # global: every OpenCode project loads it
 #   scripts/install.sh --no-global  # only install; add the plugin line yourself
@@ -13,7 +15,7 @@ global=1
 for arg in "$@"; do
   case "$arg" in
     --no-global) global=0 ;;
-    -h|--help) sed -n '2,10p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,11p' "$0"; exit 0 ;;
     *) echo "unknown option: $arg" >&2; exit 2 ;;
   esac
 done
@@ -36,7 +38,9 @@ install -d "$plugin/tools"
 install -m 0644 opencode-plugin/index.ts opencode-plugin/package.json opencode-plugin/package-lock.json "$plugin/"
 install -m 0644 tools/*.json "$plugin/tools/"
 printf '{"bin": "%s"}\n' "$prefix/bin/opencode-mattermost" > "$plugin/agent.json"
-(cd "$plugin" && npm install --omit=dev --no-audit --no-fund --loglevel=error)
+# No optional dependencies: they are the prebuilt agents, which the shim would
+# prefer to the one just built.
+(cd "$plugin" && npm install --omit=dev --omit=optional --no-audit --no-fund --loglevel=error)
 echo "installed the plugin shim in $plugin"
 
 if [ "$global" = 1 ]; then

@@ -1,16 +1,22 @@
 #!/usr/bin/env bash
 # Everything CI runs: formatting, lints, the contract check, unit, integration
 # and end-to-end tests (real OpenCode, the shim under Bun, the Mattermost
-# simulator with the official JS client). Installs its npm packages itself.
+# simulator with the official JS client, the npm install path through a
+# loopback registry). Installs its npm packages itself.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 
 step() { printf '\n==> %s\n' "$*"; }
 
-step "npm packages (pinned OpenCode and Bun; the shim's dependency)"
+step "npm packages (pinned OpenCode and Bun; the shim's dependency; verdaccio for the install test)"
 (cd tests/opencode && npm install --no-audit --no-fund --loglevel=error)
-(cd opencode-plugin && npm install --no-audit --no-fund --loglevel=error)
+# Without the optional prebuilt agents: the tests name the agent they built.
+(cd opencode-plugin && npm install --omit=optional --no-audit --no-fund --loglevel=error)
+(cd tests/registry && npm install --no-audit --no-fund --loglevel=error)
+
+step "versions agree (Cargo, plugin, platform packages)"
+scripts/version.sh
 
 step "cargo fmt --check"
 cargo fmt --all -- --check

@@ -5,7 +5,16 @@
 //   fake_die     exits without answering
 //   fake_pause   answers with its pid, then stops reading stdin until SIGUSR1
 //   fake_toast   sends tui/toast notifications (good and malformed), then answers
+// Its first argument, if any, is a tag fake_report returns (which copy was launched).
+// FAKE_AGENT_PROTOCOL overrides the protocol version it reports ("none": it reports none);
+// FAKE_AGENT_PIDS names a file it appends its pid to at start.
+import { appendFileSync } from "node:fs"
 import { createInterface } from "node:readline"
+
+const tag = process.argv[2] ?? ""
+const protocolEnv = process.env.FAKE_AGENT_PROTOCOL
+const protocolVersion = protocolEnv === "none" ? undefined : protocolEnv ? Number(protocolEnv) : 1
+if (process.env.FAKE_AGENT_PIDS) appendFileSync(process.env.FAKE_AGENT_PIDS, `${process.pid}\n`)
 
 const methods: string[] = []
 const events: number[] = []
@@ -30,14 +39,14 @@ lines.on("close", () => process.exit(0))
 lines.on("line", (line) => {
   const msg = JSON.parse(line)
   methods.push(msg.method)
-  if (msg.method === "initialize") return send({ id: msg.id, result: { tools, protocolVersion: 1 } })
+  if (msg.method === "initialize") return send({ id: msg.id, result: { agentVersion: "0.0.0-fake", tools, protocolVersion } })
   if (msg.method === "opencode/event") return void events.push(msg.params.event.properties.n)
   if (msg.method === "opencode/eventsDropped") return void dropped.push(msg.params.count)
   if (msg.method === "exit") return process.exit(0)
   if (msg.method !== "tools/call") return
   switch (msg.params.name) {
     case "fake_report":
-      return answer(msg.id, { methods, events, dropped })
+      return answer(msg.id, { tag, methods, events, dropped })
     case "fake_die":
       return process.exit(1)
     case "fake_pause":

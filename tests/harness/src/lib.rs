@@ -5,11 +5,13 @@
 //! - [`opencode`]: launches the pinned, real `opencode-ai` package with
 //!   isolated HOME/XDG dirs, our shim as a plugin and the scripted model as
 //!   its provider;
-//! - [`agent`]: drives the agent binary directly over its stdio.
+//! - [`agent`]: drives the agent binary directly over its stdio;
+//! - [`registry`]: a private npm registry (verdaccio) on loopback.
 
 pub mod agent;
 pub mod model;
 pub mod opencode;
+pub mod registry;
 
 use std::path::PathBuf;
 

@@ -179,7 +179,12 @@ impl Sandbox {
 impl OpenCode {
     /// Start `opencode serve` on a free loopback port and wait until healthy.
     pub async fn serve(opts: Options<'_>) -> anyhow::Result<OpenCode> {
-        let sandbox = Sandbox::new(&opts)?;
+        Self::serve_in(Sandbox::new(&opts)?).await
+    }
+
+    /// Start `opencode serve` in a sandbox the caller adjusted (its config
+    /// file, its environment) after [`Sandbox::new`].
+    pub async fn serve_in(sandbox: Sandbox) -> anyhow::Result<OpenCode> {
         let cmd = sandbox.command()?;
         Self::spawn_serve(cmd, sandbox.project, sandbox.home).await
     }
