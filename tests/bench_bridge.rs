@@ -12,6 +12,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use bridge_support::bench::{pct, rss_kib};
 use bridge_support::{Rig, body_of, is_final};
 use harness::model::{ScriptedModel, Step, tool_results};
 use opencode_mattermost::store::{SqliteStore, Store};
@@ -21,26 +22,6 @@ fn reply_text(tag: &str) -> String {
     (1..=40)
         .map(|i| format!("{tag} line {i}: streaming text at a model's pace.\n"))
         .collect()
-}
-
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse().ok())
-        })
-        .unwrap_or(0)
-}
-
-fn pct(mut v: Vec<f64>, q: f64) -> f64 {
-    if v.is_empty() {
-        return f64::NAN;
-    }
-    v.sort_by(f64::total_cmp);
-    v[((v.len() - 1) as f64 * q).round() as usize]
 }
 
 /// Watches the simulator and notes when each reply post first shows text.

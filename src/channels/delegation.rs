@@ -183,15 +183,7 @@ async fn delegate(
     sender: &str,
     owner_name: &str,
 ) {
-    let sender = if sender.is_empty() {
-        conn.rest
-            .user(&post.user_id)
-            .await
-            .map(|u| u.username)
-            .unwrap_or_default()
-    } else {
-        sender.trim_start_matches('@').to_owned()
-    };
+    let sender = crate::sessions::threads::sender_name(conn, post, sender).await;
     let prompt = text::strip_mention(
         &text::strip_mention(&post.message, &conn.info.bot.username),
         owner_name,

@@ -177,6 +177,33 @@ pub async fn admit(
     }
 }
 
+/// Whether `post` may go to OpenCode as thread context: not a guest's post
+/// held, denied or expired, and by someone who may prompt in its thread
+/// (owner, allowed user, teammate, or approved there). Unsure is no.
+pub async fn may_be_context(app: &App, post: &Post) -> bool {
+    use crate::store::GuestState;
+    match app.store.guest_request(&post.id).await {
+        Ok(Some(r)) => {
+            return matches!(
+                r.state,
+                GuestState::Once | GuestState::User | GuestState::Everyone
+            );
+        }
+        Ok(None) => {}
+        Err(_) => return false,
+    }
+    let root = if post.root_id.is_empty() {
+        &post.id
+    } else {
+        &post.root_id
+    };
+    match tier_of(app, &post.user_id).await {
+        Ok(Tier::Guest) => approved(app, root, &post.user_id).await.unwrap_or(false),
+        Ok(_) => true,
+        Err(_) => false,
+    }
+}
+
 /// Whether the thread's approvals let `user_id` prompt.
 pub async fn approved(app: &App, root: &str, user_id: &str) -> Result<bool, StoreError> {
     Ok(app

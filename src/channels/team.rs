@@ -38,7 +38,10 @@ pub fn parse(args: &str) -> Result<TeamCommand, String> {
         [w, _, _, ..] if w.eq_ignore_ascii_case("add") || w.eq_ignore_ascii_case("remove") => {
             Err("one person at a time".into())
         }
-        _ => Err(format!("`{}` is not a team command", shorten(args))),
+        _ => Err(format!(
+            "`{}` is not a team command",
+            crate::render::format::echo(args)
+        )),
     }
 }
 
@@ -54,20 +57,10 @@ fn username(word: &str) -> Result<String, String> {
     if ok {
         Ok(name.to_ascii_lowercase())
     } else {
-        Err(format!("`{}` is not a username", shorten(word)))
-    }
-}
-
-fn shorten(text: &str) -> String {
-    let clean: String = text
-        .chars()
-        .filter(|c| *c != '`' && !c.is_control())
-        .take(41)
-        .collect();
-    if clean.chars().count() > 40 {
-        format!("{}…", clean.chars().take(40).collect::<String>())
-    } else {
-        clean
+        Err(format!(
+            "`{}` is not a username",
+            crate::render::format::echo(word)
+        ))
     }
 }
 

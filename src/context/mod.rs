@@ -27,6 +27,14 @@ use crate::sessions::text;
 use crate::store::ThreadBinding;
 use format::Message;
 
+/// Whose messages may go to OpenCode as context. The router decides (the
+/// channels feature knows tiers and guest approvals); an unapproved
+/// guest's words never reach OpenCode, as context either.
+#[async_trait::async_trait]
+pub trait Admits: Send + Sync {
+    async fn admits(&self, post: &Post) -> bool;
+}
+
 /// The feature's state: channel types seen (a DM's prompts carry no
 /// context, and the type never changes) and the ids of summary prompts.
 #[derive(Debug, Default)]
@@ -48,6 +56,7 @@ impl Context {
         binding: &ThreadBinding,
         post: &Post,
         new_session: bool,
+        admits: &dyn Admits,
     ) -> Option<String> {
         let wanted = usize::try_from(app.config.context_messages).unwrap_or(usize::MAX);
         if wanted == 0 || post.root_id.is_empty() {
@@ -82,11 +91,21 @@ impl Context {
                 earlier.drain(..=at);
             }
         }
-        let earlier = &earlier[earlier.len().saturating_sub(wanted)..];
-        if earlier.is_empty() {
+        // The newest `wanted` messages of people who may prompt here.
+        let mut kept: Vec<&Post> = Vec::new();
+        for p in earlier.iter().rev() {
+            if kept.len() == wanted {
+                break;
+            }
+            if admits.admits(p).await {
+                kept.push(p);
+            }
+        }
+        kept.reverse();
+        if kept.is_empty() {
             return None;
         }
-        let messages = messages_of(&conn, earlier).await;
+        let messages = messages_of(&conn, &kept).await;
         let model = binding.model.as_deref().and_then(ModelRef::parse);
         Some(self.block(app, &messages, "thread context", model).await)
     }

@@ -94,6 +94,21 @@ pub fn plain(text: &str) -> String {
     out
 }
 
+/// At most 40 characters of what someone typed, without backticks or
+/// control characters: safe to quote back inside a code span.
+pub fn echo(text: &str) -> String {
+    let clean: String = text
+        .chars()
+        .filter(|c| *c != '`' && !c.is_control())
+        .take(41)
+        .collect();
+    if clean.chars().count() > 40 {
+        format!("{}…", clean.chars().take(40).collect::<String>())
+    } else {
+        clean
+    }
+}
+
 /// Keep `@all`, `@channel` and `@here` in agent text from notifying
 /// everyone: a zero-width space after the `@` leaves them readable.
 pub fn defuse(text: &str) -> String {

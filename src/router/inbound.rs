@@ -341,15 +341,7 @@ pub(super) async fn sender_and_text(
     post: &Post,
     known_name: &str,
 ) -> (String, String) {
-    let sender = if known_name.is_empty() {
-        conn.rest
-            .user(&post.user_id)
-            .await
-            .map(|u| u.username)
-            .unwrap_or_default()
-    } else {
-        known_name.trim_start_matches('@').to_owned()
-    };
+    let sender = crate::sessions::threads::sender_name(conn, post, known_name).await;
     (
         sender,
         text::strip_mention(&post.message, &conn.info.bot.username),

@@ -432,7 +432,13 @@ impl Hooks for Router {
         new_session: bool,
     ) -> Option<String> {
         self.context
-            .for_prompt(&self.engine.app, binding, post, new_session)
+            .for_prompt(
+                &self.engine.app,
+                binding,
+                post,
+                new_session,
+                &ContextAuthors(&self.engine.app),
+            )
             .await
     }
 
@@ -461,3 +467,13 @@ impl Hooks for Router {
 
 #[cfg(test)]
 mod tests;
+
+/// Thread context admits only what the channels feature would let prompt.
+struct ContextAuthors<'a>(&'a crate::app::App);
+
+#[async_trait]
+impl crate::context::Admits for ContextAuthors<'_> {
+    async fn admits(&self, post: &Post) -> bool {
+        crate::channels::may_be_context(self.0, post).await
+    }
+}

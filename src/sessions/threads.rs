@@ -335,3 +335,17 @@ pub async fn attach(
         .await
         .ok_or_else(|| ":x: Could not post the session's thread; see the agent log.".to_owned())
 }
+
+/// Who sent `post`: the name the link reported (`known`, with or without
+/// its `@`), else looked up; empty when the lookup fails.
+pub async fn sender_name(conn: &Connection, post: &Post, known: &str) -> String {
+    if known.is_empty() {
+        conn.rest
+            .user(&post.user_id)
+            .await
+            .map(|u| u.username)
+            .unwrap_or_default()
+    } else {
+        known.trim_start_matches('@').to_owned()
+    }
+}

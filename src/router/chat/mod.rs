@@ -224,7 +224,7 @@ pub fn parse(text: &str, prefix: &str) -> Option<Result<Command, CommandError>> 
         "use" if !single_word => bad("give one session id".into()),
         "use" if !is_id_like(args) => bad(format!(
             "`{}` is not a session id (letters, digits, `-` and `_` only)",
-            shorten(args)
+            crate::render::format::echo(args)
         )),
         "use" => Ok(Command::Use(args.to_owned())),
         "new" if args.contains('\n') => bad("the title must be one line".into()),
@@ -240,7 +240,7 @@ pub fn parse(text: &str, prefix: &str) -> Option<Result<Command, CommandError>> 
         "model" if crate::opencode::ModelRef::parse(args).is_none() || args.contains('`') => {
             bad(format!(
                 "`{}` is not a model; write it as `provider/model`, as `{prefix}models` lists them",
-                shorten(args)
+                crate::render::format::echo(args)
             ))
         }
         "model" => Ok(Command::Model(Some(args.to_owned()))),
@@ -253,7 +253,7 @@ pub fn parse(text: &str, prefix: &str) -> Option<Result<Command, CommandError>> 
         _ => Err(CommandError::Unknown {
             prefix: prefix.to_owned(),
             suggestion: closest(&name),
-            name: shorten(&name),
+            name: crate::render::format::echo(&name),
         }),
     })
 }
@@ -264,20 +264,6 @@ fn is_id_like(text: &str) -> bool {
         && text
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-}
-
-/// Echo at most 40 characters of what someone typed, without backticks.
-fn shorten(text: &str) -> String {
-    let clean: String = text
-        .chars()
-        .filter(|c| *c != '`' && !c.is_control())
-        .take(41)
-        .collect();
-    if clean.chars().count() > 40 {
-        format!("{}…", clean.chars().take(40).collect::<String>())
-    } else {
-        clean
-    }
 }
 
 /// The known command within two edits of a mistyped one.

@@ -221,6 +221,7 @@ async fn approving_everyone_lets_every_guest_prompt_and_deny_runs_nothing() {
     })
     .await;
     w.sentinel().await;
+    // Not even as thread context of the prompts approved later.
     assert_eq!(w.opencode.prompted("please deny me"), 0);
 }
 
@@ -286,7 +287,9 @@ async fn a_teammate_prompts_without_approval_and_answers_guests() {
     })
     .await;
     w.sentinel().await;
-    assert_eq!(w.opencode.prompted("teammate chatter"), 0);
+    // It went along as the guest's thread context, not as a request.
+    assert_eq!(w.opencode.requested("teammate chatter"), 0);
+    assert_eq!(w.opencode.prompted("teammate chatter"), 1);
 }
 
 /// The six rows of the delegation table.

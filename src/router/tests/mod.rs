@@ -68,6 +68,20 @@ impl FakeOpenCode {
         let prompts = self.prompts.lock().unwrap();
         prompts.iter().filter(|p| p.text.contains(text)).count()
     }
+
+    /// Prompts whose request itself (after any thread context) holds `text`.
+    pub(super) fn requested(&self, text: &str) -> usize {
+        let prompts = self.prompts.lock().unwrap();
+        prompts
+            .iter()
+            .filter(|p| {
+                p.text
+                    .rsplit(crate::context::format::END)
+                    .next()
+                    .is_some_and(|request| request.contains(text))
+            })
+            .count()
+    }
 }
 
 #[async_trait]
