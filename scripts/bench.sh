@@ -20,5 +20,9 @@ echo "Remote-control loop (real OpenCode, scripted model, simulator; release):"
 cargo test --release --quiet --test bench_bridge -- --ignored --nocapture 2>&1 | grep -v -E "^(running|test result|$)|^test "
 
 echo
+echo "Bursts of new sessions and a long reply, limiter off and at Mattermost's defaults (release):"
+cargo test --release --quiet --test bench_burst -- --ignored --nocapture 2>&1 | grep -v -E "^(running|test result|$)|^test "
+
+echo
 echo "State store, SQLite and PostgreSQL (release; PostgreSQL when OPENCODE_MM_TEST_DATABASE_URL is set):"
 cargo test --release --quiet --test bench_store -- --ignored --nocapture 2>&1 | grep -v -E "^(running|test result|$)|^test "
