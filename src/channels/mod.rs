@@ -177,9 +177,10 @@ pub async fn admit(
     }
 }
 
-/// Whether `post` may go to OpenCode as thread context: not a guest's post
-/// held, denied or expired, and by someone who may prompt in its thread
-/// (owner, allowed user, teammate, or approved there). Unsure is no.
+/// Whether `post` may go to OpenCode as thread context. The thread's talk
+/// does, whoever wrote it; a request to the bot from someone who may not
+/// prompt there does not: a guest's post held, denied or expired, or an
+/// @mention of the bot by a guest not approved in the thread. Unsure is no.
 pub async fn may_be_context(app: &App, post: &Post) -> bool {
     use crate::store::GuestState;
     match app.store.guest_request(&post.id).await {
@@ -191,6 +192,12 @@ pub async fn may_be_context(app: &App, post: &Post) -> bool {
         }
         Ok(None) => {}
         Err(_) => return false,
+    }
+    let Some(conn) = app.connection().await else {
+        return false;
+    };
+    if !text::mentions(&post.message, &conn.info.bot.username) {
+        return true;
     }
     let root = if post.root_id.is_empty() {
         &post.id

@@ -27,9 +27,9 @@ use crate::sessions::text;
 use crate::store::ThreadBinding;
 use format::Message;
 
-/// Whose messages may go to OpenCode as context. The router decides (the
-/// channels feature knows tiers and guest approvals); an unapproved
-/// guest's words never reach OpenCode, as context either.
+/// Which messages may go to OpenCode as context. The router decides (the
+/// channels feature knows tiers and guest approvals): an unapproved
+/// guest's request to the bot never reaches OpenCode, as context either.
 #[async_trait::async_trait]
 pub trait Admits: Send + Sync {
     async fn admits(&self, post: &Post) -> bool;

@@ -468,7 +468,7 @@ impl Hooks for Router {
 #[cfg(test)]
 mod tests;
 
-/// Thread context admits only what the channels feature would let prompt.
+/// Thread context leaves out requests the channels feature did not admit.
 struct ContextAuthors<'a>(&'a crate::app::App);
 
 #[async_trait]
