@@ -66,6 +66,21 @@ fn thread(w: &World, texts: &[String]) -> Post {
     root
 }
 
+/// Alice @mentions the bot in `root`'s thread with `tag` and `rest`; the
+/// prompt text the model got for it.
+async fn ask_in_thread(w: &World, root: &Post, tag: &str, rest: &str) -> String {
+    w.rig
+        .sim
+        .post_as(
+            &w.rig.alice.id,
+            &w.room.id,
+            &format!("@opencode-bot {tag} {rest}"),
+            Some(&root.id),
+        )
+        .unwrap();
+    last_user_text(&request_for(&w.model, tag).await)
+}
+
 /// Sessions of OpenCode titled as the summariser titles its own.
 async fn summary_sessions(oc: &OpenCode) -> usize {
     let sessions: Value = oc.get("/session").await.unwrap();
@@ -436,17 +451,7 @@ async fn five_messages_go_with_a_mention(w: &World) {
         .map(|i| format!("A-{i} line one of message {i}\nline two of {i}"))
         .collect();
     let root = thread(w, &texts);
-    w.rig
-        .sim
-        .post_as(
-            &w.rig.alice.id,
-            &w.room.id,
-            "@opencode-bot REQ-A fix what they said",
-            Some(&root.id),
-        )
-        .unwrap();
-    let request = request_for(&w.model, "REQ-A").await;
-    let prompt = last_user_text(&request);
+    let prompt = ask_in_thread(w, &root, "REQ-A", "fix what they said").await;
     println!("{prompt}");
     assert!(prompt.contains("[Thread context: the 5 earlier messages before this request"));
     assert!(!prompt.contains("A-1 "), "only the last five: {prompt}");
@@ -492,17 +497,7 @@ async fn a_long_thread_is_summarised_by_the_small_model(w: &World) {
     let total: usize = texts.iter().map(|t| t.chars().count()).sum();
     assert!(total > 20_000, "{total}");
     let root = thread(w, &texts);
-    w.rig
-        .sim
-        .post_as(
-            &w.rig.alice.id,
-            &w.room.id,
-            "@opencode-bot REQ-B go",
-            Some(&root.id),
-        )
-        .unwrap();
-    let request = request_for(&w.model, "REQ-B").await;
-    let prompt = last_user_text(&request);
+    let prompt = ask_in_thread(w, &root, "REQ-B", "go").await;
     let asked = summary_requests(&w.model, "BIG-B");
     assert_eq!(asked.len(), 1, "one summary, on the small model");
     let asked = last_user_text(&asked[0]);
@@ -528,17 +523,7 @@ async fn a_failing_summariser_leaves_the_newest_messages(w: &World) {
         .map(|i| format!("BIG-C part {i} {}", "dolor sit ".repeat(400)))
         .collect();
     let root = thread(w, &texts);
-    w.rig
-        .sim
-        .post_as(
-            &w.rig.alice.id,
-            &w.room.id,
-            "@opencode-bot REQ-C go",
-            Some(&root.id),
-        )
-        .unwrap();
-    let request = request_for(&w.model, "REQ-C").await;
-    let prompt = last_user_text(&request);
+    let prompt = ask_in_thread(w, &root, "REQ-C", "go").await;
     assert_eq!(summary_requests(&w.model, "BIG-C").len(), 1);
     // Each part is about 4,000 characters: only the newest fits in 8,000.
     assert!(
@@ -557,17 +542,7 @@ async fn a_hanging_summariser_is_given_up(w: &World) {
         .map(|i| format!("BIG-D part {i} {}", "amet elit ".repeat(400)))
         .collect();
     let root = thread(w, &texts);
-    w.rig
-        .sim
-        .post_as(
-            &w.rig.alice.id,
-            &w.room.id,
-            "@opencode-bot REQ-D go",
-            Some(&root.id),
-        )
-        .unwrap();
-    let request = request_for(&w.model, "REQ-D").await;
-    let prompt = last_user_text(&request);
+    let prompt = ask_in_thread(w, &root, "REQ-D", "go").await;
     assert!(prompt.contains("no summary within 5 s"), "{prompt}");
     assert!(prompt.contains("> BIG-D part 3 ") && !prompt.contains("BIG-D part 1 "));
     // The stuck summariser's session is aborted and deleted.
