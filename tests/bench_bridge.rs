@@ -261,7 +261,7 @@ async fn bench_bridge() {
         first_edit_burst_ms.len()
     );
     println!(
-        "edits per reply post: median {:.0}, max {:.0}; edits per second while streaming: median {:.1}, max {:.1}; most edits of one post in any 1 s window: {max_in_any_second} (configured limit 10/s)",
+        "edits per reply post: median {:.0}, max {:.0}; edits per second while streaming: median {:.1}, max {:.1}; most edits of one post in any 1 s window: {max_in_any_second} (default limit 2/s)",
         pct(edits_per_reply.clone(), 0.5),
         pct(edits_per_reply.clone(), 1.0),
         pct(edits_per_second.clone(), 0.5),

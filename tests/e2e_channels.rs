@@ -7,8 +7,8 @@
 //! Absence ("never reached OpenCode", "silent") is checked after a
 //! sentinel: alice's `!help` in her DM, answered. Posts are handled in
 //! order, so by then everything posted before it was judged. The expiry of
-//! a guest request needs a hand-set clock, which a spawned agent does not
-//! have: it is tested in process (`src/router/tests/channels.rs`).
+//! a guest request runs on its own agent with a 1 s timeout; with a
+//! hand-set clock it is tested in process (`src/router/tests/channels.rs`).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
@@ -16,6 +16,7 @@ mod bridge_support;
 
 use std::time::Duration;
 
+use bridge_support::steps::Steps;
 use bridge_support::{Rig, requests_for, wait_until};
 use harness::model::{ScriptedModel, Step};
 use mattermost_sim::Account;
@@ -138,8 +139,10 @@ fn person(rig: &Rig, name: &str) -> Account {
     a
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn channels_and_teams() {
+/// The simulator with alice's team (bonnie, gus, eve, fran), the eng
+/// channel, the old plugin's team file naming fran, and one OpenCode whose
+/// agent has `extra` settings on top.
+async fn world(extra: &[(&str, &str)]) -> (World, harness::opencode::OpenCode) {
     let rig = Rig::new().await;
     let bonnie = person(&rig, "bonnie");
     let gus = person(&rig, "gus");
@@ -169,10 +172,12 @@ async fn channels_and_teams() {
     let team_file = team_file.display().to_string();
     let model = ScriptedModel::start().await.unwrap();
     model.on("ping", vec![Step::text("pong")]);
-    let env = rig.env(&[
-        ("MATTERMOST_OWNER_USER_ID", &rig.alice.id),
-        ("OPENCODE_MM_TEAM_FILE", &team_file),
-    ]);
+    let mut settings = vec![
+        ("MATTERMOST_OWNER_USER_ID", rig.alice.id.as_str()),
+        ("OPENCODE_MM_TEAM_FILE", team_file.as_str()),
+    ];
+    settings.extend_from_slice(extra);
+    let env = rig.env(&settings);
     let oc = rig.opencode(&model, env).await;
     let w = World {
         rig,
@@ -183,21 +188,68 @@ async fn channels_and_teams() {
         fran,
         eng,
     };
+    (w, oc)
+}
 
-    println!("step: owner follow-ups without a mention");
-    owner_follow_ups_need_no_mention(&w).await;
-    println!("step: a stranger's mention never reaches OpenCode");
-    a_strangers_mention_never_reaches_opencode(&w).await;
-    println!("step: !team add, list, remove");
-    team_add_list_remove(&w).await;
-    println!("step: guest approval 1, a non-teammate's answer ignored");
-    guest_approval_once(&w).await;
-    println!("step: guest approval 3 and deny");
-    guest_approval_everyone_and_deny(&w).await;
-    println!("step: guest approval 2 across an agent restart");
-    guest_approval_user_survives_a_restart(&w, &oc).await;
-    println!("step: the six delegation rows");
-    delegation_rows(&w).await;
+/// Every step but expiry, on one OpenCode; each step asserts on its own
+/// and a failing one does not keep the others from running.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn channels_and_teams() {
+    let (w, oc) = world(&[]).await;
+    let mut steps = Steps::new();
+    steps
+        .run(
+            "owner follow-ups without a mention",
+            owner_follow_ups_need_no_mention(&w),
+        )
+        .await;
+    steps
+        .run(
+            "a stranger's mention never reaches OpenCode",
+            a_strangers_mention_never_reaches_opencode(&w),
+        )
+        .await;
+    steps
+        .run("!team add, list, remove", team_add_list_remove(&w))
+        .await;
+    steps
+        .run(
+            "guest approval 1, a non-teammate's answer ignored",
+            guest_approval_once(&w),
+        )
+        .await;
+    steps
+        .run(
+            "guest approval 3 and deny",
+            guest_approval_everyone_and_deny(&w),
+        )
+        .await;
+    steps
+        .run(
+            "guest approval 2 across an agent restart",
+            guest_approval_user_survives_a_restart(&w, &oc),
+        )
+        .await;
+    steps
+        .run("the six delegation rows", delegation_rows(&w))
+        .await;
+    oc.stop().await;
+    steps.finish();
+}
+
+/// A request nobody answers expires on its own: the post says so, and the
+/// guest's message never reaches OpenCode. Its own
+/// agent, with the shortest timeout the settings allow (1 s), stands in
+/// for a hand-set clock, which a spawned agent cannot have.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unanswered_guest_request_expires() {
+    let (w, oc) = world(&[("OPENCODE_MM_GUEST_APPROVAL_TIMEOUT", "1000")]).await;
+    let root = w.alice_thread("ping thread for expiry").await;
+    w.post(&w.gus, "@opencode-bot ping gus too late", Some(&root));
+    let request = w.reply_with(&root, "**Guest access request").await;
+    w.says(&request, "**Guest access request expired**").await;
+    w.sentinel().await;
+    assert_eq!(requests_for(&w.model, "ping gus too late"), 0);
     oc.stop().await;
 }
 

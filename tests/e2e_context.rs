@@ -9,6 +9,7 @@ mod bridge_support;
 
 use std::time::Duration;
 
+use bridge_support::steps::Steps;
 use bridge_support::{Rig, last_user_text, wait_until};
 use harness::model::{ScriptedModel, Step};
 use harness::opencode::OpenCode;
@@ -126,20 +127,60 @@ async fn setup() -> World {
     }
 }
 
+/// Each step asserts on its own; a failing one does not keep the others
+/// from running on the shared OpenCode.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn thread_context_merge_and_ended_sessions() {
     let w = setup().await;
-    five_messages_go_with_a_mention(&w).await;
-    a_long_thread_is_summarised_by_the_small_model(&w).await;
-    a_failing_summariser_leaves_the_newest_messages(&w).await;
-    a_hanging_summariser_is_given_up(&w).await;
-    the_summarisers_sessions_get_no_thread(&w).await;
-    let dest = a_session_thread(&w, "DEST-1").await;
-    merge_across_two_threads_locks_the_source(&w, &dest).await;
-    merge_refuses_a_private_channel_the_requester_is_not_in(&w, &dest).await;
-    merge_refuses_itself_other_servers_and_malformed_links(&w, &dest).await;
-    a_deleted_sessions_thread_is_marked_ended(&w).await;
-    end_ends_a_dm_session(&w).await;
+    let mut steps = Steps::new();
+    steps
+        .run(
+            "five messages go with a mention",
+            five_messages_go_with_a_mention(&w),
+        )
+        .await;
+    steps
+        .run(
+            "a long thread is summarised by the small model",
+            a_long_thread_is_summarised_by_the_small_model(&w),
+        )
+        .await;
+    steps
+        .run(
+            "a failing summariser leaves the newest messages",
+            a_failing_summariser_leaves_the_newest_messages(&w),
+        )
+        .await;
+    steps
+        .run(
+            "a hanging summariser is given up",
+            a_hanging_summariser_is_given_up(&w),
+        )
+        .await;
+    steps
+        .run(
+            "the summariser's sessions get no thread",
+            the_summarisers_sessions_get_no_thread(&w),
+        )
+        .await;
+    steps
+        .run("merge across two threads, and its refusals", async {
+            let dest = a_session_thread(&w, "DEST-1").await;
+            merge_across_two_threads_locks_the_source(&w, &dest).await;
+            merge_refuses_a_private_channel_the_requester_is_not_in(&w, &dest).await;
+            merge_refuses_itself_other_servers_and_malformed_links(&w, &dest).await;
+        })
+        .await;
+    steps
+        .run(
+            "a deleted session's thread is marked ended",
+            a_deleted_sessions_thread_is_marked_ended(&w),
+        )
+        .await;
+    steps
+        .run("!end ends a DM session", end_ends_a_dm_session(&w))
+        .await;
+    steps.finish();
 }
 
 /// The bot's next post in thread `root` after `before` of them.

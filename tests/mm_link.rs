@@ -812,3 +812,71 @@ async fn the_agent_toasts_and_reports_a_refused_token() {
     assert!(text.contains("WebSocket: token rejected at"), "{text}");
     assert!(!text.contains(&w.bot.token));
 }
+
+/// Reads `socket` until an event named `name` arrives, or fails after WAIT.
+async fn next_event_named(
+    socket: &mut tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >,
+    name: &str,
+) -> serde_json::Value {
+    use futures::StreamExt;
+    tokio::time::timeout(WAIT, async {
+        loop {
+            let frame = socket.next().await.unwrap().unwrap();
+            let Ok(text) = frame.to_text() else { continue };
+            let Ok(value) = serde_json::from_str::<serde_json::Value>(text) else {
+                continue;
+            };
+            if value["event"] == name {
+                return value;
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("no {name} event within {WAIT:?}"))
+}
+
+#[tokio::test]
+async fn typing_goes_over_the_socket_and_costs_no_request() {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let w = World::start(SimConfig::default()).await;
+    // Alice's own client socket: what her screen would be told.
+    let mut request = w.sim.ws_url().into_client_request().unwrap();
+    request.headers_mut().insert(
+        "Authorization",
+        format!("Bearer {}", w.alice.token).parse().unwrap(),
+    );
+    let (mut alice, _) = tokio_tungstenite::connect_async(request).await.unwrap();
+    next_event_named(&mut alice, "hello").await;
+
+    let (link, _rx) = w.spawn(w.link_config(), 64);
+    link.wait_connected(WAIT).await.unwrap();
+    w.sim.clear_requests();
+    link.typing(&w.dm.id, "").unwrap();
+
+    let typing = next_event_named(&mut alice, "typing").await;
+    assert_eq!(typing["data"]["user_id"], w.bot.id.as_str(), "{typing}");
+    assert_eq!(
+        typing["broadcast"]["channel_id"],
+        w.dm.id.as_str(),
+        "{typing}"
+    );
+    let rest: Vec<_> = w.sim.requests();
+    assert!(
+        rest.iter().all(|r| !r.path.contains("typing")),
+        "typing went over REST: {rest:?}"
+    );
+}
+
+#[tokio::test]
+async fn typing_is_refused_while_the_link_is_down() {
+    let w = World::start(SimConfig::default()).await;
+    let mut config = w.link_config();
+    config.ws_url = Url::parse("ws://127.0.0.1:9/api/v4/websocket").unwrap();
+    let (link, _rx) = w.spawn(config, 8);
+    assert_eq!(
+        link.typing(&w.dm.id, ""),
+        Err(ws::ActionRefused::NotConnected)
+    );
+}

@@ -207,15 +207,15 @@ impl App {
         }
     }
 
-    /// Show the typing indicator in a thread.
+    /// Show the typing indicator in a thread. It goes over the socket: a
+    /// REST call per session every few seconds would spend the rate budget
+    /// that answers need when many sessions run at once. Cosmetic, so a
+    /// link that is down or busy just skips it.
     pub async fn typing(&self, channel_id: &str, root_id: &str) {
         if let Some(conn) = self.connection().await
-            && let Err(e) = conn
-                .rest
-                .typing(&conn.info.bot.id, channel_id, root_id)
-                .await
+            && let Err(e) = conn.link.typing(channel_id, root_id)
         {
-            debug!(error = %e, "typing indicator failed");
+            debug!(error = %e, "typing indicator skipped");
         }
     }
 }

@@ -37,9 +37,19 @@ impl Answer {
     /// `1`, `2`, `3`, `deny` (also `approve N`, `0` and `no`, as the old
     /// plugin took them). Anything else is not an answer, so an ordinary
     /// sentence from the owner stays a prompt.
-    pub fn parse(text: &str) -> Option<Answer> {
+    /// `1`, `2`, `3`, `deny` (or `approve 1` …). With `bare_numbers` false a
+    /// number counts only after `approve`, and `0` not at all: the same
+    /// person owes the thread another numbered answer (a `!!` list, a
+    /// question), and a guess there could let a guest in.
+    pub fn parse(text: &str, bare_numbers: bool) -> Option<Answer> {
         let t = text.trim().to_ascii_lowercase();
-        let t = t.strip_prefix("approve ").map_or(t.as_str(), str::trim);
+        let (t, explicit) = match t.strip_prefix("approve ") {
+            Some(rest) => (rest.trim(), true),
+            None => (t.as_str(), false),
+        };
+        if !explicit && !bare_numbers && !matches!(t, "deny" | "no") {
+            return None;
+        }
         Some(match t {
             "1" => Answer::Once,
             "2" => Answer::User,
@@ -95,7 +105,9 @@ pub fn request_text(owner: &str, guest: &str, message: &str, timeout: Duration) 
         ":bell: **Guest access request**{mention}\n@{guest} wants to send a prompt to this \
          session:\n> {}\n\nThe owner or a teammate replies in this thread:\n\
          - `1`: this message only\n- `2`: @{guest}, for this thread\n\
-         - `3`: everyone in this thread\n- `deny`\n\n_Expires in {}._",
+         - `3`: everyone in this thread\n- `deny`\n\
+         (`approve 1` and so on while a file list or a question here waits for your numbers.)\n\n\
+         _Expires in {}._",
         text::preview(message, 200),
         describe(timeout)
     )

@@ -112,13 +112,15 @@ pub enum Admit {
 }
 
 /// Judge a channel post that addresses this instance (claimed already).
-/// `binding` is the thread's session, if any.
+/// `binding` is the thread's session, if any; `numbers_taken` when its
+/// author owes the thread another numbered answer (see [`guests::Answer`]).
 pub async fn admit(
     ctx: &Arc<Engine>,
     conn: &Arc<Connection>,
     post: &Post,
     sender_name: &str,
     binding: Option<&ThreadBinding>,
+    numbers_taken: bool,
 ) -> Admit {
     let app = &ctx.app;
     let tier = match tier_of(app, &post.user_id).await {
@@ -142,7 +144,7 @@ pub async fn admit(
         };
     }
     // An answer to a waiting guest request comes first.
-    if let Some(answer) = guests::Answer::parse(&text)
+    if let Some(answer) = guests::Answer::parse(&text, !numbers_taken)
         && guests::waiting_in(app, &binding.root_post_id).await
     {
         if tier.may_approve() {

@@ -71,13 +71,13 @@ fn the_team_list_is_numbered() {
 
 #[test]
 fn guest_answers_are_strict() {
-    assert_eq!(Answer::parse("1"), Some(Answer::Once));
-    assert_eq!(Answer::parse(" 2 "), Some(Answer::User));
-    assert_eq!(Answer::parse("3"), Some(Answer::Everyone));
-    assert_eq!(Answer::parse("approve 2"), Some(Answer::User));
-    assert_eq!(Answer::parse("DENY"), Some(Answer::Deny));
-    assert_eq!(Answer::parse("no"), Some(Answer::Deny));
-    assert_eq!(Answer::parse("0"), Some(Answer::Deny));
+    assert_eq!(Answer::parse("1", true), Some(Answer::Once));
+    assert_eq!(Answer::parse(" 2 ", true), Some(Answer::User));
+    assert_eq!(Answer::parse("3", true), Some(Answer::Everyone));
+    assert_eq!(Answer::parse("approve 2", true), Some(Answer::User));
+    assert_eq!(Answer::parse("DENY", true), Some(Answer::Deny));
+    assert_eq!(Answer::parse("no", true), Some(Answer::Deny));
+    assert_eq!(Answer::parse("0", true), Some(Answer::Deny));
     for junk in [
         "",
         "4",
@@ -95,7 +95,7 @@ fn guest_answers_are_strict() {
         "`1`",
         "1\n2",
     ] {
-        assert_eq!(Answer::parse(junk), None, "{junk:?}");
+        assert_eq!(Answer::parse(junk, true), None, "{junk:?}");
     }
 }
 
@@ -229,4 +229,15 @@ fn the_old_team_file_is_read_for_its_owner_only() {
         ]
     );
     assert!(default_team_files(None).is_empty());
+}
+
+#[test]
+fn with_another_numbered_answer_owed_only_explicit_guest_answers_count() {
+    for bare in ["1", "2", "3", "0", " 2 "] {
+        assert_eq!(Answer::parse(bare, false), None, "{bare:?}");
+    }
+    assert_eq!(Answer::parse("approve 1", false), Some(Answer::Once));
+    assert_eq!(Answer::parse("Approve 3", false), Some(Answer::Everyone));
+    assert_eq!(Answer::parse("deny", false), Some(Answer::Deny));
+    assert_eq!(Answer::parse("no", false), Some(Answer::Deny));
 }

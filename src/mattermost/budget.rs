@@ -8,9 +8,10 @@
 //! answer: `X-Ratelimit-Limit` is its burst + 1, `-Remaining` what is left,
 //! `-Reset` the whole seconds until it is full again. Once a response carries
 //! them the bucket follows the server: its capacity becomes the server's, its
-//! tokens never exceed what the server says is left (less what we sent since),
-//! and its refill rate becomes a lower bound of the server's rate worked out
-//! from the same three numbers. A server without the headers has its limiter
+//! tokens are what the server says is left (less what we sent since), and
+//! between answers they refill at a lower bound of the server's rate worked
+//! out from the same three numbers. Progress edits leave a quarter of the
+//! bucket to the other lanes. A server without the headers has its limiter
 //! off, and the configured budget stays.
 
 use std::sync::Mutex;
@@ -75,6 +76,10 @@ struct State {
     waiting: [usize; 3],
     stats: BudgetStats,
 }
+
+/// The share of the bucket progress edits leave alone, so a burst of
+/// streaming replies never spends what the next answer or card needs.
+const PROGRESS_RESERVE: f64 = 0.25;
 
 /// The longest a 429 or an empty server bucket stops every request.
 pub const MAX_BLOCK: Duration = Duration::from_secs(60);
@@ -142,9 +147,14 @@ impl RateBudget {
                 s.tokens = (s.tokens + elapsed * s.per_second).min(s.burst);
                 s.last_refill = now;
                 let higher_waiting = s.waiting[lane + 1..].iter().any(|n| *n > 0);
+                let floor = if priority == Priority::Progress {
+                    1.0 + (s.burst * PROGRESS_RESERVE).floor()
+                } else {
+                    1.0
+                };
                 match s.blocked_until {
                     Some(until) if until > now => Some(until - now),
-                    _ if s.tokens >= 1.0 && !higher_waiting => {
+                    _ if s.tokens >= floor && !higher_waiting => {
                         s.tokens -= 1.0;
                         s.taken += 1;
                         if place.held {
@@ -157,7 +167,7 @@ impl RateBudget {
                     }
                     _ if higher_waiting => Some(Duration::from_millis(5)),
                     _ => Some(Duration::from_secs_f64(
-                        ((1.0 - s.tokens) / s.per_second).max(0.001),
+                        ((floor - s.tokens) / s.per_second).max(0.001),
                     )),
                 }
             };
@@ -204,10 +214,12 @@ impl RateBudget {
             }
         }
         if let Some(remaining) = server.remaining {
-            // Requests that took a token after this one are not counted in
-            // the server's number yet.
+            // The server's count is the truth, up as well as down: the
+            // refill rate is only a lower bound, and near a full bucket a
+            // poor one. Requests that took a token after this one are not
+            // counted in the server's number yet.
             let since = s.taken.saturating_sub(ticket.0) as f64;
-            s.tokens = s.tokens.min((remaining as f64 - since).max(0.0));
+            s.tokens = (remaining as f64 - since).clamp(0.0, s.burst);
             if remaining == 0
                 && let Some(reset) = server.reset
             {
@@ -375,6 +387,45 @@ mod tests {
         // The burst, then no faster than the server refills.
         let took = t0.elapsed().as_secs_f64();
         assert!(took >= (400.0 - 101.0) / 10.0, "{took}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn progress_edits_leave_a_quarter_of_the_bucket_to_answers() {
+        let b = RateBudget::new(0.1, 100.0);
+        for _ in 0..75 {
+            b.acquire(Priority::Progress).await;
+        }
+        let waiting_edit =
+            tokio::time::timeout(Duration::from_millis(100), b.acquire(Priority::Progress)).await;
+        assert!(waiting_edit.is_err(), "the 76th edit must wait");
+        let t0 = tokio::time::Instant::now();
+        for _ in 0..25 {
+            b.acquire(Priority::Normal).await;
+        }
+        assert_eq!(t0.elapsed(), Duration::ZERO, "answers found their quarter");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_servers_remaining_raises_the_tokens_too() {
+        // A slow configured refill; the server says far more is left.
+        let b = RateBudget::new(0.1, 10.0);
+        for _ in 0..10 {
+            b.acquire(Priority::Normal).await;
+        }
+        let ticket = b.acquire(Priority::Normal).await;
+        b.observe(
+            ticket,
+            ServerLimit {
+                limit: Some(101),
+                remaining: Some(90),
+                reset: Some(Duration::from_secs(2)),
+            },
+        );
+        let t0 = tokio::time::Instant::now();
+        for _ in 0..90 {
+            b.acquire(Priority::Normal).await;
+        }
+        assert_eq!(t0.elapsed(), Duration::ZERO);
     }
 
     #[tokio::test(start_paused = true)]

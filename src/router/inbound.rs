@@ -180,7 +180,15 @@ async fn route(router: &Arc<Router>, mut inbound: InboundPost) {
         // guests, guest requests, delegation.
         _ if !is_dm => {
             let sender = &inbound.sender_name;
-            let admitted = crate::channels::admit(ctx, &conn, post, sender, binding.as_ref()).await;
+            // Bare numbers from someone a `!!` list or a question waits on
+            // answer that, never a guest request by accident.
+            let numbers_taken = binding.as_ref().is_some_and(|b| {
+                router.refs.list_waits_for(&b.root_post_id, &post.user_id)
+                    || crate::asks::chat::question_waiting(&router.asks, &b.session_id)
+            });
+            let admitted =
+                crate::channels::admit(ctx, &conn, post, sender, binding.as_ref(), numbers_taken)
+                    .await;
             if admitted == crate::channels::Admit::Handled {
                 ctx.app.set_claim_state(&post.id, ClaimState::Done).await;
                 return;

@@ -86,6 +86,8 @@ pub struct Burst {
     pub rate_limited: usize,
     /// Most requests in any 1 s window.
     pub peak_per_second: usize,
+    /// Most edits of one post in any 1 s window.
+    pub most_edits_in_a_second: usize,
     /// Requests per kind (`METHOD path` with ids as `:id`), most first.
     pub kinds: Vec<(String, usize)>,
 }
@@ -104,6 +106,19 @@ fn kind(r: &RequestRecord) -> String {
         })
         .collect();
     format!("{} {}", r.method, path.join("/"))
+}
+
+/// Most of the sorted Unix-ms `stamps` that fall in any 1 s window.
+fn most_in_a_second(stamps: &[i64]) -> usize {
+    let mut most = 0;
+    let mut start = 0;
+    for end in 0..stamps.len() {
+        while stamps[end] - stamps[start] >= 1000 {
+            start += 1;
+        }
+        most = most.max(end - start + 1);
+    }
+    most
 }
 
 impl Burst {
@@ -157,13 +172,21 @@ impl Burst {
             for p in &posts {
                 let history = rig.sim.edits_of(&p.id);
                 b.edits_per_reply.push(history.len() as f64);
-                let first = history.iter().map(|h| h.update_at).min();
-                if let Some(first) = first
-                    && p.update_at > first
+                // Each version's time: the edits' `update_at` after the first.
+                let mut stamps: Vec<i64> = history.iter().map(|h| h.update_at).collect();
+                stamps.push(p.update_at);
+                stamps.sort_unstable();
+                stamps.dedup();
+                let edits = &stamps[1..];
+                if let (Some(first), Some(last)) = (stamps.first(), stamps.last())
+                    && last > first
                 {
-                    let secs = (p.update_at - first) as f64 / 1000.0;
-                    b.edits_per_second.push(history.len() as f64 / secs);
+                    // Intervals per second: n edits after the first version
+                    // take n intervals.
+                    let secs = (last - first) as f64 / 1000.0;
+                    b.edits_per_second.push(edits.len() as f64 / secs);
                 }
+                b.most_edits_in_a_second = b.most_edits_in_a_second.max(most_in_a_second(edits));
             }
         }
         let requests: Vec<RequestRecord> = rig
@@ -184,13 +207,7 @@ impl Burst {
             .sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
         let mut stamps: Vec<i64> = requests.iter().map(|r| r.at).collect();
         stamps.sort_unstable();
-        let mut start = 0;
-        for end in 0..stamps.len() {
-            while stamps[end] - stamps[start] >= 1000 {
-                start += 1;
-            }
-            b.peak_per_second = b.peak_per_second.max(end - start + 1);
-        }
+        b.peak_per_second = most_in_a_second(&stamps);
         b
     }
 
@@ -204,11 +221,12 @@ impl Burst {
             self.first_visible_ms.len()
         );
         println!(
-            "  edits per reply post: median {:.0}, max {:.0}; per second while streaming: median {:.1}, max {:.1}",
+            "  edits per reply post: median {:.0}, max {:.0}; per second while streaming: median {:.1}, max {:.1}; most of one post in any 1 s: {}",
             pct(self.edits_per_reply.clone(), 0.5),
             pct(self.edits_per_reply.clone(), 1.0),
             pct(self.edits_per_second.clone(), 0.5),
             pct(self.edits_per_second.clone(), 1.0),
+            self.most_edits_in_a_second,
         );
         println!(
             "  bytes sent per reply byte: {:.2} ({} request bytes for {} reply bytes)",

@@ -5,6 +5,7 @@
 
 pub mod bench;
 pub mod shared_store;
+pub mod steps;
 
 use std::path::PathBuf;
 use std::time::Duration;

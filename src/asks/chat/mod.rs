@@ -104,6 +104,15 @@ pub fn waiting(ctx: &Asks, session_id: &str) -> bool {
         || b.questions.values().any(|q| q.req.session_id == session_id)
 }
 
+/// Whether the session has a question open in chat (whose options are
+/// answered by number).
+pub fn question_waiting(ctx: &Asks, session_id: &str) -> bool {
+    book(ctx)
+        .questions
+        .values()
+        .any(|q| q.req.session_id == session_id)
+}
+
 /// Posts of permission requests still waiting for ✅ or ❌: after an outage
 /// their reactions are read back, since nothing replays the lost events.
 pub fn permission_posts(ctx: &Asks) -> Vec<String> {

@@ -94,6 +94,14 @@ impl Refs {
         map
     }
 
+    /// Whether `user_id` owes this thread an answer to a numbered list:
+    /// their bare numbers there are picks, not anything else.
+    pub fn list_waits_for(&self, root_post_id: &str, user_id: &str) -> bool {
+        self.pending()
+            .get(root_post_id)
+            .is_some_and(|p| p.post.user_id == user_id)
+    }
+
     fn ready(&self) -> std::sync::MutexGuard<'_, HashMap<String, Ready>> {
         let mut map = self
             .ready

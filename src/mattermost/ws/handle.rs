@@ -13,8 +13,8 @@ use super::dedupe::Seen;
 use super::shared::{Shared, lock};
 use super::socket::Worker;
 use super::{
-    CatchUp, DEDUPE_CAPACITY, EDIT_DEDUPE_CAPACITY, Inbound, LinkConfig, LinkError, LinkState,
-    LinkStats,
+    ACTION_QUEUE, Action, CatchUp, DEDUPE_CAPACITY, EDIT_DEDUPE_CAPACITY, Inbound, LinkConfig,
+    LinkError, LinkState, LinkStats,
 };
 
 /// The caller's side of a running link. Dropping it stops the link.
@@ -23,6 +23,16 @@ pub struct LinkHandle {
     state: watch::Receiver<LinkState>,
     shared: Arc<Shared>,
     stop: watch::Sender<bool>,
+    actions: mpsc::Sender<Action>,
+}
+
+/// Why an action was not queued; the caller may fall back or give up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum ActionRefused {
+    #[error("the link is not connected")]
+    NotConnected,
+    #[error("too many actions are waiting for the socket")]
+    Busy,
 }
 
 /// Starts the link task. Events go to `events`; when it is full the link
@@ -34,6 +44,7 @@ pub fn spawn(
 ) -> LinkHandle {
     let (state_tx, state_rx) = watch::channel(LinkState::Connecting { attempt: 1 });
     let (stop_tx, stop_rx) = watch::channel(false);
+    let (actions_tx, actions_rx) = mpsc::channel(ACTION_QUEUE);
     let shared = Arc::new(Shared::default());
     let worker = Worker {
         cfg: config,
@@ -50,12 +61,14 @@ pub fn spawn(
         pending: BTreeMap::new(),
         events_lost: false,
         action_seq: 0,
+        actions: actions_rx,
     };
     tokio::spawn(worker.run());
     LinkHandle {
         state: state_rx,
         shared,
         stop: stop_tx,
+        actions: actions_tx,
     }
 }
 
@@ -135,6 +148,24 @@ impl LinkHandle {
             LinkState::Connected { connection_id, .. } => Ok(connection_id),
             _ => Err(LinkError::Stopped),
         }
+    }
+
+    /// Queues "… is typing" in `channel_id` (thread `parent_id`, or empty)
+    /// for the socket. Refused while the link is down: a late indicator
+    /// would show typing after the reply.
+    pub fn typing(&self, channel_id: &str, parent_id: &str) -> Result<(), ActionRefused> {
+        if !matches!(*self.state.borrow(), LinkState::Connected { .. }) {
+            return Err(ActionRefused::NotConnected);
+        }
+        self.actions
+            .try_send(Action::Typing {
+                channel_id: channel_id.to_owned(),
+                parent_id: parent_id.to_owned(),
+            })
+            .map_err(|e| match e {
+                mpsc::error::TrySendError::Full(_) => ActionRefused::Busy,
+                mpsc::error::TrySendError::Closed(_) => ActionRefused::NotConnected,
+            })
     }
 
     /// A snapshot of the counters.

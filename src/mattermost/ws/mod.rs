@@ -44,12 +44,27 @@ use url::Url;
 use super::types::{Post, Reaction};
 use crate::config::Secret;
 
+pub use handle::ActionRefused;
 pub use handle::{LinkHandle, spawn};
 
 /// How many post ids the link remembers for deduplication.
 pub const DEDUPE_CAPACITY: usize = 10_000;
 /// How many `(post id, update_at)` keys of edits are remembered.
 const EDIT_DEDUPE_CAPACITY: usize = 2_000;
+/// Outgoing actions waiting for the socket. Typing is the only one and is
+/// worth nothing late, so a full queue drops the newest instead of waiting.
+const ACTION_QUEUE: usize = 64;
+
+/// An action the agent sends over the socket instead of REST: it costs no
+/// HTTP request, so it never competes with answers for the rate budget.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Action {
+    /// Mattermost's `user_typing`: "… is typing" in a channel or thread.
+    Typing {
+        channel_id: String,
+        parent_id: String,
+    },
+}
 
 /// Where missed posts come from when a resume is refused. The REST client
 /// implements it; tests implement it against the simulator.

@@ -23,7 +23,7 @@ use super::catch_up::Pending;
 use super::dedupe::Seen;
 use super::resume::Session;
 use super::shared::Shared;
-use super::{CatchUp, Inbound, LinkConfig, LinkState};
+use super::{Action, CatchUp, Inbound, LinkConfig, LinkState};
 
 /// How long a clean close may take before the socket is simply dropped.
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
@@ -108,6 +108,8 @@ pub(super) struct Worker {
     /// Events may have been lost since the last [`Inbound::CaughtUp`].
     pub(super) events_lost: bool,
     pub(super) action_seq: i64,
+    /// Actions from the handle, sent while a connection is established.
+    pub(super) actions: mpsc::Receiver<Action>,
 }
 
 impl Worker {
@@ -261,12 +263,27 @@ impl Worker {
     }
 
     async fn send_ping(&mut self, ws: &mut Socket) -> Result<(), String> {
+        self.send_action(ws, "ping", serde_json::json!({})).await
+    }
+
+    /// Sends one action frame with the next `seq`. The reply (`seq_reply`)
+    /// is only read as a sign of life: a failed typing changes nothing.
+    async fn send_action(
+        &mut self,
+        ws: &mut Socket,
+        action: &str,
+        data: serde_json::Value,
+    ) -> Result<(), String> {
         self.action_seq += 1;
-        let frame = serde_json::json!({"seq": self.action_seq, "action": "ping"}).to_string();
+        let mut frame = serde_json::json!({"seq": self.action_seq, "action": action});
+        if data.as_object().is_some_and(|d| !d.is_empty()) {
+            frame["data"] = data;
+        }
+        let frame = frame.to_string();
         match tokio::time::timeout(self.cfg.connect_timeout, ws.send(Message::text(frame))).await {
             Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(self.scrub(&format!("sending ping failed: {e}"))),
-            Err(_) => Err("sending ping timed out".to_owned()),
+            Ok(Err(e)) => Err(self.scrub(&format!("sending {action} failed: {e}"))),
+            Err(_) => Err(format!("sending {action} timed out")),
         }
     }
 
@@ -312,6 +329,13 @@ impl Worker {
                     // Time spent waiting on the consumer or on REST is not
                     // the server's silence.
                     last_frame = tokio::time::Instant::now();
+                }
+                Some(action) = self.actions.recv(), if conn.established => {
+                    let Action::Typing { channel_id, parent_id } = action;
+                    let data = serde_json::json!({"channel_id": channel_id, "parent_id": parent_id});
+                    if let Err(e) = self.send_action(ws, "user_typing", data).await {
+                        return self.lost(e, conn.established);
+                    }
                 }
                 _ = ping.tick() => {
                     if let Err(e) = self.send_ping(ws).await {

@@ -93,6 +93,7 @@ fn worker(events: mpsc::Sender<Inbound>) -> (Worker, watch::Sender<bool>) {
         pending: BTreeMap::new(),
         events_lost: false,
         action_seq: 0,
+        actions: tokio::sync::mpsc::channel(1).1,
     };
     (worker, stop_tx)
 }

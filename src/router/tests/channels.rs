@@ -535,3 +535,56 @@ async fn a_held_guests_attachment_is_not_fetched_until_approved() {
         .clone();
     assert!(prompt.contains("guest-notes.txt"), "{prompt}");
 }
+
+#[tokio::test]
+async fn numbers_owed_to_a_question_never_approve_a_guest() {
+    use crate::opencode::events::{QuestionAsked, QuestionInfo, QuestionOption};
+    let w = World::new().await;
+    let first = w.start().await;
+    let gus = person(&w, "gus");
+    let root = owner_thread(&w, "owner asks the way").await;
+    // The session asks a question; the restarted agent posts it (the
+    // fake OpenCode lists it as waiting).
+    let option = |label: &str| QuestionOption {
+        label: label.into(),
+        description: String::new(),
+    };
+    w.opencode.questions.lock().unwrap().push(QuestionAsked {
+        id: "que_way".into(),
+        session_id: "ses_fake0".into(),
+        questions: vec![QuestionInfo {
+            question: "Which way?".into(),
+            header: "Way".into(),
+            options: vec![option("left"), option("right")],
+            multiple: false,
+            custom: Some(false),
+        }],
+    });
+    first.stop().await;
+    let _agent = w.start().await;
+    w.reply_with(&root, "Which way?").await;
+    say_in(&w, &gus, &root, "@opencode-bot guest wants in");
+    let request = request_in(&w, &root).await;
+
+    // The owner's bare number answers the question, not the guest.
+    say_in(&w, &w.owner, &root, "1");
+    eventually("the question answered", || {
+        w.opencode.question_answers.lock().unwrap().len() == 1
+    })
+    .await;
+    w.sentinel().await;
+    assert_eq!(
+        w.opencode.question_answers.lock().unwrap()[0],
+        ("que_way".to_owned(), vec![vec!["left".to_owned()]])
+    );
+    assert!(!message_of(&w, &request).contains("approved"));
+    assert_eq!(w.opencode.prompted("guest wants in"), 0);
+
+    // `approve 1` is not mistaken for anything.
+    say_in(&w, &w.owner, &root, "approve 1");
+    wait_message(&w, &request, "approved** by @owner").await;
+    eventually("the guest's prompt", || {
+        w.opencode.prompted("guest wants in") == 1
+    })
+    .await;
+}

@@ -59,6 +59,10 @@ pub(super) struct FakeOpenCode {
     pub prompts: Mutex<Vec<Prompt>>,
     /// Permission requests waiting, as `GET /permission` lists them.
     pub pending: Mutex<Vec<PermissionAsked>>,
+    /// Questions waiting, as `GET /question` lists them.
+    pub questions: Mutex<Vec<QuestionAsked>>,
+    /// Question replies sent: request id and answers.
+    pub question_answers: Mutex<Vec<(String, Vec<Vec<String>>)>>,
     pub answers: Mutex<Vec<(String, PermissionReply)>>,
 }
 
@@ -144,11 +148,11 @@ impl OpenCode for FakeOpenCode {
             .push((request_id.to_owned(), reply));
         Ok(())
     }
-    async fn reply_question(
-        &self,
-        _id: &str,
-        _answers: &[Vec<String>],
-    ) -> Result<(), OpenCodeError> {
+    async fn reply_question(&self, id: &str, answers: &[Vec<String>]) -> Result<(), OpenCodeError> {
+        self.question_answers
+            .lock()
+            .unwrap()
+            .push((id.to_owned(), answers.to_vec()));
         Ok(())
     }
     async fn reject_question(&self, _id: &str) -> Result<(), OpenCodeError> {
@@ -158,7 +162,7 @@ impl OpenCode for FakeOpenCode {
         Ok(self.pending.lock().unwrap().clone())
     }
     async fn pending_questions(&self) -> Result<Vec<QuestionAsked>, OpenCodeError> {
-        Ok(Vec::new())
+        Ok(self.questions.lock().unwrap().clone())
     }
 }
 
