@@ -95,6 +95,13 @@ pub fn describe(d: Duration) -> String {
 }
 
 /// The request post.
+/// Whether a bot post is a waiting request, which quotes the held message.
+pub fn is_pending_request(message: &str) -> bool {
+    message.starts_with(REQUEST_HEAD)
+}
+
+const REQUEST_HEAD: &str = ":bell: **Guest access request**";
+
 pub fn request_text(owner: &str, guest: &str, message: &str, timeout: Duration) -> String {
     let mention = if owner.is_empty() {
         String::new()
@@ -102,7 +109,7 @@ pub fn request_text(owner: &str, guest: &str, message: &str, timeout: Duration) 
         format!(" @{owner}")
     };
     format!(
-        ":bell: **Guest access request**{mention}\n@{guest} wants to send a prompt to this \
+        "{REQUEST_HEAD}{mention}\n@{guest} wants to send a prompt to this \
          session:\n> {}\n\nThe owner or a teammate replies in this thread:\n\
          - `1`: this message only\n- `2`: @{guest}, for this thread\n\
          - `3`: everyone in this thread\n- `deny`\n\

@@ -198,6 +198,10 @@ pub async fn may_be_context(app: &App, post: &Post) -> bool {
     let Some(conn) = app.connection().await else {
         return false;
     };
+    // The bot's own request post quotes the held message.
+    if post.user_id == conn.info.bot.id {
+        return !guests::is_pending_request(&post.message);
+    }
     if !text::mentions(&post.message, &conn.info.bot.username) {
         return true;
     }

@@ -32,6 +32,8 @@ pub struct MergeRequest<'a> {
     pub binding: Option<&'a ThreadBinding>,
     pub sender: &'a str,
     pub link: &'a str,
+    /// What may go to OpenCode: not a guest's request nobody approved.
+    pub admits: &'a dyn super::Admits,
 }
 
 /// Carry out `!merge`: the answer in the destination thread, or why not.
@@ -108,10 +110,15 @@ pub async fn merge(
         .thread(&source_root)
         .await
         .map_err(|e| format!(":x: Cannot read that thread: {e}"))?;
-    let posts: Vec<&Post> = thread
+    let mut posts: Vec<&Post> = Vec::new();
+    for p in thread
         .iter()
         .filter(|p| p.kind.is_empty() && p.delete_at == 0 && !p.message.trim().is_empty())
-        .collect();
+    {
+        if req.admits.admits(p).await {
+            posts.push(p);
+        }
+    }
     if posts.is_empty() {
         return Err(":grey_question: That thread has nothing to merge.".into());
     }

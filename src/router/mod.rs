@@ -468,8 +468,9 @@ impl Hooks for Router {
 #[cfg(test)]
 mod tests;
 
-/// Thread context leaves out requests the channels feature did not admit.
-struct ContextAuthors<'a>(&'a crate::app::App);
+/// Thread context and merges leave out requests the channels feature did
+/// not admit.
+pub(crate) struct ContextAuthors<'a>(pub(crate) &'a crate::app::App);
 
 #[async_trait]
 impl crate::context::Admits for ContextAuthors<'_> {

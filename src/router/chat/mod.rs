@@ -404,6 +404,7 @@ async fn run(
                 binding: here.binding,
                 sender: here.sender,
                 link: &link,
+                admits: &super::ContextAuthors(&engine.app),
             };
             crate::context::merge::merge(&router.context, engine, conn, &req).await
         }

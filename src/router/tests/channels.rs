@@ -588,3 +588,22 @@ async fn numbers_owed_to_a_question_never_approve_a_guest() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_merge_carries_no_held_guest_request() {
+    let w = World::new().await;
+    let _agent = w.start().await;
+    let gus = person(&w, "gus");
+    let source = owner_thread(&w, "owner source talk").await;
+    say_in(&w, &gus, &source, "@opencode-bot held guest words");
+    request_in(&w, &source).await;
+    say_in(&w, &w.alice, &source, "ordinary chatter stays");
+    let dest = owner_thread(&w, "owner destination").await;
+    let link = format!("{}/eng/pl/{source}", w.sim.base_url());
+    say_in(&w, &w.owner, &dest, &format!("!merge {link}"));
+    w.reply_with(&dest, "Merged thread context").await;
+    // The summariser's request and the merged prompt both carry the talk…
+    assert!(w.opencode.prompted("ordinary chatter stays") >= 1);
+    // …and neither the held message nor the request post quoting it.
+    assert_eq!(w.opencode.prompted("held guest words"), 0);
+}
