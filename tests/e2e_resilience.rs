@@ -469,12 +469,11 @@ fn kill_9(pid: u32) {
 
 /// Two agents share the store (PostgreSQL when the run has one); the one
 /// answering a thread dies with its OpenCode by `kill -9` in the middle of
-/// a reply, with no chance to say goodbye. Once its lease lapses, a reply in
-/// that thread gets one "offline" notice from the live agent and runs
-/// nothing; the interrupted prompt is not run again by the live agent: its
-/// claim stays with the dead instance, unfinished, for that instance to
-/// resume when it comes back (the reply survives `kill -9` of one agent,
-/// tested above).
+/// a reply, with no chance to say goodbye. Once its lease lapses, the live
+/// agent marks the interrupted claim failed and says so in the thread, once;
+/// a reply in that thread gets one "offline" notice and runs nothing; the
+/// interrupted prompt never runs twice. (An agent that comes back within its
+/// lease finishes its own reply: tested above.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_of_one_of_two_agents_mid_reply_says_offline_and_runs_nothing_twice() {
     let rig = Rig::new().await;
@@ -561,18 +560,37 @@ async fn kill_9_of_one_of_two_agents_mid_reply_says_offline_and_runs_nothing_twi
         .sim
         .post_as(&rig.alice.id, &dm, "are you still there?", Some(&card.id))
         .unwrap();
+    let notice_with = |needle: &str| {
+        rig.bot_replies(&card.id)
+            .into_iter()
+            .filter(|p| p.message.contains(needle))
+            .map(|p| p.message)
+            .collect::<Vec<_>>()
+    };
     let mut notice = None;
     wait_until(Duration::from_secs(30), "the offline notice", || {
-        notice = rig
-            .bot_replies(&card.id)
-            .into_iter()
-            .find(|p| p.message.contains("is offline"));
+        notice = notice_with("This thread belongs to its OpenCode").pop();
         notice.is_some()
     })
     .await;
-    let notice = notice.unwrap().message;
+    let notice = notice.unwrap();
     assert!(notice.contains(&lapsed.display_name()), "{notice}");
     assert!(notice.contains("offline since"), "{notice}");
+    // The live agent's sweep fails the interrupted claim and says so.
+    let mut abandoned = None;
+    wait_until(
+        Duration::from_secs(30),
+        "the interrupted-work notice",
+        || {
+            abandoned = notice_with("while it was working on this message").pop();
+            abandoned.is_some()
+        },
+    )
+    .await;
+    assert!(
+        abandoned.unwrap().contains(&lapsed.display_name()),
+        "names the instance"
+    );
     // The follow-up is settled by the live agent: from then on it posts
     // nothing more about it, so the counts below are final.
     wait_until(Duration::from_secs(30), "the follow-up settled", || {
@@ -598,17 +616,19 @@ async fn kill_9_of_one_of_two_agents_mid_reply_says_offline_and_runs_nothing_twi
     );
     assert_eq!(requests_for(&model, "still there"), 0, "nothing ran");
     assert_eq!(requests_for(&model, "slow story"), 1, "never run twice");
-    let notices = rig
-        .bot_replies(&card.id)
-        .iter()
-        .filter(|p| p.message.contains("is offline"))
-        .count();
-    assert_eq!(notices, 1);
-    // Still the dead instance's, unfinished: its own restart resumes it.
+    assert_eq!(notice_with("This thread belongs to its OpenCode").len(), 1);
+    // Failed once, by the live agent's sweep: nobody runs it again, and
+    // the dead instance would not resume it either.
     let interrupted = store.claim(&asked.id).await.unwrap().unwrap();
     assert_eq!(interrupted.instance_id, owner.id);
-    assert_eq!(interrupted.state, ClaimState::Prompted);
+    assert_eq!(interrupted.state, ClaimState::Failed);
+    assert_eq!(store.unfinished_claims(&owner.id).await.unwrap(), vec![]);
     assert_eq!(store.unfinished_claims(&stays.id).await.unwrap(), vec![]);
+    assert_eq!(
+        notice_with("while it was working on this message").len(),
+        1,
+        "told once"
+    );
     drop(gone_oc);
     stay_oc.stop().await;
 }

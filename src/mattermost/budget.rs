@@ -58,9 +58,34 @@ pub struct ServerLimit {
 }
 
 /// Proof that a request took a token: which one it was, so its answer's
-/// `Remaining` can be corrected for the requests sent after it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Ticket(u64);
+/// `Remaining` can be corrected for the requests the server may not have
+/// counted yet. Outstanding until dropped (answered, failed or abandoned).
+pub struct Ticket<'a> {
+    n: u64,
+    budget: Option<&'a RateBudget>,
+}
+
+impl Ticket<'_> {
+    /// A ticket no budget tracks (tests of `observe`).
+    #[cfg(test)]
+    fn detached(n: u64) -> Ticket<'static> {
+        Ticket { n, budget: None }
+    }
+}
+
+impl std::fmt::Debug for Ticket<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Ticket({})", self.n)
+    }
+}
+
+impl Drop for Ticket<'_> {
+    fn drop(&mut self) {
+        if let Some(budget) = self.budget {
+            budget.lock().outstanding.remove(&self.n);
+        }
+    }
+}
 
 struct State {
     tokens: f64,
@@ -71,6 +96,8 @@ struct State {
     last_refill: Instant,
     /// Tokens taken so far; a [`Ticket`] holds the count at its taking.
     taken: u64,
+    /// Tickets whose request has not been answered yet.
+    outstanding: std::collections::BTreeSet<u64>,
     /// Nothing may be sent before this (429 or an empty server bucket).
     blocked_until: Option<Instant>,
     waiting: [usize; 3],
@@ -118,6 +145,7 @@ impl RateBudget {
                 server_rate: None,
                 last_refill: Instant::now(),
                 taken: 0,
+                outstanding: std::collections::BTreeSet::new(),
                 blocked_until: None,
                 waiting: [0; 3],
                 stats: BudgetStats::default(),
@@ -131,7 +159,7 @@ impl RateBudget {
 
     /// Wait until a request of `priority` may be sent, and take its token.
     /// Cancel-safe: a wait that is dropped gives its place in the lane back.
-    pub async fn acquire(&self, priority: Priority) -> Ticket {
+    pub async fn acquire(&self, priority: Priority) -> Ticket<'_> {
         let lane = priority as usize;
         let started = Instant::now();
         let mut place = Place {
@@ -163,7 +191,12 @@ impl RateBudget {
                             s.stats.waits += 1;
                             s.stats.waited += started.elapsed();
                         }
-                        return Ticket(s.taken);
+                        let n = s.taken;
+                        s.outstanding.insert(n);
+                        return Ticket {
+                            n,
+                            budget: Some(self),
+                        };
                     }
                     _ if higher_waiting => Some(Duration::from_millis(5)),
                     _ => Some(Duration::from_secs_f64(
@@ -193,7 +226,7 @@ impl RateBudget {
     /// Follow the server's bucket as one answer (to the request holding
     /// `ticket`) reports it; see the module docs. An empty server bucket
     /// waits for its reset instead of provoking a 429.
-    pub fn observe(&self, ticket: Ticket, server: ServerLimit) {
+    pub fn observe(&self, ticket: Ticket<'_>, server: ServerLimit) {
         let mut s = self.lock();
         if let Some(limit) = server.limit.filter(|l| *l >= 1) {
             s.burst = limit as f64;
@@ -216,10 +249,13 @@ impl RateBudget {
         if let Some(remaining) = server.remaining {
             // The server's count is the truth, up as well as down: the
             // refill rate is only a lower bound, and near a full bucket a
-            // poor one. Requests that took a token after this one are not
-            // counted in the server's number yet.
-            let since = s.taken.saturating_sub(ticket.0) as f64;
-            s.tokens = (remaining as f64 - since).clamp(0.0, s.burst);
+            // poor one. Not in the server's number, perhaps: requests that
+            // took a token after this one (answered or not), and earlier
+            // ones still unanswered (they may arrive after this one did).
+            let later = s.taken.saturating_sub(ticket.n);
+            let earlier = s.outstanding.range(..ticket.n).count() as u64;
+            let uncounted = (later + earlier) as f64;
+            s.tokens = (remaining as f64 - uncounted).clamp(0.0, s.burst);
             if remaining == 0
                 && let Some(reset) = server.reset
             {
@@ -280,7 +316,7 @@ mod tests {
     async fn an_empty_server_bucket_waits_for_its_reset() {
         let b = RateBudget::new(100.0, 10.0);
         b.observe(
-            Ticket(0),
+            Ticket::detached(0),
             ServerLimit {
                 limit: None,
                 remaining: Some(0),
@@ -429,6 +465,29 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn an_earlier_request_still_unanswered_is_not_counted_by_the_server_yet() {
+        let b = RateBudget::new(100.0, 100.0);
+        let first = b.acquire(Priority::Normal).await;
+        let second = b.acquire(Priority::Normal).await;
+        let third = b.acquire(Priority::Normal).await;
+        // The second is answered first: the first may reach the server
+        // after it, the third surely did.
+        let report = ServerLimit {
+            limit: Some(101),
+            remaining: Some(10),
+            reset: Some(Duration::from_secs(10)),
+        };
+        b.observe(second, report);
+        assert_eq!(b.lock().tokens, 8.0);
+        drop(first);
+        drop(third);
+        assert!(
+            b.lock().outstanding.is_empty(),
+            "dropped tickets are answered"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn requests_in_flight_are_taken_off_the_servers_remaining() {
         let b = RateBudget::new(100.0, 100.0);
         let first = b.acquire(Priority::Normal).await;
@@ -450,10 +509,9 @@ mod tests {
     #[test]
     fn the_rate_is_a_lower_bound_of_the_servers() {
         let b = RateBudget::new(50.0, 100.0);
-        let ticket = Ticket(0);
         // 50 tokens in use, full again within 6 s: at least 49/6 per second.
         b.observe(
-            ticket,
+            Ticket::detached(0),
             ServerLimit {
                 limit: Some(101),
                 remaining: Some(51),
@@ -464,7 +522,7 @@ mod tests {
         assert!((stats.per_second - 49.0 / 6.0).abs() < 1e-9, "{stats:?}");
         // A smaller sample never lowers the bound learnt.
         b.observe(
-            ticket,
+            Ticket::detached(0),
             ServerLimit {
                 limit: Some(101),
                 remaining: Some(99),
@@ -475,7 +533,7 @@ mod tests {
         // A 429 means the server changed its mind: learn again.
         b.rate_limited(Duration::ZERO);
         b.observe(
-            ticket,
+            Ticket::detached(0),
             ServerLimit {
                 limit: Some(101),
                 remaining: Some(97),
@@ -488,7 +546,7 @@ mod tests {
     #[test]
     fn without_headers_the_configured_budget_stays() {
         let b = RateBudget::new(50.0, 100.0);
-        b.observe(Ticket(0), ServerLimit::default());
+        b.observe(Ticket::detached(0), ServerLimit::default());
         let stats = b.stats();
         assert_eq!(
             (stats.per_second, stats.burst, stats.learned),
@@ -500,7 +558,7 @@ mod tests {
     async fn huge_server_waits_are_capped() {
         let b = RateBudget::new(100.0, 10.0);
         b.observe(
-            Ticket(0),
+            Ticket::detached(0),
             ServerLimit {
                 limit: None,
                 remaining: Some(0),

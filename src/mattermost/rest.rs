@@ -236,7 +236,7 @@ impl RestClient {
         Ok(())
     }
 
-    fn observe(&self, ticket: Ticket, headers: &HeaderMap) {
+    fn observe(&self, ticket: Ticket<'_>, headers: &HeaderMap) {
         let num = |name: &str| {
             headers
                 .get(name)

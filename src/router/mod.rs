@@ -19,6 +19,7 @@
 pub(crate) mod chat;
 mod inbound;
 mod missed;
+mod orphans;
 mod reactions;
 mod recover;
 
@@ -233,6 +234,8 @@ impl Router {
                     if let Err(e) = app.store.heartbeat(&app.instance.id, now_millis()).await {
                         warn!(error = %e, "heartbeat failed");
                     }
+                    // What an instance gone for good left unfinished.
+                    orphans::sweep(&app).await;
                     // Housekeeping at start and then hourly.
                     if beats.is_multiple_of(prune_every) {
                         match app.store.prune(now_millis() - KEEP_FINISHED_MS).await {

@@ -510,6 +510,17 @@ pub trait Store: Send + Sync {
     /// the post runs. True only for the first caller; false when the claim
     /// is not Missed, not this instance's, or gone.
     async fn take_missed(&self, post_id: &str, instance_id: &str) -> Result<bool, StoreError>;
+    /// Exactly-once: mark a Claimed or Prompted claim of `instance_id`
+    /// Failed, but only while that instance's last heartbeat is older than
+    /// `offline_before` (checked in the same statement, so an instance that
+    /// came back keeps its work). True only for the first caller: the one
+    /// that tells the thread.
+    async fn abandon_claim(
+        &self,
+        post_id: &str,
+        instance_id: &str,
+        offline_before: Millis,
+    ) -> Result<bool, StoreError>;
 
     /// Delete what is finished and older than `before`: claims that are
     /// Done or Failed, offers of Missed posts nobody took, and replies that

@@ -88,6 +88,8 @@ pub struct Burst {
     pub peak_per_second: usize,
     /// Most edits of one post in any 1 s window.
     pub most_edits_in_a_second: usize,
+    /// The slowest first text (ms) and where its time went.
+    pub slowest: Option<(i64, String)>,
     /// Requests per kind (`METHOD path` with ids as `:id`), most first.
     pub kinds: Vec<(String, usize)>,
 }
@@ -167,7 +169,22 @@ impl Burst {
                 .filter_map(|p| first_visible_ms(rig, &p.id))
                 .min();
             if let (Some(token), Some(shown)) = (tokens.get(&tag), shown) {
-                b.first_visible_ms.push((shown - token) as f64);
+                let took = shown - token;
+                b.first_visible_ms.push(took as f64);
+                // Where the slowest one's time went, from the burst's start.
+                if b.slowest.as_ref().is_none_or(|(worst, _)| took > *worst) {
+                    let first_post = posts.iter().map(|p| p.create_at).min().unwrap_or(0);
+                    b.slowest = Some((
+                        took,
+                        format!(
+                            "card +{} ms, first model token +{} ms, first reply post +{} ms, first text +{} ms",
+                            card.create_at - since_ms,
+                            token - since_ms,
+                            first_post - since_ms,
+                            shown - since_ms
+                        ),
+                    ));
+                }
             }
             for p in &posts {
                 let history = rig.sim.edits_of(&p.id);
@@ -240,5 +257,8 @@ impl Burst {
         );
         let kinds: Vec<String> = self.kinds.iter().map(|(k, n)| format!("{n} {k}")).collect();
         println!("  by kind: {}", kinds.join(", "));
+        if let Some((took, timeline)) = &self.slowest {
+            println!("  slowest first text ({took} ms): {timeline}");
+        }
     }
 }

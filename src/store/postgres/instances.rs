@@ -203,6 +203,30 @@ pub(super) async fn take_missed(
     Ok(changed == 1)
 }
 
+pub(super) async fn abandon_claim(
+    c: &impl GenericClient,
+    post: &str,
+    instance: &str,
+    offline_before: Millis,
+) -> Result<bool, StoreError> {
+    let changed = execute(
+        c,
+        "UPDATE claims SET state = $3
+         WHERE post_id = $1 AND instance_id = $2 AND state IN ($4, $5)
+           AND EXISTS (SELECT 1 FROM instances WHERE id = $2 AND heartbeat_at < $6)",
+        &[
+            &post,
+            &instance,
+            &ClaimState::Failed.as_str(),
+            &ClaimState::Claimed.as_str(),
+            &ClaimState::Prompted.as_str(),
+            &offline_before,
+        ],
+    )
+    .await?;
+    Ok(changed == 1)
+}
+
 pub(super) async fn prune_claims(
     c: &impl GenericClient,
     before: Millis,

@@ -418,6 +418,15 @@ impl Store for PgStore {
         instances::take_missed(&self.client().await?, post_id, instance_id).await
     }
 
+    async fn abandon_claim(
+        &self,
+        post_id: &str,
+        instance_id: &str,
+        offline_before: Millis,
+    ) -> Result<bool, StoreError> {
+        instances::abandon_claim(&self.client().await?, post_id, instance_id, offline_before).await
+    }
+
     async fn prune(&self, before: Millis) -> Result<Pruned, StoreError> {
         let client = self.client().await?;
         Ok(Pruned {

@@ -175,6 +175,30 @@ pub(super) fn take_missed(
     Ok(changed == 1)
 }
 
+pub(super) fn abandon_claim(
+    conn: &Connection,
+    post: &str,
+    instance: &str,
+    offline_before: Millis,
+) -> Result<bool, StoreError> {
+    let changed = conn
+        .prepare_cached(
+            "UPDATE claims SET state = ?3
+             WHERE post_id = ?1 AND instance_id = ?2 AND state IN (?4, ?5)
+               AND EXISTS (SELECT 1 FROM instances
+                           WHERE id = ?2 AND heartbeat_at < ?6)",
+        )?
+        .execute((
+            &post,
+            &instance,
+            ClaimState::Failed,
+            ClaimState::Claimed,
+            ClaimState::Prompted,
+            offline_before,
+        ))?;
+    Ok(changed == 1)
+}
+
 pub(super) fn prune_claims(conn: &Connection, before: Millis) -> Result<usize, StoreError> {
     Ok(conn
         .prepare_cached("DELETE FROM claims WHERE claimed_at < ?1 AND state IN (?2, ?3, ?4)")?

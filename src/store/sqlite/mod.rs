@@ -328,6 +328,18 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn abandon_claim(
+        &self,
+        post_id: &str,
+        instance_id: &str,
+        offline_before: Millis,
+    ) -> Result<bool, StoreError> {
+        let post = post_id.to_owned();
+        let instance = instance_id.to_owned();
+        self.call(move |conn| instances::abandon_claim(conn, &post, &instance, offline_before))
+            .await
+    }
+
     async fn prune(&self, before: Millis) -> Result<Pruned, StoreError> {
         self.call(move |conn| {
             Ok(Pruned {

@@ -15,6 +15,8 @@ contract!(
     claims_round_trip,
     unfinished_claims_filter_by_instance_and_state,
     a_missed_post_is_taken_once_by_its_own_instance,
+    an_offline_instances_claims_are_abandoned_once,
+    abandoned_claims_raced_by_two_stores_are_each_failed_once,
     missed_posts_raced_by_two_stores_are_each_taken_once,
     claims_are_exactly_once_across_two_stores,
     claims_are_exactly_once_across_four_stores,
@@ -195,6 +197,99 @@ async fn unfinished_claims_filter_by_instance_and_state(db: &Db) {
     );
     assert_eq!(store.unfinished_claims("i2").await.unwrap().len(), 1);
     assert_eq!(store.unfinished_claims("i3").await.unwrap(), vec![]);
+}
+
+async fn an_offline_instances_claims_are_abandoned_once(db: &Db) {
+    let store = db.open().await;
+    store.register_instance(&instance("i1", 100)).await.unwrap();
+    store.register_instance(&instance("i2", 100)).await.unwrap();
+    store.heartbeat("i2", 10_000).await.unwrap();
+    for (post, owner, state) in [
+        ("p1", "i1", ClaimState::Claimed),
+        ("p2", "i1", ClaimState::Prompted),
+        ("p3", "i1", ClaimState::Done),
+        ("p4", "i1", ClaimState::Missed),
+        ("p5", "i2", ClaimState::Prompted),
+    ] {
+        assert!(store.claim_post(post, owner, 10).await.unwrap());
+        let mut claim = store.claim(post).await.unwrap().unwrap();
+        claim.state = state;
+        store.update_claim(&claim).await.unwrap();
+    }
+    assert!(
+        !store.abandon_claim("p1", "i1", 50).await.unwrap(),
+        "i1 beat at 100, after the cut-off: still online"
+    );
+    assert!(store.abandon_claim("p1", "i1", 5_000).await.unwrap());
+    assert!(
+        !store.abandon_claim("p1", "i1", 5_000).await.unwrap(),
+        "abandoned once only"
+    );
+    assert!(store.abandon_claim("p2", "i1", 5_000).await.unwrap());
+    assert!(
+        !store.abandon_claim("p3", "i1", 5_000).await.unwrap(),
+        "done"
+    );
+    assert!(
+        !store.abandon_claim("p4", "i1", 5_000).await.unwrap(),
+        "an offer"
+    );
+    assert!(
+        !store.abandon_claim("p5", "i2", 5_000).await.unwrap(),
+        "online"
+    );
+    assert!(
+        !store.abandon_claim("p5", "i1", 5_000).await.unwrap(),
+        "not i1's"
+    );
+    assert!(!store.abandon_claim("never", "i1", 5_000).await.unwrap());
+    for post in ["p1", "p2"] {
+        let claim = store.claim(post).await.unwrap().unwrap();
+        assert_eq!(
+            (claim.state, claim.instance_id.as_str()),
+            (ClaimState::Failed, "i1")
+        );
+    }
+    let open: Vec<String> = store
+        .unfinished_claims("i1")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| c.post_id)
+        .collect();
+    assert_eq!(open, vec!["p4".to_owned()], "a restart of i1 runs neither");
+}
+
+/// Two live agents sweep the same offline instance at once: each of its
+/// claims is failed (and so told about) exactly once.
+async fn abandoned_claims_raced_by_two_stores_are_each_failed_once(db: &Db) {
+    const CLAIMS: usize = 200;
+    let stores = [db.open().await, db.open().await];
+    stores[0]
+        .register_instance(&instance("gone", 100))
+        .await
+        .unwrap();
+    let posts: Vec<String> = (0..CLAIMS).map(|i| format!("orphan-{i:03}")).collect();
+    for post in &posts {
+        assert!(stores[0].claim_post(post, "gone", 10).await.unwrap());
+    }
+    let mut tasks = JoinSet::new();
+    for post in &posts {
+        for store in &stores {
+            let (store, post) = (Arc::clone(store), post.clone());
+            tasks.spawn(async move {
+                let won = store.abandon_claim(&post, "gone", 5_000).await.unwrap();
+                (post, won)
+            });
+        }
+    }
+    let mut won: HashMap<String, usize> = HashMap::new();
+    while let Some(joined) = tasks.join_next().await {
+        let (post, first) = joined.unwrap();
+        *won.entry(post).or_default() += usize::from(first);
+    }
+    assert_eq!(won.len(), CLAIMS);
+    assert!(won.values().all(|n| *n == 1), "{won:?}");
 }
 
 async fn a_missed_post_is_taken_once_by_its_own_instance(db: &Db) {
