@@ -15,9 +15,7 @@ use url::Url;
 use crate::config::{Config, is_mattermost_id};
 use crate::mattermost::connection::permalink;
 use crate::mattermost::types::Team;
-use crate::mattermost::{
-    MattermostError, NewPost, Priority, RateBudget, RestClient, RetryPolicy,
-};
+use crate::mattermost::{MattermostError, NewPost, Priority, RateBudget, RestClient, RetryPolicy};
 
 /// Text read from stdin beyond this is refused: no post is that long.
 const MAX_STDIN: u64 = 1 << 20;
@@ -41,7 +39,10 @@ pub enum Target {
     /// A channel of the bot's team, by name.
     Channel(String),
     /// The thread of this post; the team's name from its permalink.
-    Thread { team: Option<String>, post_id: String },
+    Thread {
+        team: Option<String>,
+        post_id: String,
+    },
 }
 
 /// Reads `--to`. A permalink must point at the configured server.
@@ -75,7 +76,12 @@ pub fn parse_target(to: &str, site: &Url) -> anyhow::Result<Target> {
     let Some(rest) = rest else {
         bail!("--to {to}: the permalink is not on the configured server {site}");
     };
-    match rest.trim_matches('/').split('/').collect::<Vec<_>>().as_slice() {
+    match rest
+        .trim_matches('/')
+        .split('/')
+        .collect::<Vec<_>>()
+        .as_slice()
+    {
         [team, "pl", id] if is_mattermost_id(id) => Ok(Target::Thread {
             team: Some(team.to_string()).filter(|t| t != "_redirect"),
             post_id: id.to_string(),
@@ -119,7 +125,9 @@ pub async fn run(
     let (Some(site), Some(api), Some(token)) =
         (&config.site_url, config.api_url(), config.token.clone())
     else {
-        bail!("MATTERMOST_URL and MATTERMOST_TOKEN must be set (`opencode-mattermost doctor` checks them)");
+        bail!(
+            "MATTERMOST_URL and MATTERMOST_TOKEN must be set (`opencode-mattermost doctor` checks them)"
+        );
     };
     let target = parse_target(&options.to, site)?;
     let file = options.file.as_deref().map(local_file).transpose()?;
@@ -142,23 +150,39 @@ pub async fn run(
     let (channel_id, root_id, team, place) = match &target {
         Target::User(name) => {
             let user = rest.user_by_username(name).await.map_err(|e| match e {
-                MattermostError::NotFound { .. } => anyhow::anyhow!("unknown user: no @{name} on {site}"),
+                MattermostError::NotFound { .. } => {
+                    anyhow::anyhow!("unknown user: no @{name} on {site}")
+                }
                 other => other.into(),
             })?;
-            let dm = rest.direct_channel(&me.id, &user.id).await.map_err(|e| {
-                refusal(e, &format!("open a DM with @{}", user.username))
-            })?;
-            (dm.id, String::new(), None, format!("the DM with @{}", user.username))
+            let dm = rest
+                .direct_channel(&me.id, &user.id)
+                .await
+                .map_err(|e| refusal(e, &format!("open a DM with @{}", user.username)))?;
+            (
+                dm.id,
+                String::new(),
+                None,
+                format!("the DM with @{}", user.username),
+            )
         }
         Target::Channel(name) => {
             let team = team_for_channel(&rest, config, options.team.as_deref()).await?;
-            let channel = rest.team_channel(&team.id, name).await.map_err(|e| match e {
-                MattermostError::NotFound { .. } => {
-                    anyhow::anyhow!("unknown channel: no ~{name} in the team {}", team.name)
-                }
-                other => refusal(other, &format!("read ~{name} in the team {}", team.name)),
-            })?;
-            (channel.id, String::new(), Some(team.name), format!("~{name}"))
+            let channel = rest
+                .team_channel(&team.id, name)
+                .await
+                .map_err(|e| match e {
+                    MattermostError::NotFound { .. } => {
+                        anyhow::anyhow!("unknown channel: no ~{name} in the team {}", team.name)
+                    }
+                    other => refusal(other, &format!("read ~{name} in the team {}", team.name)),
+                })?;
+            (
+                channel.id,
+                String::new(),
+                Some(team.name),
+                format!("~{name}"),
+            )
         }
         Target::Thread { team, post_id } => {
             let post = rest.post(post_id).await.map_err(|e| match e {
@@ -167,7 +191,11 @@ pub async fn run(
                 }
                 other => refusal(other, &format!("read the post {post_id}")),
             })?;
-            let root = if post.root_id.is_empty() { post.id } else { post.root_id };
+            let root = if post.root_id.is_empty() {
+                post.id
+            } else {
+                post.root_id
+            };
             let place = format!("the thread of {root}");
             (post.channel_id, root, team.clone(), place)
         }
@@ -175,14 +203,20 @@ pub async fn run(
     let mut file_ids = Vec::new();
     if let Some((path, name, size)) = file {
         if let Some(max) = server.max_file_size().filter(|max| size > *max) {
-            bail!("{} is {size} bytes; this server takes files up to {max} bytes", path.display());
+            bail!(
+                "{} is {size} bytes; this server takes files up to {max} bytes",
+                path.display()
+            );
         }
         let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
         let uploaded = if progress && size >= LARGE_FILE {
             let bar = progress_bar(size, &name);
             let shown = bar.clone();
-            let report: crate::mattermost::probe::Progress = Arc::new(move |n| shown.set_position(n));
-            let done = rest.upload_file_tracked(&channel_id, &name, bytes, report).await;
+            let report: crate::mattermost::probe::Progress =
+                Arc::new(move |n| shown.set_position(n));
+            let done = rest
+                .upload_file_tracked(&channel_id, &name, bytes, report)
+                .await;
             bar.finish_and_clear();
             done
         } else {
@@ -250,13 +284,24 @@ async fn team_for_channel(
     named: Option<&str>,
 ) -> anyhow::Result<Team> {
     let teams = rest.my_teams().await?;
-    let names = || teams.iter().map(|t| t.name.as_str()).collect::<Vec<_>>().join(", ");
+    let names = || {
+        teams
+            .iter()
+            .map(|t| t.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
     if let Some(name) = named {
         return teams
             .iter()
             .find(|t| t.name.eq_ignore_ascii_case(name))
             .cloned()
-            .with_context(|| format!("the bot is not in a team named {name} (it is in: {})", names()));
+            .with_context(|| {
+                format!(
+                    "the bot is not in a team named {name} (it is in: {})",
+                    names()
+                )
+            });
     }
     if let Some(id) = &config.default_channel_id
         && let Ok(channel) = rest.channel(id).await
@@ -267,7 +312,10 @@ async fn team_for_channel(
     match teams.as_slice() {
         [] => bail!("the bot is in no team, so ~channel names nothing: add it to a team"),
         [one] => Ok(one.clone()),
-        _ => bail!("the bot is in several teams ({}): name one with --team", names()),
+        _ => bail!(
+            "the bot is in several teams ({}): name one with --team",
+            names()
+        ),
     }
 }
 
@@ -291,19 +339,31 @@ mod tests {
     #[test]
     fn targets_are_read_and_permalinks_must_be_this_servers() {
         let site = Url::parse("https://chat.example.com/mm").unwrap();
-        assert_eq!(parse_target("@alice", &site).unwrap(), Target::User("alice".into()));
+        assert_eq!(
+            parse_target("@alice", &site).unwrap(),
+            Target::User("alice".into())
+        );
         assert_eq!(
             parse_target("~town-square", &site).unwrap(),
             Target::Channel("town-square".into())
         );
         assert_eq!(
             parse_target(&format!("https://chat.example.com/mm/eng/pl/{ID}"), &site).unwrap(),
-            Target::Thread { team: Some("eng".into()), post_id: ID.into() }
+            Target::Thread {
+                team: Some("eng".into()),
+                post_id: ID.into()
+            }
         );
         assert_eq!(
-            parse_target(&format!("https://chat.example.com:443/mm/_redirect/pl/{ID}"), &site)
-                .unwrap(),
-            Target::Thread { team: None, post_id: ID.into() }
+            parse_target(
+                &format!("https://chat.example.com:443/mm/_redirect/pl/{ID}"),
+                &site
+            )
+            .unwrap(),
+            Target::Thread {
+                team: None,
+                post_id: ID.into()
+            }
         );
         for bad in [
             "alice",

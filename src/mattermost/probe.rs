@@ -53,12 +53,11 @@ impl RestClient {
                 Priority::Normal,
             )
             .await?;
-        let body: Value = serde_json::from_slice(&bytes).map_err(|e| {
-            MattermostError::BadResponse {
+        let body: Value =
+            serde_json::from_slice(&bytes).map_err(|e| MattermostError::BadResponse {
                 action: action.into(),
                 reason: format!("not JSON, so not a Mattermost server: {e}"),
-            }
-        })?;
+            })?;
         Ok(Ping {
             status: body["status"].as_str().unwrap_or_default().to_owned(),
             server_time: server_time(&headers),
@@ -67,7 +66,11 @@ impl RestClient {
     }
 
     /// A channel of a team by its name (the part of its URL after `/channels/`).
-    pub async fn team_channel(&self, team_id: &str, name: &str) -> Result<Channel, MattermostError> {
+    pub async fn team_channel(
+        &self,
+        team_id: &str,
+        name: &str,
+    ) -> Result<Channel, MattermostError> {
         check_id("team id", team_id)?;
         check_name("channel name", name, "-_")?;
         self.json(
@@ -182,7 +185,10 @@ pub async fn websocket(
     let (mut ws, _) = match tokio::time::timeout(wait, connect).await {
         Err(_) => return Err(upgrade(format!("no answer within {wait:?}"))),
         Ok(Err(tungstenite::Error::Http(resp))) => {
-            return Err(upgrade(format!("the server answered HTTP {}", resp.status())));
+            return Err(upgrade(format!(
+                "the server answered HTTP {}",
+                resp.status()
+            )));
         }
         Ok(Err(e)) => return Err(upgrade(e.to_string())),
         Ok(Ok(pair)) => pair,

@@ -726,7 +726,11 @@ pub(super) fn check_id(what: &'static str, id: &str) -> Result<(), MattermostErr
 
 /// A name that goes into a URL path (username, emoji): ASCII letters and
 /// digits plus `extra`, at most 64 characters.
-pub(super) fn check_name(what: &'static str, value: &str, extra: &str) -> Result<(), MattermostError> {
+pub(super) fn check_name(
+    what: &'static str,
+    value: &str,
+    extra: &str,
+) -> Result<(), MattermostError> {
     let ok = !value.is_empty()
         && value.len() <= 64
         && value

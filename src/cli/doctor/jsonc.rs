@@ -73,7 +73,11 @@ fn without_trailing_commas(text: &str) -> String {
             }
         } else if c == ',' {
             let next = chars[i + 1..].iter().find(|c| !c.is_whitespace());
-            out.push(if matches!(next, Some('}' | ']')) { ' ' } else { ',' });
+            out.push(if matches!(next, Some('}' | ']')) {
+                ' '
+            } else {
+                ','
+            });
         } else {
             in_string = c == '"';
             out.push(c);

@@ -105,7 +105,10 @@ pub fn settings(config: &Config) -> Check {
     if problems.is_empty() {
         return Check::pass(
             SETTINGS,
-            format!("{} settings read, none with a problem", config.entries.len()),
+            format!(
+                "{} settings read, none with a problem",
+                config.entries.len()
+            ),
         );
     }
     Check::fail(
@@ -231,9 +234,11 @@ pub fn plugin_registered(project: Option<&Path>) -> Check {
         }
     }
     for folder in &folders {
-        let found = std::fs::read_dir(folder).into_iter().flatten().flatten().find(|e| {
-            e.file_name().to_string_lossy().contains(PACKAGE)
-        });
+        let found = std::fs::read_dir(folder)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .find(|e| e.file_name().to_string_lossy().contains(PACKAGE));
         if let Some(entry) = found {
             return Check::pass(PLUGIN, format!("{} loads it", entry.path().display()));
         }

@@ -170,12 +170,17 @@ async fn reach_and_tls(
     let https = site.scheme() == "https";
     match rest.ping().await {
         Ok(ping) if ping.status == "OK" => {
+            // `X-Version-Id` starts with the version: `9.8.1.<build>.<hash>…`.
             let version = ping
                 .version_id
                 .as_deref()
-                .map(|v| format!(" (X-Version-Id {v})"))
+                .map(|v| v.split('.').take(3).collect::<Vec<_>>().join("."))
+                .map(|v| format!(" (Mattermost {v})"))
                 .unwrap_or_default();
-            let reach = Check::pass(REACH, format!("{site} answers /api/v4/system/ping{version}"));
+            let reach = Check::pass(
+                REACH,
+                format!("{site} answers /api/v4/system/ping{version}"),
+            );
             let now = Utc::now();
             (reach, tls(site, ws), Some((ping, now)))
         }
@@ -291,7 +296,11 @@ async fn team_membership(rest: &RestClient, me: &User) -> Check {
             let names: Vec<String> = teams.iter().map(|t| t.name.clone()).collect();
             Check::pass(TEAM, format!("member of {}", names.join(", ")))
         }
-        Err(e) => Check::fail(TEAM, format!("listing the bot's teams failed: {e}"), "see the error"),
+        Err(e) => Check::fail(
+            TEAM,
+            format!("listing the bot's teams failed: {e}"),
+            "see the error",
+        ),
     }
 }
 
@@ -327,7 +336,11 @@ async fn owner_exists(config: &Config, rest: &RestClient) -> (Check, Option<User
             Some(user),
         ),
         Err(MattermostError::NotFound { .. }) => (
-            Check::fail(OWNER, format!("no user has the id {id} on this server"), fix),
+            Check::fail(
+                OWNER,
+                format!("no user has the id {id} on this server"),
+                fix,
+            ),
             None,
         ),
         Err(e) => (
@@ -341,7 +354,10 @@ async fn dm_possible(rest: &RestClient, me: &User, owner: &User) -> Check {
     match rest.direct_channel(&me.id, &owner.id).await {
         Ok(channel) => Check::pass(
             DM,
-            format!("the DM between @{} and @{} is {}", me.username, owner.username, channel.id),
+            format!(
+                "the DM between @{} and @{} is {}",
+                me.username, owner.username, channel.id
+            ),
         ),
         Err(e) => Check::fail(
             DM,
