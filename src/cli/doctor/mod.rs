@@ -161,7 +161,7 @@ mod tests {
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines[0], "[pass] token        valid");
         assert_eq!(lines[1], "[FAIL] bot account  @alice is\\na person");
-        assert_eq!(lines[2], "                     fix: use a bot");
+        assert_eq!(lines[2], "                    fix: use a bot");
         assert_eq!(lines[3], "[warn] TLS          plain http");
         assert_eq!(lines[5], "[skip] OpenCode     not installed");
         assert_eq!(
