@@ -7,6 +7,10 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
 mod cli_support;
+// Only some of the fixture is needed here.
+#[allow(dead_code)]
+#[path = "bridge_support/shared_store.rs"]
+mod shared_store;
 
 use std::os::unix::fs::PermissionsExt;
 use std::process::Output;
@@ -14,6 +18,8 @@ use std::time::Duration;
 
 use cli_support::{World, text};
 use mattermost_sim::Simulator;
+use opencode_mattermost::store::{ThreadBinding, ThreadStatus, now_millis};
+use shared_store::SharedStore;
 
 /// A setup that passes every check OpenCode aside: the plugin listed in
 /// the global opencode.json, and a state database with the schema.
@@ -367,4 +373,35 @@ async fn a_server_clock_far_off_fails() {
         .configure(|c| c.clock_offset_ms = -(Duration::from_secs(300).as_millis() as i64));
     let (out, report) = doctor(&w, &[], &[]).await;
     assert_fails(&out, &report, "clock skew", "behind this machine's", "NTP");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_configured_store_is_read_on_either_backend() {
+    let mut stores = vec![SharedStore::sqlite()];
+    match SharedStore::postgres_url() {
+        Some(url) => stores.push(SharedStore::postgres(url).await),
+        None => println!("note: no PostgreSQL for this run (OPENCODE_MM_TEST_DATABASE_URL)"),
+    }
+    let w = good_world().await;
+    for shared in stores {
+        let binding = ThreadBinding {
+            root_post_id: "r1".into(),
+            channel_id: "c1".into(),
+            session_id: "ses_1".into(),
+            instance_id: "inst_1".into(),
+            created_by: w.alice.id.clone(),
+            created_at: now_millis(),
+            status: ThreadStatus::Active,
+            model: None,
+        };
+        shared.store.bind_thread(&binding).await.unwrap();
+        let (out, report) = doctor(&w, &[shared.setting()], &[]).await;
+        assert!(out.status.success(), "{}: {report}", shared.kind);
+        let (line, _) = check(&report, "state database");
+        assert!(
+            line.contains("readable (1 thread bindings, 0 schedules)"),
+            "{}: {line}",
+            shared.kind
+        );
+    }
 }
