@@ -159,7 +159,6 @@ pub enum SocketProbeError {
 #[derive(Debug, Clone, PartialEq)]
 pub struct SocketProbe {
     pub connection_id: String,
-    pub server_version: String,
 }
 
 /// Opens a socket the way the link does (`Authorization: Bearer` on the
@@ -216,7 +215,7 @@ pub async fn websocket(
 type Socket =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
-/// The `hello` event's data, if one comes within `wait`.
+/// The `hello` event, if one comes within `wait`.
 async fn first_hello(ws: &mut Socket, wait: Duration) -> Option<SocketProbe> {
     let read = async {
         while let Some(Ok(msg)) = ws.next().await {
@@ -225,10 +224,9 @@ async fn first_hello(ws: &mut Socket, wait: Duration) -> Option<SocketProbe> {
                 continue;
             };
             if frame["event"] == "hello" {
-                let data = &frame["data"];
+                let id = frame["data"]["connection_id"].as_str().unwrap_or("");
                 return Some(SocketProbe {
-                    connection_id: data["connection_id"].as_str().unwrap_or("").to_owned(),
-                    server_version: data["server_version"].as_str().unwrap_or("").to_owned(),
+                    connection_id: id.to_owned(),
                 });
             }
         }

@@ -382,8 +382,8 @@ async fn websocket(config: &Config, token: &Secret) -> Check {
         Ok(hello) => Check::pass(
             SOCKET,
             format!(
-                "{url} upgraded and authenticated (hello: server {}, connection {})",
-                hello.server_version, hello.connection_id
+                "{url} upgraded and authenticated (hello received, connection {})",
+                hello.connection_id
             ),
         ),
         Err(e) => {
