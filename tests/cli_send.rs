@@ -285,3 +285,42 @@ async fn bad_targets_and_empty_messages_are_refused_before_any_request() {
     let out = send(&w, &["--to"], None).await;
     refused(&w, &out, "a value is required for '--to <TARGET>'");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_upload_shows_a_progress_bar_on_a_terminal_only() {
+    let Place { w, town } = place().await;
+    let big = w.home.path().join("big.bin");
+    std::fs::write(&big, vec![1u8; 3 << 20]).unwrap();
+    let bin = env!("CARGO_BIN_EXE_opencode-mattermost");
+    let command = format!(
+        "{bin} send --to ~town --file {} 'on a terminal'",
+        big.display()
+    );
+    // util-linux `script` runs the command on a pseudo-terminal (with a
+    // TERM: indicatif draws nothing on a terminal it takes for dumb).
+    let out =
+        cli_support::run_with("script", w.home.path(), &["-qec", &command, "/dev/null"]).await;
+    let shown = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{shown}");
+    assert!(shown.contains("big.bin ["), "{shown}");
+    assert!(shown.contains("/3.00 MiB"), "{shown}");
+    let post = sent_to(&w, &town.id, "on a terminal");
+    assert_eq!(post.file_ids.len(), 1);
+    // Piped, the same upload draws nothing.
+    let out = send(
+        &w,
+        &["--to", "~town", "--file", big.to_str().unwrap(), "piped"],
+        None,
+    )
+    .await;
+    assert!(out.status.success());
+    assert!(out.stderr.is_empty(), "{}", text(&out.stderr));
+}
+
+fn sent_to(w: &World, channel: &str, message: &str) -> Post {
+    w.sim
+        .posts()
+        .into_iter()
+        .find(|p| p.user_id == w.bot.id && p.channel_id == channel && p.message == message)
+        .unwrap_or_else(|| panic!("no post `{message}`"))
+}

@@ -79,14 +79,8 @@ pub async fn run_in(
     args: &[&str],
     stdin: Option<&[u8]>,
 ) -> Output {
-    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_opencode-mattermost"));
-    cmd.env_clear()
-        .env("HOME", home)
-        .env("XDG_STATE_HOME", home.join("state"))
-        .env("XDG_CONFIG_HOME", home.join("config"))
-        .env("XDG_DATA_HOME", home.join("data"))
-        .current_dir(home)
-        .args(args)
+    let mut cmd = clean(env!("CARGO_BIN_EXE_opencode-mattermost"), home);
+    cmd.args(args)
         .stdin(if stdin.is_some() {
             Stdio::piped()
         } else {
@@ -113,6 +107,29 @@ pub async fn run_in(
         String::from_utf8_lossy(&out.stderr)
     );
     out
+}
+
+/// Another program (on `PATH`) in the same clean environment.
+pub async fn run_with(program: &str, home: &Path, args: &[&str]) -> Output {
+    let mut cmd = clean(program, home);
+    cmd.env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("TERM", "xterm")
+        .args(args)
+        .stdin(Stdio::null())
+        .kill_on_drop(true);
+    cmd.output().await.unwrap()
+}
+
+/// `program` with only a private HOME and its XDG folders.
+fn clean(program: &str, home: &Path) -> tokio::process::Command {
+    let mut cmd = tokio::process::Command::new(program);
+    cmd.env_clear()
+        .env("HOME", home)
+        .env("XDG_STATE_HOME", home.join("state"))
+        .env("XDG_CONFIG_HOME", home.join("config"))
+        .env("XDG_DATA_HOME", home.join("data"))
+        .current_dir(home);
+    cmd
 }
 
 pub fn text(bytes: &[u8]) -> String {
