@@ -298,6 +298,25 @@ async fn an_unsupported_opencode_fails() {
         "is OpenCode 0.15.8",
         "opencode-ai@1.18.33",
     );
+    // One that prints no version, and one that is not there.
+    std::fs::write(&old, "#!/bin/sh\necho 'OpenCode (dev build)'\n").unwrap();
+    let (out, report) = doctor(&w, &[], &["--opencode", old.to_str().unwrap()]).await;
+    assert_fails(
+        &out,
+        &report,
+        "OpenCode version",
+        "not a version",
+        "opencode-ai@1.18.33",
+    );
+    let missing = w.home.path().join("no-opencode");
+    let (out, report) = doctor(&w, &[], &["--opencode", missing.to_str().unwrap()]).await;
+    assert_fails(
+        &out,
+        &report,
+        "OpenCode version",
+        "cannot run",
+        "opencode-ai@1.18.33",
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

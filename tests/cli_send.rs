@@ -231,6 +231,15 @@ async fn a_missing_or_too_big_file_is_an_error() {
     )
     .await;
     refused(&w, &out, "missing.txt: no such file");
+    let dir = w.home.path().to_str().unwrap();
+    let out = send(&w, &["--to", "~town", "--file", dir, "hi"], None).await;
+    refused(&w, &out, "not a regular file");
+    let out = send(&w, &["--to", "~town", "--team", "sales", "hi"], None).await;
+    refused(
+        &w,
+        &out,
+        "the bot is not in a team named sales (it is in: eng)",
+    );
     w.sim.configure(|c| c.max_file_size = 1000);
     let big = w.home.path().join("big.bin");
     std::fs::write(&big, vec![7u8; 1001]).unwrap();

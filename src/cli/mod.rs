@@ -207,6 +207,20 @@ async fn open(config: &Config) -> anyhow::Result<std::sync::Arc<dyn crate::store
         .map_err(|e| anyhow::anyhow!("{e}"))
 }
 
+/// Control characters (a store, a server or a file may hold anything)
+/// shown escaped, so that what a command prints stays one line per item.
+fn one_line(text: &str) -> String {
+    text.chars()
+        .flat_map(|c| {
+            if c.is_control() {
+                c.escape_default().collect::<Vec<_>>()
+            } else {
+                vec![c]
+            }
+        })
+        .collect()
+}
+
 /// A small runtime for one command; the store's calls are async.
 fn block_on<T>(work: impl Future<Output = anyhow::Result<T>>) -> anyhow::Result<T> {
     tokio::runtime::Builder::new_current_thread()

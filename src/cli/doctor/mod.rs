@@ -107,10 +107,10 @@ pub fn render(checks: &[Check]) -> String {
             Status::Fail => "FAIL",
             Status::Skip => "skip",
         };
-        let detail = one_line(&c.detail);
+        let detail = super::one_line(&c.detail);
         writeln!(out, "[{tag}] {:<width$}  {detail}", c.name).ok();
         if let Some(fix) = &c.fix {
-            writeln!(out, "       {:<width$}  fix: {}", "", one_line(fix)).ok();
+            writeln!(out, "       {:<width$}  fix: {}", "", super::one_line(fix)).ok();
         }
     }
     let failed = failures(checks);
@@ -129,20 +129,6 @@ pub fn render(checks: &[Check]) -> String {
 /// How many checks failed.
 pub fn failures(checks: &[Check]) -> usize {
     checks.iter().filter(|c| c.status == Status::Fail).count()
-}
-
-/// Control characters (from a server's or a file's text) shown escaped, so
-/// each check stays on its line.
-fn one_line(text: &str) -> String {
-    text.chars()
-        .flat_map(|c| {
-            if c.is_control() {
-                c.escape_default().collect::<Vec<_>>()
-            } else {
-                vec![c]
-            }
-        })
-        .collect()
 }
 
 #[cfg(test)]
