@@ -6,8 +6,9 @@
 // Test code: panicking on a broken expectation is the point.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
+// Only some of the fixtures are needed here.
+#[allow(dead_code)]
 mod cli_support;
-// Only some of the fixture is needed here.
 #[allow(dead_code)]
 #[path = "bridge_support/shared_store.rs"]
 mod shared_store;
