@@ -380,6 +380,8 @@ fn help_is_there_for_every_subcommand() {
         &["import", "--help"],
         &["sessions", "--help"],
         &["schedules", "--help"],
+        &["doctor", "--help"],
+        &["send", "--help"],
         &["tools", "--help"],
         &["tools", "export", "--help"],
         &["tools", "check", "--help"],

@@ -334,3 +334,33 @@ async fn the_real_rate_limiter_is_obeyed_with_no_lost_or_doubled_post() {
         assert_eq!(mine, want, "task {t}");
     }
 }
+
+#[tokio::test]
+async fn a_tracked_upload_reports_its_bytes_up_to_the_whole_file() {
+    let w = World::new().await;
+    let c = w.bot_client();
+    let bytes: Vec<u8> = (0..300_000u32).map(|i| (i % 253) as u8).collect();
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let record = seen.clone();
+    let progress: opencode_mattermost::mattermost::probe::Progress =
+        Arc::new(move |n| record.lock().unwrap().push(n));
+    let info = c
+        .upload_file_tracked(&w.dm, "big.bin", bytes.clone(), progress)
+        .await
+        .unwrap();
+    assert_eq!(info.size, 300_000);
+    assert_eq!(c.download_file(&info.id, 1 << 20).await.unwrap(), bytes);
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(seen.first(), Some(&0));
+    assert_eq!(seen.last(), Some(&300_000));
+    assert!(seen.len() > 2, "{seen:?}");
+    assert!(seen.windows(2).all(|p| p[0] <= p[1]), "{seen:?}");
+    // The upload declared its length, as a raw upload must.
+    let upload = w
+        .sim
+        .requests()
+        .into_iter()
+        .find(|r| r.path == "/api/v4/files")
+        .unwrap();
+    assert_eq!(upload.body_bytes, 300_000);
+}

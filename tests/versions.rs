@@ -314,3 +314,12 @@ fn version_sh_refuses_malformed_versions_and_changes_nothing() {
     assert_eq!(out.status.code(), Some(2));
     assert_eq!(snapshot(t), before);
 }
+
+#[test]
+fn doctor_judges_opencode_by_the_release_the_tests_run() {
+    use opencode_mattermost::opencode::version::TESTED;
+    let tests = json(&repo().join("tests/opencode/package.json"));
+    assert_eq!(tests["dependencies"]["opencode-ai"], TESTED);
+    let plugin = json(&repo().join("opencode-plugin/package.json"));
+    assert_eq!(plugin["devDependencies"]["@opencode-ai/plugin"], TESTED);
+}

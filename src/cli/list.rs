@@ -165,20 +165,9 @@ fn text(value: &Value) -> String {
 /// Columns padded to their widest cell; control characters (a store may
 /// hold anything) shown escaped so a row stays one line.
 fn render(header: &[&str], rows: &[Vec<String>]) -> String {
-    let clean = |cell: &str| -> String {
-        cell.chars()
-            .flat_map(|c| {
-                if c.is_control() {
-                    c.escape_default().collect::<Vec<_>>()
-                } else {
-                    vec![c]
-                }
-            })
-            .collect()
-    };
     let rows: Vec<Vec<String>> = rows
         .iter()
-        .map(|r| r.iter().map(|c| clean(c)).collect())
+        .map(|r| r.iter().map(|c| super::one_line(c)).collect())
         .collect();
     let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
     for row in &rows {

@@ -4,8 +4,10 @@
 //! caller of one operation and writes its answer to the writer it is given,
 //! never to stdout directly, so tests read exactly what a person sees.
 
+pub mod doctor;
 mod import;
 mod list;
+pub mod send;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -57,6 +59,43 @@ pub enum Command {
         /// One JSON array, for scripts.
         #[arg(long)]
         json: bool,
+    },
+    /// Check the setup: config file, server, TLS, token, bot, team, owner,
+    /// DM, WebSocket, OpenCode, plugin registration, state database and
+    /// clock. One line per check, with the fix for each failure; the exit
+    /// code is 0 only when none failed. Needs no OpenCode.
+    Doctor {
+        /// The OpenCode executable to check (default: `opencode` on PATH).
+        #[arg(long, value_name = "PATH")]
+        opencode: Option<PathBuf>,
+        /// The project whose opencode.json may register the plugin
+        /// (default: the working directory).
+        #[arg(long, value_name = "DIR")]
+        project: Option<PathBuf>,
+    },
+    /// Post as the bot, from a script or CI: to a person's DM (`@user`), a
+    /// channel of the bot's team (`~channel`), or a thread (a post's
+    /// permalink). Prints the new post's permalink.
+    ///
+    /// Examples: `send --to @alice "deploy done"`,
+    /// `make test 2>&1 | tail -50 | send --to ~ci`,
+    /// `send --to https://chat.example.com/eng/pl/<post id> --file report.pdf`.
+    Send {
+        /// @user, ~channel, or a post's permalink (https://host/team/pl/<post id>).
+        #[arg(long, value_name = "TARGET")]
+        to: String,
+        /// A file to attach (uploaded first; a progress bar shows on a
+        /// terminal for large ones).
+        #[arg(long, value_name = "PATH")]
+        file: Option<PathBuf>,
+        /// The team of a ~channel, when the bot is in several (default: the
+        /// default channel's team, else the bot's only team).
+        #[arg(long, value_name = "NAME")]
+        team: Option<String>,
+        /// The message; `-`, or none with stdin not a terminal, reads it
+        /// from stdin.
+        #[arg(value_name = "TEXT")]
+        text: Option<String>,
     },
 }
 
@@ -114,6 +153,35 @@ pub fn execute(command: Command, out: &mut dyn Write) -> anyhow::Result<()> {
             })?;
             write!(out, "{text}")?;
         }
+        Command::Doctor { opencode, project } => {
+            let config = Config::load();
+            let options = doctor::Options { opencode, project };
+            let checks = block_on(async { Ok(doctor::run(&config, &options).await) })?;
+            write!(out, "{}", doctor::render(&checks))?;
+            let failed = doctor::failures(&checks);
+            if failed > 0 {
+                out.flush()?;
+                bail!("{failed} of {} checks failed", checks.len());
+            }
+        }
+        Command::Send {
+            to,
+            file,
+            team,
+            text,
+        } => {
+            let config = Config::load();
+            let options = send::SendOptions {
+                to,
+                file,
+                team,
+                text,
+            };
+            let message = send::message(options.text.clone())?;
+            let progress = std::io::IsTerminal::is_terminal(&std::io::stderr());
+            let link = block_on(send::run(&config, &options, &message, progress))?;
+            writeln!(out, "{link}")?;
+        }
     }
     Ok(())
 }
@@ -137,6 +205,20 @@ async fn open(config: &Config) -> anyhow::Result<std::sync::Arc<dyn crate::store
     crate::app::open_store(config)
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+/// Control characters (a store, a server or a file may hold anything)
+/// shown escaped, so that what a command prints stays one line per item.
+fn one_line(text: &str) -> String {
+    text.chars()
+        .flat_map(|c| {
+            if c.is_control() {
+                c.escape_default().collect::<Vec<_>>()
+            } else {
+                vec![c]
+            }
+        })
+        .collect()
 }
 
 /// A small runtime for one command; the store's calls are async.

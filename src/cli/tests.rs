@@ -29,6 +29,8 @@ fn every_subcommand_has_help() {
         &["import", "--help"],
         &["sessions", "--help"],
         &["schedules", "--help"],
+        &["doctor", "--help"],
+        &["send", "--help"],
     ] {
         let err = parse(args).unwrap_err();
         assert_eq!(err.kind(), ErrorKind::DisplayHelp, "{args:?}");
@@ -41,6 +43,19 @@ fn every_subcommand_has_help() {
     let import = parse(&["import", "--help"]).unwrap_err().to_string();
     assert!(import.contains("--from <DIR>"), "{import}");
     assert!(import.contains("--directory <DIR>"), "{import}");
+    let send = parse(&["send", "--help"]).unwrap_err().to_string();
+    for part in [
+        "--to <TARGET>",
+        "--file <PATH>",
+        "--team <NAME>",
+        "[TEXT]",
+        "stdin",
+    ] {
+        assert!(send.contains(part), "{part}: {send}");
+    }
+    let doctor = parse(&["doctor", "--help"]).unwrap_err().to_string();
+    assert!(doctor.contains("--opencode <PATH>"), "{doctor}");
+    assert!(doctor.contains("exit code"), "{doctor}");
     assert!(
         parse(&["sessions", "--help"])
             .unwrap_err()
@@ -74,6 +89,30 @@ fn subcommands_parse_with_their_defaults() {
         parse(&["schedules", "--json"]).unwrap().command,
         Some(Command::Schedules { json: true })
     ));
+    match parse(&["send", "--to", "~ci", "--file", "r.pdf", "-"])
+        .unwrap()
+        .command
+    {
+        Some(Command::Send {
+            to,
+            file,
+            team,
+            text,
+        }) => {
+            assert_eq!(to, "~ci");
+            assert_eq!(file, Some(PathBuf::from("r.pdf")));
+            assert_eq!(team, None);
+            assert_eq!(text.as_deref(), Some("-"));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(
+        parse(&["doctor"]).unwrap().command,
+        Some(Command::Doctor {
+            opencode: None,
+            project: None
+        })
+    ));
     assert!(matches!(
         parse(&["sessions"]).unwrap().command,
         Some(Command::Sessions { json: false })
@@ -94,6 +133,14 @@ fn malformed_command_lines_are_refused() {
             ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand,
         ),
         (&["--verbose"], ErrorKind::UnknownArgument),
+        (&["send", "hi"], ErrorKind::MissingRequiredArgument),
+        (&["send", "--to"], ErrorKind::InvalidValue),
+        (
+            &["send", "--to", "@a", "one", "two"],
+            ErrorKind::UnknownArgument,
+        ),
+        (&["doctor", "--opencode"], ErrorKind::InvalidValue),
+        (&["doctor", "extra"], ErrorKind::UnknownArgument),
     ] {
         let err = parse(args).unwrap_err();
         assert_eq!(err.kind(), kind, "{args:?}: {err}");

@@ -22,6 +22,7 @@ use std::time::Duration;
 
 pub use report::{Entry, Origin, Problem};
 pub use secret::Secret;
+pub use settings::is_loopback;
 use url::Url;
 pub use values::is_mattermost_id;
 

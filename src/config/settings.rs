@@ -307,7 +307,7 @@ const RETIRED: &[(&str, &str)] = &[
 ];
 
 /// Whether a URL's host is this machine.
-fn is_loopback(url: &url::Url) -> bool {
+pub fn is_loopback(url: &url::Url) -> bool {
     match url.host() {
         Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
         Some(url::Host::Ipv4(ip)) => ip.is_loopback(),

@@ -15,12 +15,18 @@ impl Config {
     /// default one under `$XDG_CONFIG_HOME/opencode-mattermost/config.toml`).
     pub fn load() -> Self {
         let env = |k: &str| std::env::var(k).ok();
-        let path = env(CONFIG_FILE_ENV)
-            .map(PathBuf::from)
-            .or_else(|| default_config_file(&env));
-        let explicit = env(CONFIG_FILE_ENV).is_some();
-        let file = path.and_then(|p| read_file(p, explicit));
+        let file = Self::file_location().and_then(|(p, explicit)| read_file(p, explicit));
         Self::from_sources(&env, file)
+    }
+
+    /// The config file [`Config::load`] reads from this environment (it may
+    /// not exist), and whether `OPENCODE_MM_CONFIG` named it.
+    pub fn file_location() -> Option<(PathBuf, bool)> {
+        let env = |k: &str| std::env::var(k).ok();
+        match env(CONFIG_FILE_ENV) {
+            Some(named) => Some((PathBuf::from(named), true)),
+            None => default_config_file(&env).map(|p| (p, false)),
+        }
     }
 }
 

@@ -5,6 +5,7 @@
 pub mod budget;
 pub mod connection;
 pub mod error;
+pub mod probe;
 pub mod rest;
 pub mod types;
 pub mod ws;

@@ -79,10 +79,12 @@ pub struct RestClient {
     pending_seq: AtomicU64,
 }
 
-enum Body {
+pub(super) enum Body {
     None,
     Json(Value),
     Bytes(Vec<u8>),
+    /// Raw bytes sent in chunks, each reported as it leaves (see `probe`).
+    Tracked(Vec<u8>, super::probe::Progress),
 }
 
 impl RestClient {
@@ -120,7 +122,7 @@ impl RestClient {
     }
 
     /// Send one logical request, retrying as the policy allows.
-    async fn call(
+    pub(super) async fn call(
         &self,
         method: Method,
         path: &str,
@@ -147,6 +149,7 @@ impl RestClient {
                 Body::None => req,
                 Body::Json(v) => req.json(v),
                 Body::Bytes(b) => req.body(b.clone()),
+                Body::Tracked(b, progress) => super::probe::tracked(req, b, progress),
             };
             let outcome = req.send().await;
             let retryable_err = match outcome {
@@ -285,7 +288,7 @@ impl RestClient {
         }
     }
 
-    async fn json<T: DeserializeOwned>(
+    pub(super) async fn json<T: DeserializeOwned>(
         &self,
         method: Method,
         path: &str,
@@ -523,6 +526,15 @@ impl RestClient {
         filename: &str,
         bytes: Vec<u8>,
     ) -> Result<FileInfo, MattermostError> {
+        self.upload(channel_id, filename, Body::Bytes(bytes)).await
+    }
+
+    pub(super) async fn upload(
+        &self,
+        channel_id: &str,
+        filename: &str,
+        body: Body,
+    ) -> Result<FileInfo, MattermostError> {
         check_id("channel id", channel_id)?;
         if filename.is_empty() || filename.chars().any(char::is_control) {
             return Err(MattermostError::InvalidInput {
@@ -539,7 +551,7 @@ impl RestClient {
                     ("channel_id", channel_id.to_owned()),
                     ("filename", filename.to_owned()),
                 ],
-                Body::Bytes(bytes),
+                body,
                 Priority::Normal,
             )
             .await?;
@@ -701,7 +713,7 @@ fn pending_post_id(user_id: &str, seq: &AtomicU64) -> String {
     )
 }
 
-fn check_id(what: &'static str, id: &str) -> Result<(), MattermostError> {
+pub(super) fn check_id(what: &'static str, id: &str) -> Result<(), MattermostError> {
     if is_mattermost_id(id) {
         Ok(())
     } else {
@@ -714,7 +726,11 @@ fn check_id(what: &'static str, id: &str) -> Result<(), MattermostError> {
 
 /// A name that goes into a URL path (username, emoji): ASCII letters and
 /// digits plus `extra`, at most 64 characters.
-fn check_name(what: &'static str, value: &str, extra: &str) -> Result<(), MattermostError> {
+pub(super) fn check_name(
+    what: &'static str,
+    value: &str,
+    extra: &str,
+) -> Result<(), MattermostError> {
     let ok = !value.is_empty()
         && value.len() <= 64
         && value

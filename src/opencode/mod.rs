@@ -10,6 +10,7 @@ pub mod events;
 pub mod message;
 mod shim;
 mod types;
+pub mod version;
 
 use std::collections::BTreeMap;
 

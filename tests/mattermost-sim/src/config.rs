@@ -27,6 +27,11 @@ pub struct SimConfig {
     pub ws_inactive_reap: Duration,
     /// Window in which a repeated `pending_post_id` returns the first post (real: 30 s).
     pub pending_post_ttl: Duration,
+    /// How far the server's clock is off this machine's, in milliseconds
+    /// (negative: behind): its `Date` header and the WebSocket ping's
+    /// `server_time` read this much ahead. Post times keep the shared,
+    /// strictly increasing clock, so the order of posts stays testable.
+    pub clock_offset_ms: i64,
 }
 
 impl Default for SimConfig {
@@ -43,6 +48,7 @@ impl Default for SimConfig {
             ws_send_queue: 256,
             ws_inactive_reap: Duration::from_secs(300),
             pending_post_ttl: Duration::from_secs(30),
+            clock_offset_ms: 0,
         }
     }
 }

@@ -243,6 +243,7 @@ struct ConfigReq {
     max_post_size: Option<usize>,
     enable_file_attachments: Option<bool>,
     post_edit_time_limit: Option<i64>,
+    clock_offset_ms: Option<i64>,
 }
 
 type S = State<Arc<Sim>>;
@@ -435,6 +436,9 @@ async fn config(State(sim): S, Json(r): Json<ConfigReq>) -> Json<Value> {
         }
         if let Some(v) = r.post_edit_time_limit {
             c.post_edit_time_limit = v;
+        }
+        if let Some(v) = r.clock_offset_ms {
+            c.clock_offset_ms = v;
         }
     });
     Json(json!({"status": "OK"}))

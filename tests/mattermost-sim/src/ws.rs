@@ -632,7 +632,7 @@ impl SocketTask {
             "ping" => Ok(Some(json!({
                 "text": "pong",
                 "version": SERVER_VERSION,
-                "server_time": wall_ms(),
+                "server_time": wall_ms() + self.sim.config().clock_offset_ms,
                 "node_id": "",
             }))),
             "user_typing" => {

@@ -334,3 +334,24 @@ async fn http_control_api_drives_the_simulator() {
     send(w.http.delete(ctl("/requests"))).await;
     assert!(w.sim.requests().is_empty());
 }
+
+#[tokio::test]
+async fn a_clock_offset_moves_the_date_header() {
+    let w = World::new().await;
+    let date = |resp: &reqwest::Response| {
+        let text = resp.headers()["date"].to_str().unwrap().to_owned();
+        httpdate::parse_http_date(&text).unwrap()
+    };
+    let resp = w.req(Method::GET, "/system/ping", "").send().await.unwrap();
+    let now = std::time::SystemTime::now();
+    let skew = |at: std::time::SystemTime| {
+        at.duration_since(now)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or_else(|e| -(e.duration().as_secs() as i64))
+    };
+    assert!(skew(date(&resp)).abs() <= 2, "{:?}", resp.headers());
+    w.sim.configure(|c| c.clock_offset_ms = -600_000);
+    let resp = w.req(Method::GET, "/system/ping", "").send().await.unwrap();
+    assert!((skew(date(&resp)) + 600).abs() <= 2, "{:?}", resp.headers());
+    assert_eq!(resp.headers().get_all("date").iter().count(), 1);
+}

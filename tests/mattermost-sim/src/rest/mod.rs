@@ -275,6 +275,7 @@ async fn observe(State(sim): State<Arc<Sim>>, req: Request, next: Next) -> Respo
     if let Some(d) = rate {
         set_rate_headers(&mut resp, d);
     }
+    set_date(&mut resp, sim.config().clock_offset_ms);
     sim.requests.lock().push(RequestRecord {
         method,
         path,
@@ -285,6 +286,20 @@ async fn observe(State(sim): State<Arc<Sim>>, req: Request, next: Next) -> Respo
         body_bytes,
     });
     resp
+}
+
+/// `Date` from the server's clock, which may be set off this machine's.
+fn set_date(resp: &mut Response, offset_ms: i64) {
+    let now = std::time::SystemTime::now();
+    let offset = std::time::Duration::from_millis(offset_ms.unsigned_abs());
+    let at = if offset_ms >= 0 {
+        now.checked_add(offset)
+    } else {
+        now.checked_sub(offset)
+    };
+    if let Ok(v) = HeaderValue::from_str(&httpdate::fmt_http_date(at.unwrap_or(now))) {
+        resp.headers_mut().insert(header::DATE, v);
+    }
 }
 
 /// The rate limiter's refusal: plain text, not an AppError.
