@@ -62,6 +62,9 @@ pub struct ServerLimit {
 /// counted yet. Outstanding until dropped (answered, failed or abandoned).
 pub struct Ticket<'a> {
     n: u64,
+    /// Requests unanswered when this one was taken: any of them may reach
+    /// the server after it.
+    ahead: u64,
     budget: Option<&'a RateBudget>,
 }
 
@@ -69,7 +72,11 @@ impl Ticket<'_> {
     /// A ticket no budget tracks (tests of `observe`).
     #[cfg(test)]
     fn detached(n: u64) -> Ticket<'static> {
-        Ticket { n, budget: None }
+        Ticket {
+            n,
+            ahead: 0,
+            budget: None,
+        }
     }
 }
 
@@ -82,7 +89,8 @@ impl std::fmt::Debug for Ticket<'_> {
 impl Drop for Ticket<'_> {
     fn drop(&mut self) {
         if let Some(budget) = self.budget {
-            budget.lock().outstanding.remove(&self.n);
+            let mut s = budget.lock();
+            s.in_flight = s.in_flight.saturating_sub(1);
         }
     }
 }
@@ -97,7 +105,7 @@ struct State {
     /// Tokens taken so far; a [`Ticket`] holds the count at its taking.
     taken: u64,
     /// Tickets whose request has not been answered yet.
-    outstanding: std::collections::BTreeSet<u64>,
+    in_flight: u64,
     /// Nothing may be sent before this (429 or an empty server bucket).
     blocked_until: Option<Instant>,
     waiting: [usize; 3],
@@ -145,7 +153,7 @@ impl RateBudget {
                 server_rate: None,
                 last_refill: Instant::now(),
                 taken: 0,
-                outstanding: std::collections::BTreeSet::new(),
+                in_flight: 0,
                 blocked_until: None,
                 waiting: [0; 3],
                 stats: BudgetStats::default(),
@@ -192,9 +200,11 @@ impl RateBudget {
                             s.stats.waited += started.elapsed();
                         }
                         let n = s.taken;
-                        s.outstanding.insert(n);
+                        let ahead = s.in_flight;
+                        s.in_flight += 1;
                         return Ticket {
                             n,
+                            ahead,
                             budget: Some(self),
                         };
                     }
@@ -250,11 +260,11 @@ impl RateBudget {
             // The server's count is the truth, up as well as down: the
             // refill rate is only a lower bound, and near a full bucket a
             // poor one. Not in the server's number, perhaps: requests that
-            // took a token after this one (answered or not), and earlier
-            // ones still unanswered (they may arrive after this one did).
+            // took a token after this one (answered or not), and those
+            // still unanswered when it was taken (any may have reached the
+            // server after it, even if answered by now).
             let later = s.taken.saturating_sub(ticket.n);
-            let earlier = s.outstanding.range(..ticket.n).count() as u64;
-            let uncounted = (later + earlier) as f64;
+            let uncounted = (later + ticket.ahead) as f64;
             s.tokens = (remaining as f64 - uncounted).clamp(0.0, s.burst);
             if remaining == 0
                 && let Some(reset) = server.reset
@@ -470,8 +480,8 @@ mod tests {
         let first = b.acquire(Priority::Normal).await;
         let second = b.acquire(Priority::Normal).await;
         let third = b.acquire(Priority::Normal).await;
-        // The second is answered first: the first may reach the server
-        // after it, the third surely did.
+        // The second is answered first: the first may have reached the
+        // server after it, the third surely did.
         let report = ServerLimit {
             limit: Some(101),
             remaining: Some(10),
@@ -481,10 +491,7 @@ mod tests {
         assert_eq!(b.lock().tokens, 8.0);
         drop(first);
         drop(third);
-        assert!(
-            b.lock().outstanding.is_empty(),
-            "dropped tickets are answered"
-        );
+        assert_eq!(b.lock().in_flight, 0, "dropped tickets are answered");
     }
 
     #[tokio::test(start_paused = true)]

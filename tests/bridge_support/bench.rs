@@ -144,6 +144,7 @@ impl Burst {
             })
             .collect();
         let mut b = Burst::default();
+        let mut slowest_token = 0;
         for card in cards {
             let Some(tag) = card
                 .message
@@ -173,6 +174,7 @@ impl Burst {
                 b.first_visible_ms.push(took as f64);
                 // Where the slowest one's time went, from the burst's start.
                 if b.slowest.as_ref().is_none_or(|(worst, _)| took > *worst) {
+                    slowest_token = *token;
                     let first_post = posts.iter().map(|p| p.create_at).min().unwrap_or(0);
                     b.slowest = Some((
                         took,
@@ -212,6 +214,19 @@ impl Burst {
             .into_iter()
             .filter(|r| r.at >= since_ms)
             .collect();
+        if let Some((took, timeline)) = &mut b.slowest {
+            // What the server saw while the slowest first text waited.
+            let (from, to) = (slowest_token, slowest_token + *took);
+            let during: Vec<&RequestRecord> = requests
+                .iter()
+                .filter(|r| r.at >= from && r.at < to)
+                .collect();
+            let limited = during.iter().filter(|r| r.status == 429).count();
+            timeline.push_str(&format!(
+                "; meanwhile the server answered {} requests ({limited} with 429)",
+                during.len()
+            ));
+        }
         b.requests = requests.len();
         b.request_bytes = requests.iter().map(|r| r.body_bytes).sum();
         b.rate_limited = requests.iter().filter(|r| r.status == 429).count();
