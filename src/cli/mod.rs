@@ -6,6 +6,7 @@
 
 mod import;
 mod list;
+mod setup;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -16,6 +17,7 @@ use clap::{Parser, Subcommand};
 use crate::config::Config;
 
 pub use import::{ImportOptions, ImportReport, Outcome};
+pub use setup::{Scope, SetupArgs};
 
 /// Drive OpenCode sessions from Mattermost.
 ///
@@ -58,6 +60,7 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    Setup(SetupArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -114,6 +117,7 @@ pub fn execute(command: Command, out: &mut dyn Write) -> anyhow::Result<()> {
             })?;
             write!(out, "{text}")?;
         }
+        Command::Setup(args) => setup::run(args, out)?,
     }
     Ok(())
 }

@@ -15,12 +15,18 @@ impl Config {
     /// default one under `$XDG_CONFIG_HOME/opencode-mattermost/config.toml`).
     pub fn load() -> Self {
         let env = |k: &str| std::env::var(k).ok();
-        let path = env(CONFIG_FILE_ENV)
-            .map(PathBuf::from)
-            .or_else(|| default_config_file(&env));
         let explicit = env(CONFIG_FILE_ENV).is_some();
-        let file = path.and_then(|p| read_file(p, explicit));
+        let file = Self::file_path(&env).and_then(|p| read_file(p, explicit));
         Self::from_sources(&env, file)
+    }
+
+    /// The config file [`Config::load`] reads: the one `OPENCODE_MM_CONFIG`
+    /// names, else the default one (`None` with neither a config dir nor a
+    /// home to find it in).
+    pub fn file_path(env: &dyn Fn(&str) -> Option<String>) -> Option<PathBuf> {
+        env(CONFIG_FILE_ENV)
+            .map(PathBuf::from)
+            .or_else(|| default_config_file(env))
     }
 }
 
