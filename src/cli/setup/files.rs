@@ -118,13 +118,18 @@ fn parent(path: &Path) -> PathBuf {
     }
 }
 
-/// What registering the plugin did.
+/// What registering the plugin will do, worked out (every file read and
+/// checked) before anything is written.
 #[derive(Debug, PartialEq)]
-pub enum Registered {
-    /// The entry was added to (or a new file made at) this path.
-    Added(PathBuf),
-    /// This file already loads the plugin, through this entry.
+pub enum Registration {
+    /// Nothing: this file already loads the plugin, through this entry.
     Already(PathBuf, String),
+    /// Write `text` to `path` (a new file when `mode` is `None`).
+    Write {
+        path: PathBuf,
+        text: String,
+        mode: Option<u32>,
+    },
 }
 
 /// The config files OpenCode reads in a directory, in the order `setup`
@@ -153,42 +158,58 @@ pub fn registration(
     Ok(None)
 }
 
-/// Register `entry` in the OpenCode config of `dir` (the global config
-/// directory or a project): in the first of `opencode.json`,
+/// How to register `entry` in the OpenCode config of `dir` (the global
+/// config directory or a project): in the first of `opencode.json`,
 /// `opencode.jsonc` that exists, else a new `opencode.json`. Any config
 /// file OpenCode reads there that already loads the plugin counts.
-pub fn register(dir: &Path, entry: &str, also_read: &[&str]) -> anyhow::Result<Registered> {
+pub fn plan(dir: &Path, entry: &str, also_read: &[&str]) -> anyhow::Result<Registration> {
     if let Some((path, found)) = registration(dir, entry, also_read)? {
-        return Ok(Registered::Already(path, found));
+        return Ok(Registration::Already(path, found));
     }
-    let names = CONFIG_NAMES;
-    let target = names
+    let target = CONFIG_NAMES
         .iter()
         .map(|n| dir.join(n))
         .find(|p| p.exists())
-        .unwrap_or_else(|| dir.join(names[0]));
+        .unwrap_or_else(|| dir.join(CONFIG_NAMES[0]));
     let Some(text) = read_optional(&target)? else {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         let text = serde_json::to_string_pretty(&serde_json::json!({
             "$schema": "https://opencode.ai/config.json",
             "plugin": [entry],
         }))?;
-        replace(&target, &format!("{text}\n"), 0o644)?;
-        return Ok(Registered::Added(target));
+        return Ok(Registration::Write {
+            path: target,
+            text: format!("{text}\n"),
+            mode: None,
+        });
     };
-    let new_text = match jsonc::add_plugin(&text, entry).map_err(|e| refusal(&target, entry, &e))? {
+    let text = match jsonc::add_plugin(&text, entry).map_err(|e| refusal(&target, entry, &e))? {
         Added::Inserted(t) => t,
-        Added::AlreadyThere(found) => return Ok(Registered::Already(target, found)),
+        Added::AlreadyThere(found) => return Ok(Registration::Already(target, found)),
     };
     // Through a symlink (dotfiles) to the real file, keeping its mode.
-    let real = std::fs::canonicalize(&target)
+    let path = std::fs::canonicalize(&target)
         .with_context(|| format!("resolving {}", target.display()))?;
-    let mode = std::fs::metadata(&real)
-        .with_context(|| format!("reading {}", real.display()))?
+    let mode = std::fs::metadata(&path)
+        .with_context(|| format!("reading {}", path.display()))?
         .permissions()
         .mode();
-    replace(&real, &new_text, mode & 0o7777)?;
-    Ok(Registered::Added(target))
+    Ok(Registration::Write {
+        path,
+        text,
+        mode: Some(mode & 0o7777),
+    })
+}
+
+/// Carry out a planned registration.
+pub fn apply(plan: &Registration) -> anyhow::Result<()> {
+    let Registration::Write { path, text, mode } = plan else {
+        return Ok(());
+    };
+    if mode.is_none() {
+        let dir = parent(path);
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    replace(path, text, mode.unwrap_or(0o644))
 }
 
 fn read_optional(path: &Path) -> anyhow::Result<Option<String>> {

@@ -25,7 +25,7 @@ use crate::config::{Config, Secret};
 use crate::mattermost::types::{Channel, Team, User};
 use crate::mattermost::{MattermostError, RateBudget, RestClient, RetryPolicy};
 use ask::Ask;
-use files::Registered;
+use files::Registration;
 
 /// The package OpenCode installs for the plugin.
 pub const PLUGIN_PACKAGE: &str = "opencode-mattermost";
@@ -124,6 +124,10 @@ async fn setup(
 
     let channel = default_channel(&args, &ask, &link, &bot, &owner, out).await?;
 
+    let global = opencode_config_dir(env);
+    let scope = scope(&args, &ask, global.as_deref(), cwd)?;
+    let registration = plan_registration(scope, global.as_deref(), cwd)?;
+
     let path = Config::file_path(env)
         .context("no place for the config file: set HOME, XDG_CONFIG_HOME or OPENCODE_MM_CONFIG")?;
     files::check_regular(&path)?;
@@ -152,7 +156,7 @@ async fn setup(
         )?;
     }
 
-    register(&args, &ask, env, cwd, out)?;
+    register(registration, out)?;
     writeln!(
         out,
         "Next: start OpenCode (`opencode`, or `opencode serve` for several clients) and ask it \
@@ -494,67 +498,71 @@ fn opencode_config_dir(env: &dyn Fn(&str) -> Option<String>) -> Option<PathBuf> 
         .map(|base| base.join("opencode"))
 }
 
-/// Name the plugin in OpenCode's global or the project's config.
-fn register(
-    args: &SetupArgs,
-    ask: &Ask,
-    env: &dyn Fn(&str) -> Option<String>,
+/// Where to register the plugin: the flag, the default of --yes, or asked.
+fn scope(args: &SetupArgs, ask: &Ask, global: Option<&Path>, cwd: &Path) -> anyhow::Result<Scope> {
+    if let Some(s) = args.scope {
+        return Ok(s);
+    }
+    if !ask.interactive() {
+        return Ok(Scope::Global);
+    }
+    let global_text = global.map_or("(no home directory)".into(), |g| g.display().to_string());
+    let items = [
+        format!("every project ({global_text})"),
+        format!("this project only ({})", cwd.display()),
+        "do not register it".to_owned(),
+    ];
+    let i = ask.choose("Load the plugin in", "--scope", &items)?;
+    Ok([Scope::Global, Scope::Project, Scope::None][i.min(2)])
+}
+
+/// What naming the plugin in OpenCode's global or the project's config
+/// will do, or why nothing: every file is read and checked now, before
+/// the config file is written.
+fn plan_registration(
+    scope: Scope,
+    global: Option<&Path>,
     cwd: &Path,
-    out: &mut dyn Write,
-) -> anyhow::Result<()> {
-    let global = opencode_config_dir(env);
-    let scope = match args.scope {
-        Some(s) => s,
-        None if !ask.interactive() => Scope::Global,
-        None => {
-            let global_text = global
-                .as_ref()
-                .map_or("(no home directory)".into(), |g| g.display().to_string());
-            let items = [
-                format!("every project ({global_text})"),
-                format!("this project only ({})", cwd.display()),
-                "do not register it".to_owned(),
-            ];
-            [Scope::Global, Scope::Project, Scope::None]
-                [ask.choose("Load the plugin in", "--scope", &items)?.min(2)]
-        }
-    };
+) -> anyhow::Result<Option<Registration>> {
     if scope == Scope::None {
-        writeln!(
-            out,
-            "Plugin not registered: add \"{PLUGIN_PACKAGE}\" to the \"plugin\" list of an \
-             opencode.json to load it"
-        )?;
-        return Ok(());
+        return Ok(None);
     }
     let global = global.context(
         "no OpenCode config directory: set HOME or XDG_CONFIG_HOME (or use --scope none)",
     )?;
-    if let Some(file) = files::source_install(&global) {
-        writeln!(
-            out,
-            "Plugin already loaded by {} (a source install): not named again",
-            file.display()
-        )?;
-        return Ok(());
+    if let Some(file) = files::source_install(global) {
+        // A source install names no package; it loads the shim from a file.
+        return Ok(Some(Registration::Already(file, "source install".into())));
     }
-    let done = match scope {
+    Ok(Some(match scope {
         // Named globally already: a project entry would load it twice.
-        Scope::Project => match files::registration(&global, PLUGIN_PACKAGE, GLOBAL_ALSO)? {
-            Some((path, entry)) => Registered::Already(path, entry),
-            None => files::register(cwd, PLUGIN_PACKAGE, &[])?,
+        Scope::Project => match files::registration(global, PLUGIN_PACKAGE, GLOBAL_ALSO)? {
+            Some((path, entry)) => Registration::Already(path, entry),
+            None => files::plan(cwd, PLUGIN_PACKAGE, &[])?,
         },
-        _ => files::register(&global, PLUGIN_PACKAGE, GLOBAL_ALSO)?,
-    };
-    match done {
-        Registered::Added(path) => {
-            writeln!(out, "Registered \"{PLUGIN_PACKAGE}\" in {}", path.display())?
-        }
-        Registered::Already(path, entry) => writeln!(
+        _ => files::plan(global, PLUGIN_PACKAGE, GLOBAL_ALSO)?,
+    }))
+}
+
+/// Register the plugin as planned, and say what happened.
+fn register(plan: Option<Registration>, out: &mut dyn Write) -> anyhow::Result<()> {
+    match plan {
+        None => writeln!(
             out,
-            "Plugin already registered in {} (\"{entry}\")",
+            "Plugin not registered: add \"{PLUGIN_PACKAGE}\" to the \"plugin\" list of an \
+             opencode.json to load it"
+        )?,
+        Some(Registration::Already(path, entry)) => writeln!(
+            out,
+            "Plugin already registered in {} ({entry}): not named again",
             path.display()
         )?,
+        Some(plan @ Registration::Write { .. }) => {
+            files::apply(&plan)?;
+            if let Registration::Write { path, .. } = &plan {
+                writeln!(out, "Registered \"{PLUGIN_PACKAGE}\" in {}", path.display())?;
+            }
+        }
     }
     Ok(())
 }
