@@ -3,10 +3,10 @@
 # these machines are noisy, so compare medians and ratios between runs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build --release --quiet
+cargo build --release --locked --quiet
 (cd tests/opencode && [ -d node_modules ] || npm install --no-audit --no-fund --loglevel=error)
 (cd opencode-plugin && [ -d node_modules ] || npm install --no-audit --no-fund --loglevel=error)
-bin="$PWD/target/release/opencode-mattermost"
+bin="${CARGO_TARGET_DIR:-$PWD/target}/release/opencode-mattermost"
 echo "agent binary: $(stat -c %s "$bin") bytes, $(du -h "$bin" | cut -f1) ($bin)"
 OPENCODE_MATTERMOST_BIN="$bin" XDG_STATE_HOME="$(mktemp -d)" OPENCODE_MM_LOG=warn \
   tests/opencode/node_modules/.bin/bun run tests/shim/bench.ts

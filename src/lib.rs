@@ -38,6 +38,7 @@ pub mod sessions;
 pub mod store;
 pub mod tools;
 pub mod tui;
+pub mod tz;
 
 use std::sync::Arc;
 

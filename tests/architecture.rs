@@ -17,7 +17,7 @@ use std::{fs, path::Path};
 #[rustfmt::skip]
 const LAYERS: &[(&str, u8)] = &[
     ("rpc", 0), ("config", 0), ("store", 0), ("mattermost", 0), ("opencode", 0),
-    ("access", 0), ("render", 0), ("logging", 0), ("private_fs", 0),
+    ("access", 0), ("render", 0), ("logging", 0), ("private_fs", 0), ("tz", 0),
     ("app", 1),
     ("sessions", 2),
     ("commands", 3), ("asks", 3), ("files", 3), ("monitor", 3), ("scheduler", 3),

@@ -148,7 +148,7 @@ async fn scheduled_and_on_demand_runs_dm_the_full_output() {
         .unwrap()
         .with_nanosecond(0)
         .unwrap();
-    let local = due.with_timezone(&chrono_tz::Asia::Kolkata);
+    let local = due.with_timezone(&opencode_mattermost::tz::Zone::get("Asia/Kolkata").unwrap());
     let cron = format!("{} {} * * *", local.minute(), local.hour());
     println!("now {now}, due {due} = {local}, cron `{cron}`");
 

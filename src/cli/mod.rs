@@ -8,6 +8,7 @@ pub mod doctor;
 mod import;
 mod list;
 pub mod send;
+mod setup;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -18,6 +19,7 @@ use clap::{Parser, Subcommand};
 use crate::config::Config;
 
 pub use import::{ImportOptions, ImportReport, Outcome};
+pub use setup::{Scope, SetupArgs};
 
 /// Drive OpenCode sessions from Mattermost.
 ///
@@ -97,6 +99,7 @@ pub enum Command {
         #[arg(value_name = "TEXT")]
         text: Option<String>,
     },
+    Setup(SetupArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -182,6 +185,7 @@ pub fn execute(command: Command, out: &mut dyn Write) -> anyhow::Result<()> {
             let link = block_on(send::run(&config, &options, &message, progress))?;
             writeln!(out, "{link}")?;
         }
+        Command::Setup(args) => setup::run(args, out)?,
     }
     Ok(())
 }

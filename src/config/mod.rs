@@ -152,7 +152,7 @@ pub struct Config {
     pub log_filter: Option<String>,
     /// `OPENCODE_MM_TIMEZONE`: IANA zone for schedules that name none;
     /// default UTC.
-    pub timezone: chrono_tz::Tz,
+    pub timezone: crate::tz::Zone,
     /// `OPENCODE_MM_SCHEDULE_TIMEOUT`: how long a scheduled prompt may run
     /// before it is stopped and reported as timed out.
     pub schedule_timeout: Duration,

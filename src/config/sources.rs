@@ -23,10 +23,17 @@ impl Config {
     /// not exist), and whether `OPENCODE_MM_CONFIG` named it.
     pub fn file_location() -> Option<(PathBuf, bool)> {
         let env = |k: &str| std::env::var(k).ok();
-        match env(CONFIG_FILE_ENV) {
-            Some(named) => Some((PathBuf::from(named), true)),
-            None => default_config_file(&env).map(|p| (p, false)),
-        }
+        let explicit = env(CONFIG_FILE_ENV).is_some();
+        Self::file_path(&env).map(|p| (p, explicit))
+    }
+
+    /// The config file [`Config::load`] reads: the one `OPENCODE_MM_CONFIG`
+    /// names, else the default one (`None` with neither a config dir nor a
+    /// home to find it in).
+    pub fn file_path(env: &dyn Fn(&str) -> Option<String>) -> Option<PathBuf> {
+        env(CONFIG_FILE_ENV)
+            .map(PathBuf::from)
+            .or_else(|| default_config_file(env))
     }
 }
 

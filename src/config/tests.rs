@@ -254,7 +254,7 @@ fn file_settings_parse() {
 #[test]
 fn schedule_settings_default_and_validate() {
     let c = load(&[], None);
-    assert_eq!(c.timezone, chrono_tz::Tz::UTC);
+    assert_eq!(c.timezone, crate::tz::Zone::utc());
     assert_eq!(c.schedule_timeout, Duration::from_secs(30 * 60));
     assert_eq!(c.schedule_grace, Duration::from_secs(10 * 60));
     assert!(c.describe().contains("OPENCODE_MM_TIMEZONE"));
@@ -267,7 +267,7 @@ fn schedule_settings_default_and_validate() {
         ],
         None,
     );
-    assert_eq!(c.timezone, chrono_tz::Europe::Berlin);
+    assert_eq!(c.timezone.name(), "Europe/Berlin");
     assert_eq!(c.schedule_timeout, Duration::from_secs(60));
     assert_eq!(c.schedule_grace, Duration::from_secs(120));
     assert_eq!(problem(&c, "OPENCODE_MM_TIMEZONE"), None);
@@ -280,7 +280,7 @@ fn schedule_settings_default_and_validate() {
         ],
         None,
     );
-    assert_eq!(c.timezone, chrono_tz::Tz::UTC);
+    assert_eq!(c.timezone, crate::tz::Zone::utc());
     assert!(
         problem(&c, "OPENCODE_MM_TIMEZONE")
             .is_some_and(|m| m.contains("Mars/Olympus_Mons") && m.contains("Europe/Berlin"))

@@ -300,16 +300,16 @@ impl Reader<'_> {
     }
 
     /// An IANA time zone name; UTC when unset or unknown.
-    pub(super) fn timezone(&mut self, key: &'static str) -> chrono_tz::Tz {
+    pub(super) fn timezone(&mut self, key: &'static str) -> crate::tz::Zone {
         let Some(v) = self.string(key) else {
             if let Some(e) = self.entries.last_mut() {
                 e.value = "UTC".into();
             }
-            return chrono_tz::Tz::UTC;
+            return crate::tz::Zone::utc();
         };
-        match v.parse::<chrono_tz::Tz>() {
-            Ok(tz) => tz,
-            Err(_) => {
+        match crate::tz::Zone::get(&v) {
+            Some(tz) => tz,
+            None => {
                 self.problem(
                     key,
                     format!(
@@ -317,7 +317,7 @@ impl Reader<'_> {
                          America/New_York, Europe/Berlin or UTC (using UTC)"
                     ),
                 );
-                chrono_tz::Tz::UTC
+                crate::tz::Zone::utc()
             }
         }
     }

@@ -344,6 +344,31 @@ impl RestClient {
         self.get("/users/me/teams").await
     }
 
+    /// Whether `user_id` belongs to the team (a 404 is "no").
+    pub async fn is_team_member(
+        &self,
+        team_id: &str,
+        user_id: &str,
+    ) -> Result<bool, MattermostError> {
+        check_id("team id", team_id)?;
+        check_id("user id", user_id)?;
+        match self
+            .get::<Value>(&format!("/teams/{team_id}/members/{user_id}"))
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(MattermostError::NotFound { .. }) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The bot's channels in a team, with its DMs and group DMs.
+    pub async fn my_channels(&self, team_id: &str) -> Result<Vec<Channel>, MattermostError> {
+        check_id("team id", team_id)?;
+        self.get(&format!("/users/me/teams/{team_id}/channels"))
+            .await
+    }
+
     pub async fn channel(&self, id: &str) -> Result<Channel, MattermostError> {
         check_id("channel id", id)?;
         self.get(&format!("/channels/{id}")).await

@@ -10,8 +10,8 @@
 //! moves forward in real time from an exact instant, so the times returned
 //! strictly increase.
 
+use crate::tz::Zone as Tz;
 use chrono::{DateTime, Utc};
-use chrono_tz::Tz;
 use croner::Cron;
 use croner::parser::{CronParser, Seconds, Year};
 
@@ -58,7 +58,7 @@ impl When {
     }
 
     pub fn zone(&self) -> Tz {
-        self.tz
+        self.tz.clone()
     }
 
     /// The expression in words, e.g. "At 09:00, on Monday … and Friday.".
@@ -160,7 +160,7 @@ pub fn parse_expr(expr: &str) -> Result<Cron, ScheduleError> {
 /// An IANA zone name (exact spelling; a near miss gets a suggestion).
 pub fn parse_zone(name: &str) -> Result<Tz, ScheduleError> {
     let name = name.trim();
-    name.parse::<Tz>().map_err(|_| ScheduleError::UnknownZone {
+    Tz::get(name).ok_or_else(|| ScheduleError::UnknownZone {
         name: name.chars().take(100).collect(),
         suggestion: suggest_zone(name),
     })
@@ -168,12 +168,12 @@ pub fn parse_zone(name: &str) -> Result<Tz, ScheduleError> {
 
 /// The zone a user probably meant: a case-insensitive match of the whole
 /// name or of its city part, spaces read as underscores.
-fn suggest_zone(name: &str) -> Option<&'static str> {
+fn suggest_zone(name: &str) -> Option<String> {
     let wanted = name.trim().replace(' ', "_").to_ascii_lowercase();
     if wanted.is_empty() {
         return None;
     }
-    let names = chrono_tz::TZ_VARIANTS.iter().map(|tz| tz.name());
+    let names = Tz::names();
     let mut city_match = None;
     for candidate in names {
         let lower = candidate.to_ascii_lowercase();
@@ -188,10 +188,8 @@ fn suggest_zone(name: &str) -> Option<&'static str> {
 }
 
 /// A time shown in a zone, with the zone's abbreviation: `2026-03-09 09:00 EDT`.
-pub fn local(at: DateTime<Utc>, tz: Tz) -> String {
-    at.with_timezone(&tz)
-        .format("%Y-%m-%d %H:%M %Z")
-        .to_string()
+pub fn local(at: DateTime<Utc>, tz: &Tz) -> String {
+    at.with_timezone(tz).format("%Y-%m-%d %H:%M %Z").to_string()
 }
 
 /// A UTC time for people: `2026-03-09 13:00 UTC`.

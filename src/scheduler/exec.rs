@@ -106,8 +106,12 @@ pub(super) async fn execute(ctx: Arc<App>, scheduler: Arc<Scheduler>, due: Due) 
 fn run_label(schedule: &Schedule, run: &ScheduleRun) -> String {
     match run.trigger {
         crate::store::RunTrigger::Cron => {
-            let tz = cron::parse_zone(&schedule.timezone).unwrap_or(chrono_tz::Tz::UTC);
-            format!("run for {}", cron::local(from_millis(run.scheduled_at), tz))
+            let tz =
+                cron::parse_zone(&schedule.timezone).unwrap_or_else(|_| crate::tz::Zone::utc());
+            format!(
+                "run for {}",
+                cron::local(from_millis(run.scheduled_at), &tz)
+            )
         }
         crate::store::RunTrigger::Manual => "run on demand".to_owned(),
     }

@@ -72,11 +72,11 @@ pub enum ScheduleError {
     #[error(
         "unknown time zone `{name}`{}: use an IANA name such as `America/New_York`, \
          `Europe/Berlin` or `UTC`",
-        suggestion.map(|s| format!(" (did you mean `{s}`?)")).unwrap_or_default()
+        suggestion.as_ref().map(|s| format!(" (did you mean `{s}`?)")).unwrap_or_default()
     )]
     UnknownZone {
         name: String,
-        suggestion: Option<&'static str>,
+        suggestion: Option<String>,
     },
     #[error(
         "invalid schedule name `{0}`: use 1 to 64 letters, digits, `-`, `_` or `.`, \
@@ -352,7 +352,7 @@ impl Scheduler {
         last: DateTime<Utc>,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        let tz = cron::parse_zone(&schedule.timezone).unwrap_or(chrono_tz::Tz::UTC);
+        let tz = cron::parse_zone(&schedule.timezone).unwrap_or_else(|_| crate::tz::Zone::utc());
         let count = if more {
             format!("more than {}", missed.len())
         } else {
@@ -362,14 +362,14 @@ impl Scheduler {
         let detail = if missed.len() == 1 && !more {
             format!(
                 "missed {}: no agent ran it within the grace window",
-                cron::local(first, tz)
+                cron::local(first, &tz)
             )
         } else {
             format!(
                 "missed {count} scheduled times from {} to {}: no agent ran them within the \
                  grace window",
-                cron::local(first, tz),
-                cron::local(last, tz)
+                cron::local(first, &tz),
+                cron::local(last, &tz)
             )
         };
         let mut run = self.new_run(schedule, millis(last), RunTrigger::Cron, now);

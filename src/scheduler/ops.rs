@@ -6,8 +6,8 @@
 use std::fmt::Write as _;
 use std::sync::Arc;
 
+use crate::tz::Zone as Tz;
 use async_trait::async_trait;
-use chrono_tz::Tz;
 
 use super::cron::{self, When};
 use super::{Due, ScheduleError, Scheduler, from_millis, millis};
@@ -189,7 +189,7 @@ impl Ops<'_> {
                 Some(next) => writeln!(
                     out,
                     "Next run: {} ({}).",
-                    cron::local(next, when.zone()),
+                    cron::local(next, &when.zone()),
                     cron::utc(next)
                 ),
                 None => writeln!(out, "It has no future run."),
@@ -248,7 +248,7 @@ impl Ops<'_> {
                         (true, Some(next)) => writeln!(
                             out,
                             "- Next: {} ({})",
-                            cron::local(next, when.zone()),
+                            cron::local(next, &when.zone()),
                             cron::utc(next)
                         ),
                         (true, None) => writeln!(out, "- Next: none"),
@@ -261,7 +261,7 @@ impl Ops<'_> {
                 }
             }
             let last = self.store.schedule_runs(&s.id, 1).await?;
-            let tz = cron::parse_zone(&s.timezone).unwrap_or(Tz::UTC);
+            let tz = cron::parse_zone(&s.timezone).unwrap_or_else(|_| Tz::utc());
             match last.first() {
                 Some(run) => writeln!(out, "- Last: {}", self.describe_run(run, tz)),
                 None => writeln!(out, "- Last: never ran"),
@@ -286,11 +286,11 @@ impl Ops<'_> {
     /// One line on a run: when, how it ended, and a link to its result.
     fn describe_run(&self, run: &ScheduleRun, tz: Tz) -> String {
         let at = match run.trigger {
-            RunTrigger::Cron => cron::local(from_millis(run.scheduled_at), tz),
+            RunTrigger::Cron => cron::local(from_millis(run.scheduled_at), &tz),
             RunTrigger::Manual => {
                 format!(
                     "{} (on demand)",
-                    cron::local(from_millis(run.claimed_at), tz)
+                    cron::local(from_millis(run.claimed_at), &tz)
                 )
             }
         };
@@ -367,7 +367,7 @@ impl Ops<'_> {
                 "Enabled schedule `{}`; next run {} ({}). Times that passed while it was \
                  disabled are not made up.",
                 schedule.name,
-                cron::local(next, tz),
+                cron::local(next, &tz),
                 cron::utc(next)
             ),
             None => format!(
@@ -391,10 +391,10 @@ impl Ops<'_> {
         match claim {
             RunClaim::Won => {}
             RunClaim::Overlap(busy) => {
-                let tz = cron::parse_zone(&schedule.timezone).unwrap_or(Tz::UTC);
+                let tz = cron::parse_zone(&schedule.timezone).unwrap_or_else(|_| Tz::utc());
                 return Err(ScheduleError::AlreadyRunning {
                     name: schedule.name,
-                    since: cron::local(from_millis(busy.claimed_at), tz),
+                    since: cron::local(from_millis(busy.claimed_at), &tz),
                 });
             }
             RunClaim::Inactive => return Err(self.unknown(name).await),
@@ -570,7 +570,7 @@ impl super::Schedules {
             scheduler: &self.scheduler,
             people: &people,
             owner: self.app.config.owner_user_id.as_deref(),
-            default_zone: self.app.config.timezone,
+            default_zone: self.app.config.timezone.clone(),
             permitted: &permitted,
             min_interval: self.app.config.schedule_min_interval,
         };

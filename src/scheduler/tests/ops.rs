@@ -1,7 +1,7 @@
 //! The operations behind the tools and the chat command: add, list,
 //! enable, disable, remove and run, and every bad input refused with the fix.
 
-use chrono_tz::Tz;
+use crate::tz::Zone as Tz;
 use pretty_assertions::assert_eq;
 
 use super::*;
@@ -19,7 +19,7 @@ async fn add_list_enable_disable_remove() {
         scheduler: &s,
         people: &people,
         owner: Some(OWNER),
-        default_zone: chrono_tz::Europe::Berlin,
+        default_zone: Tz::get("Europe/Berlin").unwrap(),
         permitted: PERMITTED,
         min_interval: MIN_INTERVAL,
     };
@@ -135,7 +135,7 @@ async fn every_bad_input_is_refused_with_the_fix() {
         scheduler: &s,
         people: &people,
         owner: Some(OWNER),
-        default_zone: Tz::UTC,
+        default_zone: Tz::utc(),
         permitted: PERMITTED,
         min_interval: MIN_INTERVAL,
     };
@@ -213,7 +213,11 @@ async fn every_bad_input_is_refused_with_the_fix() {
     }
 
     // Without an owner, a tool must name the user.
-    let no_owner = Ops { owner: None, ..ops };
+    let no_owner = Ops {
+        owner: None,
+        default_zone: ops.default_zone.clone(),
+        ..ops
+    };
     let err = no_owner
         .add(add("fresh", "0 9 * * *", "p"), TOOL)
         .await
@@ -296,7 +300,7 @@ async fn every_bad_input_is_refused_with_the_fix() {
         scheduler: &s,
         people: &people,
         owner: Some(OWNER),
-        default_zone: Tz::UTC,
+        default_zone: Tz::utc(),
         permitted: PERMITTED,
         min_interval: MIN_INTERVAL,
     };

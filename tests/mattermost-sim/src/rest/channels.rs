@@ -41,6 +41,73 @@ pub async fn team(
     Ok(Json(team))
 }
 
+/// `GET /teams/{team_id}/members/{user_id}`: for members of the team; a
+/// user who is not in it is a 404, as on the real server.
+pub async fn team_member(
+    State(sim): State<Arc<Sim>>,
+    s: Session,
+    Path((team_id, user_id)): Path<(String, String)>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    require_id(&team_id, "team_id")?;
+    require_id(&user_id, "user_id")?;
+    let store = sim.store.lock();
+    if !store.is_team_member(&team_id, &s.user_id) {
+        return Err(ApiError::permissions());
+    }
+    if !store.is_team_member(&team_id, &user_id) {
+        return Err(ApiError::not_found(
+            "app.team.get_member.missing.app_error",
+            "No team member found for that user ID and team ID.",
+        ));
+    }
+    Ok(Json(serde_json::json!({
+        "team_id": team_id,
+        "user_id": user_id,
+        "roles": "team_user",
+        "delete_at": 0,
+        "scheme_guest": false,
+        "scheme_user": true,
+        "scheme_admin": false,
+    })))
+}
+
+/// `GET /users/{user_id}/teams/{team_id}/channels` (`me` allowed): the
+/// channels of the team the user is a member of, with their DMs and group
+/// DMs (which belong to no team), as the real server lists them. Only for
+/// oneself (no admin accounts here).
+pub async fn for_user_in_team(
+    State(sim): State<Arc<Sim>>,
+    s: Session,
+    Path((user_id, team_id)): Path<(String, String)>,
+) -> Result<Json<Vec<Channel>>, ApiError> {
+    let user_id = if user_id == "me" {
+        s.user_id.clone()
+    } else {
+        user_id
+    };
+    require_id(&user_id, "user_id")?;
+    require_id(&team_id, "team_id")?;
+    if user_id != s.user_id {
+        return Err(ApiError::permissions());
+    }
+    let store = sim.store.lock();
+    if !store.is_team_member(&team_id, &user_id) {
+        return Err(ApiError::permissions());
+    }
+    let mut channels: Vec<Channel> = store
+        .channels
+        .values()
+        .filter(|c| {
+            (c.team_id == team_id || c.team_id.is_empty())
+                && c.delete_at == 0
+                && store.is_member(&c.id, &user_id)
+        })
+        .cloned()
+        .collect();
+    channels.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(Json(channels))
+}
+
 /// `GET /teams/{team_id}/channels/name/{channel_name}`.
 pub async fn by_name(
     State(sim): State<Arc<Sim>>,

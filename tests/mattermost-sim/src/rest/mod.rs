@@ -128,10 +128,18 @@ pub fn router(sim: Arc<Sim>) -> Router {
         .route("/api/v4/users/{user_id}/teams", get(users::teams_of))
         .route("/api/v4/users/{user_id}/typing", post(users::typing))
         .route(
+            "/api/v4/users/{user_id}/teams/{team_id}/channels",
+            get(channels::for_user_in_team),
+        )
+        .route(
             "/api/v4/users/{user_id}/posts/{post_id}/reactions/{emoji_name}",
             delete(users::delete_reaction),
         )
         .route("/api/v4/teams/{team_id}", get(channels::team))
+        .route(
+            "/api/v4/teams/{team_id}/members/{user_id}",
+            get(channels::team_member),
+        )
         .route(
             "/api/v4/teams/{team_id}/channels/name/{channel_name}",
             get(channels::by_name),
