@@ -6,6 +6,10 @@
 // Test code: panicking on a broken expectation is the point.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
+// Only its echo of a run is used here.
+#[allow(dead_code)]
+mod cli_support;
+
 // Only some of the fixture is needed here.
 #[allow(dead_code)]
 #[path = "bridge_support/shared_store.rs"]
@@ -40,12 +44,7 @@ fn run(home: &Path, env: &[(&str, &str)], args: &[&str]) -> Output {
         cmd.env(k, v);
     }
     let out = cmd.output().unwrap();
-    println!(
-        "$ opencode-mattermost {}\n{}{}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    cli_support::echo(&args.join(" "), &out);
     out
 }
 

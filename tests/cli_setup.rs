@@ -6,6 +6,10 @@
 // Test code: panicking on a broken expectation is the point.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
+// Only its echo of a run is used here.
+#[allow(dead_code)]
+mod cli_support;
+
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
@@ -109,12 +113,7 @@ impl World {
             .await
             .expect("setup finishes")
             .unwrap();
-        println!(
-            "$ opencode-mattermost setup {}\n{}{}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        cli_support::echo(&format!("setup {}", args.join(" ")), &out);
         out
     }
 

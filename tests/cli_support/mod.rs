@@ -100,13 +100,19 @@ pub async fn run_in(
             .unwrap();
     }
     let out = child.wait_with_output().await.unwrap();
+    echo(&args.join(" "), &out);
+    out
+}
+
+/// Prints a run as a person would see it in a terminal (kept with
+/// `--nocapture`, read when a test fails).
+#[allow(clippy::print_stdout)]
+pub fn echo(arguments: &str, out: &Output) {
     println!(
-        "$ opencode-mattermost {}\n{}{}",
-        args.join(" "),
+        "$ opencode-mattermost {arguments}\n{}{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    out
 }
 
 /// Another program (on `PATH`) in the same clean environment.
