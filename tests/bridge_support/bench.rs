@@ -60,16 +60,23 @@ impl Clock {
     }
 }
 
-/// When a reply post first showed body text above its footer, in Unix ms:
-/// the first of its versions (the edit history, then the post) to do so.
+/// When a reply post first showed body text above its footer, in Unix ms.
+/// Like Mattermost, the simulator stamps an edit-history row (the replaced
+/// version) with the time it was *replaced*, so a version was on screen from
+/// the stamp of the row before it (or the post's creation) onwards.
 pub fn first_visible_ms(rig: &Rig, post_id: &str) -> Option<i64> {
-    let mut versions = rig.sim.edits_of(post_id);
-    versions.extend(rig.sim.post(post_id));
-    versions.sort_by_key(|p| p.update_at);
-    versions.into_iter().find_map(|p| {
-        let (body, _) = p.message.split_once("\n\n---\n")?;
-        (!body.trim().is_empty()).then_some(p.update_at)
-    })
+    let post = rig.sim.post(post_id)?;
+    let mut history = rig.sim.edits_of(post_id);
+    history.sort_by_key(|p| p.update_at);
+    let shown_from = std::iter::once(post.create_at).chain(history.iter().map(|h| h.update_at));
+    history
+        .iter()
+        .chain(std::iter::once(&post))
+        .zip(shown_from)
+        .find_map(|(version, from)| {
+            let (body, _) = version.message.split_once("\n\n---\n")?;
+            (!body.trim().is_empty()).then_some(from)
+        })
 }
 
 /// What one scenario cost and how it felt, for one printed line.
