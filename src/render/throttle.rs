@@ -59,9 +59,6 @@ impl Default for Pace {
 pub struct Throttle {
     pace: Pace,
     last_sent: Option<Instant>,
-    /// The edit before `last_sent`: no two intervals ever hold three edits,
-    /// not even around the first text, which skips the interval.
-    prev_sent: Option<Instant>,
     /// Size of the post the last edit wrote.
     last_len: usize,
     /// When the oldest change not yet written happened.
@@ -77,7 +74,6 @@ impl Throttle {
         Throttle {
             pace,
             last_sent: None,
-            prev_sent: None,
             last_len: 0,
             pending_since: None,
             pending_chars: 0,
@@ -112,15 +108,14 @@ impl Throttle {
     }
 
     /// When the next edit should be sent, or `None` when nothing is pending.
-    /// The first text goes at once, unless two edits already went in the
-    /// last two intervals. Otherwise never earlier than the last
+    /// The first text goes at once. Otherwise never earlier than the last
     /// edit + `min_interval`; urgent changes, and new text as long as the
     /// post (at least `buffer_chars`), go as soon as allowed; anything else
     /// waits `max_delay`, or longer for a long post (module docs).
     pub fn due(&self) -> Option<Instant> {
         let since = self.pending_since?;
         if self.first_text {
-            return Some(self.allowed(true).map_or(since, |a| a.max(since)));
+            return Some(since);
         }
         let grown = self.pending_chars >= self.pace.buffer_chars.max(self.last_len);
         let wanted = if self.urgent || grown {
@@ -130,31 +125,19 @@ impl Throttle {
                 Duration::from_secs_f64(self.last_len as f64 / EDIT_BYTES_PER_SECOND as f64);
             since + self.pace.max_delay.max(resend)
         };
-        Some(self.allowed(false).map_or(wanted, |a| a.max(wanted)))
+        let allowed = self.last_sent.map(|t| t + self.pace.min_interval);
+        Some(allowed.map_or(wanted, |a| a.max(wanted)))
     }
 
     /// The earliest moment any edit may go: the final one too, so a turn's
     /// last edit never breaks the rate.
     pub fn earliest(&self) -> Option<Instant> {
-        self.allowed(false)
-    }
-
-    /// The earliest an edit keeps the rate: at most two edits in any two
-    /// intervals (at the default 2/s, two in any second), and, except for
-    /// the first text, one interval after the last edit.
-    fn allowed(&self, first_text: bool) -> Option<Instant> {
-        let pair = self.prev_sent.map(|t| t + self.pace.min_interval * 2);
-        let next = self
-            .last_sent
-            .filter(|_| !first_text)
-            .map(|t| t + self.pace.min_interval);
-        pair.max(next)
+        self.last_sent.map(|t| t + self.pace.min_interval)
     }
 
     /// An edit carrying the latest state was sent at `now`; `len` is the
     /// size of the post it wrote last (`None`: nothing needed writing).
     pub fn sent(&mut self, now: Instant, len: Option<usize>) {
-        self.prev_sent = self.last_sent;
         self.last_sent = Some(now);
         if let Some(len) = len {
             self.last_len = len;
@@ -300,65 +283,9 @@ mod tests {
         t.first_text(later, 3);
         assert_eq!(t.due(), Some(later));
         t.sent(later, Some(123));
-        // Later text keeps the pace again, and no second holds three edits.
+        // Later text keeps the pace again.
         t.changed(later, 60, true);
-        assert_eq!(t.due(), Some(now + Duration::from_secs(1)));
-        t.sent(now + Duration::from_secs(1), Some(183));
-        t.changed(now + Duration::from_secs(1), 60, true);
-        assert_eq!(t.due(), Some(now + Duration::from_millis(1500)));
-    }
-
-    #[test]
-    fn the_first_text_waits_when_two_edits_just_went() {
-        let now = Instant::now();
-        let mut t = Throttle::new(Pace::default());
-        t.sent(now, Some(10));
-        t.sent(now + Duration::from_millis(600), Some(20));
-        let later = now + Duration::from_millis(700);
-        t.first_text(later, 3);
-        assert_eq!(t.due(), Some(now + Duration::from_secs(1)));
-    }
-
-    #[test]
-    fn no_second_holds_more_edits_than_the_rate_even_with_a_first_text() {
-        // Status changes and a first text at assorted offsets, edited
-        // whenever due; any 1 s window (2/s) holds at most 2 edits.
-        for first_at in [0u64, 10, 250, 499, 500, 501, 900] {
-            let t0 = Instant::now();
-            let at = |ms: u64| t0 + Duration::from_millis(ms);
-            let mut t = Throttle::new(Pace::default());
-            let mut edits = Vec::new();
-            for ms in 0..4_000u64 {
-                if ms % 300 == 0 {
-                    t.changed(at(ms), 0, true);
-                }
-                if ms == first_at {
-                    t.first_text(at(ms), 5);
-                }
-                if t.due().is_some_and(|d| d <= at(ms)) {
-                    t.sent(at(ms), Some(10));
-                    edits.push(ms);
-                }
-            }
-            for (i, e) in edits.iter().enumerate() {
-                let in_window = edits[i..].iter().take_while(|x| **x < e + 1000).count();
-                assert!(in_window <= 2, "first text at {first_at}: {edits:?}");
-            }
-            // At once, unless two edits went in the second before it.
-            let recent = edits
-                .iter()
-                .filter(|e| **e < first_at && **e + 1000 > first_at)
-                .count();
-            let shown = edits.iter().find(|e| **e >= first_at).copied();
-            if recent < 2 {
-                assert_eq!(shown, Some(first_at), "{edits:?}");
-            } else {
-                assert!(
-                    shown.is_some_and(|e| e < first_at + 500),
-                    "{first_at}: {edits:?}"
-                );
-            }
-        }
+        assert_eq!(t.due(), Some(later + Duration::from_millis(500)));
     }
 
     #[test]
