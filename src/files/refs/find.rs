@@ -1,8 +1,8 @@
 //! Which project file a `!!` reference names.
 //!
 //! The project is walked once per message as git sees it (`.gitignore`,
-//! `.git/info/exclude`, `.ignore`; hidden files included, `.git` itself
-//! never), without following symlinks. Ignored files are never offered,
+//! `.git/info/exclude`, `.ignore`, global excludes: see [`super::gitignore`];
+//! hidden files included, `.git` itself never), without following symlinks. Ignored files are never offered,
 //! even when named exactly: they are where local secrets and build output
 //! live. Every file offered or sent has passed [`safety::check_outbound`],
 //! the rules of `mattermost_send_file`: inside the project after symlinks,
@@ -30,6 +30,7 @@ use std::path::{Component, Path, PathBuf};
 use nucleo_matcher::pattern::{Atom, AtomKind, CaseMatching, Normalization};
 use nucleo_matcher::{Config, Matcher, Utf32Str};
 
+use super::gitignore::{Ignores, global_excludes};
 use crate::files::safety::{self, Refusal, Roots};
 
 /// Most files walked per message. A large monorepo tracks tens of
@@ -81,36 +82,51 @@ pub enum Found {
 /// Walk the project (blocking). See the module docs for what is skipped.
 pub fn walk(base: &Path) -> Files {
     let mut files = Files::default();
-    let walker = ignore::WalkBuilder::new(base)
-        .hidden(false)
-        .follow_links(false)
-        // A project outside git still has a `.gitignore` worth respecting.
-        .require_git(false)
-        .filter_entry(|e| e.file_name() != ".git")
-        .build();
-    for entry in walker.flatten() {
-        let Some(kind) = entry.file_type() else {
+    let mut ignores = Ignores::for_base(base, global_excludes().as_deref());
+    walk_dir(base, base, &mut ignores, &mut files);
+    files.paths.sort();
+    files
+}
+
+/// One directory of [`walk`], its own ignore files in force below it.
+/// Returns `false` once the cap is reached.
+fn walk_dir(base: &Path, dir: &Path, ignores: &mut Ignores, files: &mut Files) -> bool {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        // Unreadable directories are skipped, as git skips them.
+        return true;
+    };
+    let added = ignores.enter(dir);
+    let mut go_on = true;
+    for entry in entries.flatten() {
+        if entry.file_name() == ".git" {
+            continue;
+        }
+        // Not followed: a symlink is listed as itself, whatever it points
+        // at, and the send rules judge its target.
+        let Ok(kind) = entry.file_type() else {
             continue;
         };
+        let path = entry.path();
+        if ignores.ignored(&path, kind.is_dir()) {
+            continue;
+        }
         if kind.is_dir() {
-            continue;
-        }
-        if files.paths.len() >= MAX_WALKED {
+            go_on = walk_dir(base, &path, ignores, files);
+        } else if files.paths.len() >= MAX_WALKED {
             files.truncated = true;
-            break;
-        }
-        let Ok(relative) = entry.path().strip_prefix(base) else {
-            continue;
-        };
-        // Names that are not UTF-8 cannot be typed in chat.
-        if let Some(text) = relative.to_str() {
+            go_on = false;
+        } else if let Some(text) = path.strip_prefix(base).ok().and_then(Path::to_str) {
+            // Names that are not UTF-8 cannot be typed in chat.
             files
                 .paths
                 .push(text.replace(std::path::MAIN_SEPARATOR, "/"));
         }
+        if !go_on {
+            break;
+        }
     }
-    files.paths.sort();
-    files
+    ignores.leave(added);
+    go_on
 }
 
 /// What `token` names among `files`.

@@ -3,6 +3,7 @@
 //!
 //! - [`token`]: finding the references in a message (code is never read);
 //! - [`find`]: which file each names, under `mattermost_send_file`'s rules;
+//! - [`gitignore`]: which files the walk leaves out, as git would;
 //! - [`choice`]: the numbered list and the author's answer.
 //!
 //! Every reference must resolve before anything runs: a clear best match
@@ -20,6 +21,7 @@
 
 pub mod choice;
 pub mod find;
+pub mod gitignore;
 pub mod token;
 
 use std::collections::HashMap;

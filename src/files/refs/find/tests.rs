@@ -193,3 +193,96 @@ fn tier_two_names_the_file_with_or_without_its_extension() {
     assert!(!names_the_file("src/config_loader.rs", "config"));
     assert!(!names_the_file(".env", ""));
 }
+
+/// Git itself is the reference: on a tree with awkward ignore rules at two
+/// levels, the walk lists exactly the files `git ls-files --others
+/// --exclude-standard` lists (nothing is tracked, so that is every file git
+/// does not ignore).
+#[test]
+fn the_walk_lists_what_git_lists() {
+    let tmp = tempfile::tempdir().unwrap();
+    let base = tmp.path().canonicalize().unwrap();
+    let git = |args: &[&str]| {
+        std::process::Command::new("git")
+            .args(args)
+            .current_dir(&base)
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .output()
+    };
+    assert!(git(&["init", "-q"]).unwrap().status.success());
+    let write = |p: &str, text: &str| {
+        let path = base.join(p);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    };
+    write(
+        ".gitignore",
+        "*.log\n!keep.log\n/rooted\nbuild/\ndoc/**/gen\nabc/**\n*.[oa]\n\\#lit\n\
+         name\\ \ntrail   \n**/deep/x\nvendor/*\n!vendor/ours\nfile?.tmp\n[!a-m]*.bak\n",
+    );
+    write(".git/info/exclude", "excluded*\n");
+    write("sub/.gitignore", "!*.log\nlocal\n/anchored\n");
+    for f in [
+        "a.log",
+        "keep.log",
+        "rooted",
+        "sub/rooted",
+        "build/out",
+        "x/build/out",
+        "doc/gen",
+        "doc/a/gen",
+        "doc/a/b/gen",
+        "abc/x/y",
+        "abc.txt",
+        "m.o",
+        "m.a",
+        "m.c",
+        "#lit",
+        "name ",
+        "name",
+        "trail",
+        "a/deep/x",
+        "deep/x",
+        "vendor/theirs",
+        "vendor/ours/file",
+        "file1.tmp",
+        "file12.tmp",
+        "b.bak",
+        "z.bak",
+        "excluded.md",
+        "sub/a.log",
+        "sub/local",
+        "sub/x/local",
+        "sub/anchored",
+        "sub/x/anchored",
+        "src/main.rs",
+    ] {
+        write(f, "x");
+    }
+    let global = crate::files::refs::gitignore::global_excludes()
+        .map(|p| p.display().to_string())
+        .unwrap_or_default();
+    let out = git(&[
+        "-c",
+        &format!("core.excludesFile={global}"),
+        "ls-files",
+        "-z",
+        "--others",
+        "--exclude-standard",
+    ])
+    .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let mut expected: Vec<String> = String::from_utf8(out.stdout)
+        .unwrap()
+        .split('\0')
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect();
+    expected.sort();
+    let has = |f: &str| expected.iter().any(|e| e == f);
+    assert!(
+        has("keep.log") && has("sub/a.log") && !has("a.log"),
+        "{expected:?}"
+    );
+    pretty_assertions::assert_eq!(walk(&base).paths, expected);
+}
