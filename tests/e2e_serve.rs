@@ -135,6 +135,10 @@ async fn clients_of_one_server_get_a_thread_per_session_and_nothing_twice() {
         ("alpha task from the first client", "alpha done"),
         ("beta task from the second client", "beta done"),
         ("gamma task from another project", "gamma done"),
+        (
+            "delta task sent the moment its session exists",
+            "delta done",
+        ),
     ];
     for (prompt, reply) in work {
         model.on(prompt, vec![Step::text(reply)]);
@@ -147,9 +151,7 @@ async fn clients_of_one_server_get_a_thread_per_session_and_nothing_twice() {
     assert_eq!(rig.bot_sockets(), 1, "the plugin is loaded once");
 
     // Two clients of the same project at once, each typing once its
-    // session has its thread (a prompt sent in the first moments of a
-    // session, before the thread is opened, is not shown there: see the
-    // README's "Shared server and service mode").
+    // session has its thread.
     let a = Client::new(&oc.url, &oc.project);
     let b = Client::new(&oc.url, &oc.project);
     let (sa, sb) = tokio::join!(
@@ -170,6 +172,15 @@ async fn clients_of_one_server_get_a_thread_per_session_and_nothing_twice() {
     assert_ne!(root_a, root_b);
     one_turn(&rig, &root_a, work[0].0, work[0].1).await;
     one_turn(&rig, &root_b, work[1].0, work[1].1).await;
+
+    // A client that prompts the moment its session exists, long before the
+    // thread opens (OpenCode answers before the card is posted): the
+    // thread still shows the prompt once and its reply.
+    let d = Client::new(&oc.url, &oc.project);
+    let sd = d.create_session("typed at once").await;
+    d.prompt(&sd, work[3].0).await;
+    let root_d = card_of(&rig, &lobby.id, &sd).await;
+    one_turn(&rig, &root_d, work[3].0, work[3].1).await;
     assert_eq!(rig.bot_sockets(), 1, "still one agent for the project");
 
     // Another project on the same server loads the plugin for itself.
@@ -202,9 +213,9 @@ async fn clients_of_one_server_get_a_thread_per_session_and_nothing_twice() {
         card_c.message
     );
 
-    // Three sessions, three threads, and not one post twice anywhere.
+    // Four sessions, four threads, and not one post twice anywhere.
     let roots = rig.bot_roots(&lobby.id);
-    assert_eq!(roots.len(), 3, "{roots:#?}");
+    assert_eq!(roots.len(), 4, "{roots:#?}");
     let posts = rig.live_posts();
     let mut seen = HashSet::new();
     for p in posts.iter().filter(|p| p.user_id == rig.bot.id) {

@@ -10,9 +10,11 @@
 //! - [`task`]: one task per session streaming its turns' posts;
 //! - [`text`]: the wording of the engine's own posts and prompt envelope;
 //! - [`ended`]: ending a session's threads (deleted, or `!end`);
+//! - [`held`]: a new session's events held until it has a thread;
 //! - [`stats`]: counters and latencies.
 
 pub mod ended;
+mod held;
 pub mod stats;
 mod task;
 pub mod text;
@@ -38,6 +40,7 @@ pub(crate) use task::thread_for;
 pub use threads::{NewThread, ThreadSpot, reply_in, reply_with_files, say, say_in};
 pub use turn::{Attachments, LastPrompt, Started};
 
+use held::{Held, Offered};
 use task::SessionMsg;
 
 /// A thread to post in.
@@ -93,6 +96,8 @@ pub struct Engine {
     /// Sessions with a live thread of this instance: their events start a
     /// session task (prompts typed at the TUI stream into the thread).
     bound: Mutex<HashSet<String>>,
+    /// New sessions about to get a thread: their events wait for its task.
+    held: Held,
     /// Each thread's last prompt, for sending it again.
     last_prompts: Mutex<HashMap<String, LastPrompt>>,
     /// Ids of the prompts this engine sends.
@@ -109,6 +114,7 @@ impl Engine {
             stats: Arc::new(BridgeStats::default()),
             sessions: Mutex::new(HashMap::new()),
             bound: Mutex::new(HashSet::new()),
+            held: Held::default(),
             last_prompts: Mutex::new(HashMap::new()),
             message_ids: MessageIds::default(),
             hooks: OnceLock::new(),
@@ -125,7 +131,7 @@ impl Engine {
     }
 
     /// Follow the sessions that have a live thread of this instance.
-    pub async fn load_bound(&self) -> Result<(), StoreError> {
+    pub async fn load_bound(self: &Arc<Self>) -> Result<(), StoreError> {
         let threads = self
             .app
             .store
@@ -139,11 +145,40 @@ impl Engine {
 
     /// Remember that a session has a thread here, so its events are
     /// followed even when no chat turn started its task.
-    pub fn bound(&self, session_id: &str) {
+    /// Events held for it (see [`Engine::hold`]) go to its task now.
+    pub fn bound(self: &Arc<Self>, session_id: &str) {
         self.bound
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .insert(session_id.to_owned());
+        if self.held.is_held(session_id) {
+            self.session(session_id);
+        }
+    }
+
+    /// A new session is about to get a thread here: hold what its reply
+    /// would stream from until its task starts, so a prompt sent in the
+    /// meantime is shown too. Undone by [`Engine::release`].
+    pub fn hold(&self, session_id: &str) {
+        let followed = self
+            .sessions
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .contains_key(session_id)
+            || self
+                .bound
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .contains(session_id);
+        if !followed {
+            self.held.hold(session_id);
+        }
+    }
+
+    /// The held session got no thread here: what was held is dropped, as
+    /// the events of any session not followed here are.
+    pub fn release(&self, session_id: &str) {
+        self.held.release(session_id);
     }
 
     /// The session has no live thread here any more: its events are no
@@ -167,12 +202,34 @@ impl Engine {
             return tx.clone();
         }
         let tx = task::spawn(self.clone(), session_id.to_owned());
+        // Before anyone else can send to it: the events held for the
+        // session, in order (a new queue has room for the one message).
+        if let Some(held) = self.held.take(session_id) {
+            if held.dropped > 0 {
+                self.events_dropped(held.dropped);
+            }
+            if !held.events.is_empty() {
+                let _ = tx.try_send(SessionMsg::Replay(held.events));
+            }
+        }
         sessions.insert(session_id.to_owned(), tx.clone());
         tx
     }
 
-    /// Hand an OpenCode event to its session's task. A session with neither
-    /// a task nor a thread here is not followed: the event comes back.
+    /// Count events that never reached their task, and have pending
+    /// requests read again from OpenCode.
+    fn events_dropped(&self, count: u64) {
+        self.stats
+            .events_dropped
+            .fetch_add(count, std::sync::atomic::Ordering::Relaxed);
+        if let Some(hooks) = self.hooks() {
+            hooks.events_lost();
+        }
+    }
+
+    /// Hand an OpenCode event to its session's task. A held session's event
+    /// waits for its task; a session with neither a task nor a thread here
+    /// is not followed: the event comes back.
     pub fn deliver(self: &Arc<Self>, event: Event) -> Result<(), Box<Event>> {
         let Some(id) = event.session_id() else {
             return Ok(());
@@ -186,30 +243,36 @@ impl Engine {
         let tx = match existing {
             Some(tx) => tx,
             None => {
+                let id = id.to_owned();
+                let event = match self.held.offer(&id, Box::new(event)) {
+                    // A dropped one is counted when the rest is handed over.
+                    Ok(Offered::Held | Offered::Dropped) => return Ok(()),
+                    Err(event) => event,
+                };
                 let bound = self
                     .bound
                     .lock()
                     .unwrap_or_else(|poisoned| poisoned.into_inner())
-                    .contains(id);
+                    .contains(&id);
                 if !bound {
-                    return Err(Box::new(event));
+                    return Err(event);
                 }
-                self.session(id)
+                self.send_event(&self.session(&id), *event);
+                return Ok(());
             }
         };
+        self.send_event(&tx, event);
+        Ok(())
+    }
+
+    fn send_event(&self, tx: &mpsc::Sender<SessionMsg>, event: Event) {
         // The OpenCode event stream must not wait on one slow session; a
         // dropped event is made good by the task's settle from OpenCode's
         // stored messages, and requests by an asks resync.
         if let Err(mpsc::error::TrySendError::Full(_)) =
             tx.try_send(SessionMsg::Event(Box::new(event)))
         {
-            self.stats
-                .events_dropped
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            if let Some(hooks) = self.hooks() {
-                hooks.events_lost();
-            }
+            self.events_dropped(1);
         }
-        Ok(())
     }
 }

@@ -101,6 +101,8 @@ const QUEUED: &str = "the current turn to finish (this message is queued)";
 
 pub(crate) enum SessionMsg {
     Event(Box<Event>),
+    /// Events held before the task started, in order (first message only).
+    Replay(Vec<Event>),
     /// A new turn; its first post may already exist. With a prompt to send
     /// (now, or after the running turn), or without one when the prompt was
     /// sent before (a reply resumed after a restart).
@@ -199,17 +201,12 @@ async fn session_loop(
                         }
                     }
                     SessionMsg::Event(event) => {
-                        let event = *event;
-                        asks_event(&ctx, &session_id, &mut runs, &event).await;
-                        if let Some((message_id, text)) = hooks.as_ref().and_then(|h| h.foreign_prompt(&session_id, &event))
-                            && let Some(run) = tui_turn(&ctx, &session_id, &runs, &message_id, &text).await
-                        {
-                            runs.push(run);
-                        }
-                        let idle = matches!(event, Event::SessionIdle(_));
-                        apply_event(&mut runs, &event);
-                        if idle {
-                            settle(&ctx, &session_id, &mut runs).await;
+                        on_event(&ctx, &session_id, hooks.as_deref(), &mut runs, *event).await;
+                    }
+                    SessionMsg::Replay(events) => {
+                        branch = "replay";
+                        for event in events {
+                            on_event(&ctx, &session_id, hooks.as_deref(), &mut runs, event).await;
                         }
                     }
                 }
@@ -337,6 +334,28 @@ fn launch(ctx: &Arc<Engine>, session_id: &str, job: PromptJob, own: mpsc::WeakSe
 /// What a running turn's status line says while OpenCode waits for a person.
 const WAIT_PERMISSION: &str = "your answer to the permission request below";
 const WAIT_QUESTION: &str = "your answer to the question below";
+
+/// One OpenCode event of this session: requests, a prompt typed elsewhere
+/// (a turn of its own), the running turns' text, and settling at idle.
+async fn on_event(
+    ctx: &Arc<Engine>,
+    session_id: &str,
+    hooks: Option<&dyn super::Hooks>,
+    runs: &mut Vec<Run>,
+    event: Event,
+) {
+    asks_event(ctx, session_id, runs, &event).await;
+    if let Some((message_id, text)) = hooks.and_then(|h| h.foreign_prompt(session_id, &event))
+        && let Some(run) = tui_turn(ctx, session_id, runs, &message_id, &text).await
+    {
+        runs.push(run);
+    }
+    let idle = matches!(event, Event::SessionIdle(_));
+    apply_event(runs, &event);
+    if idle {
+        settle(ctx, session_id, runs).await;
+    }
+}
 
 /// Permission requests and questions: posted in the session's thread,
 /// settled posts updated, and the running turn shown as waiting.

@@ -19,7 +19,7 @@ use crate::store::{ThreadBinding, ThreadStatus, now_millis};
 /// a card naming the session; in a channel the person's post is the root
 /// and the card its first reply, so the channel is not spammed.
 pub async fn new_session(
-    ctx: &Engine,
+    ctx: &Arc<Engine>,
     conn: &Connection,
     post: &Post,
     sender: &str,
@@ -32,7 +32,7 @@ pub async fn new_session(
 /// [`new_session`], delegated when `owner` is set: a teammate (`sender`)
 /// starts it for the owner, and the card names both.
 pub async fn new_session_for(
-    ctx: &Engine,
+    ctx: &Arc<Engine>,
     conn: &Connection,
     post: &Post,
     sender: &str,
@@ -110,7 +110,7 @@ pub struct ThreadSpot<'a> {
 
 /// Post a session's card and bind its thread.
 pub async fn open_thread(
-    ctx: &Engine,
+    ctx: &Arc<Engine>,
     conn: &Connection,
     spot: &ThreadSpot<'_>,
     sender: &str,

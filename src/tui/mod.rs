@@ -131,7 +131,8 @@ impl Tui {
 
     /// With `OPENCODE_MM_DEFAULT_CHANNEL_ID` set, a session started at the
     /// TUI gets its thread there at once. Sessions the bridge starts bind
-    /// their own thread within moments, so this waits a little and looks.
+    /// their own thread within moments, so this waits a little and looks;
+    /// the session's events are held meanwhile ([`Engine::hold`]).
     pub fn session_created(engine: &Arc<Engine>, session: &Session) {
         let Some(channel) = engine.app.config.default_channel_id.clone() else {
             return;
@@ -143,29 +144,39 @@ impl Tui {
         {
             return;
         }
+        // What the session streams meanwhile waits for its thread's task:
+        // a prompt sent in the first moment is shown too.
+        engine.hold(&session.id);
         let engine = engine.clone();
         let session = session.clone();
         let span = info_span!("default_thread", session = %session.id);
         tokio::spawn(
             async move {
                 tokio::time::sleep(DEFAULT_THREAD_GRACE).await;
-                match engine.app.store.threads_of_session(&session.id).await {
-                    Ok(threads) if threads.is_empty() => {}
-                    _ => return,
-                }
-                let Some(conn) = engine.app.connection().await else {
-                    return;
-                };
-                let attached = crate::sessions::threads::attach(
-                    &engine, &conn, &channel, &session, "the TUI", "", false,
-                )
-                .await;
-                if let Err(e) = attached {
-                    warn!(error = %e, "cannot open a thread for a new session");
-                }
+                open_default_thread(&engine, &channel, &session).await;
+                // Bound now (the held events went to its task), or no
+                // thread here: nothing more to hold.
+                engine.release(&session.id);
             }
             .instrument(span),
         );
+    }
+}
+
+/// The session's thread in the default channel, unless it has one already.
+async fn open_default_thread(engine: &Arc<Engine>, channel: &str, session: &Session) {
+    match engine.app.store.threads_of_session(&session.id).await {
+        Ok(threads) if threads.is_empty() => {}
+        _ => return,
+    }
+    let Some(conn) = engine.app.connection().await else {
+        return;
+    };
+    let attached =
+        crate::sessions::threads::attach(engine, &conn, channel, session, "the TUI", "", false)
+            .await;
+    if let Err(e) = attached {
+        warn!(error = %e, "cannot open a thread for a new session");
     }
 }
 
