@@ -4,11 +4,11 @@
 // Types only: at run time the shim needs zod alone, so installing it stays small.
 import type { Plugin, ToolContext, ToolDefinition } from "@opencode-ai/plugin"
 import { spawn, type ChildProcessWithoutNullStreams } from "node:child_process"
-import { existsSync, readFileSync, readdirSync } from "node:fs"
-import { createRequire } from "node:module"
-import { delimiter, dirname, join } from "node:path"
+import { existsSync, readdirSync, readFileSync } from "node:fs"
+import { join } from "node:path"
 import { createInterface } from "node:readline"
 import { z } from "zod"
+import { findAgent, readManifest } from "./agent.js"
 
 // Must equal the agent's PROTOCOL_VERSION (src/rpc/protocol.rs; tests/versions.rs checks).
 const PROTOCOL_VERSION = 1
@@ -21,13 +21,7 @@ type Variant = "info" | "success" | "warning" | "error"
 const TOAST_VARIANTS: Variant[] = ["info", "success", "warning", "error"]
 const here = new URL(".", import.meta.url).pathname
 /** package.json beside the shim: its version is ours, its optionalDependencies the prebuilt platforms. */
-const manifest: any = (() => {
-  try {
-    return JSON.parse(readFileSync(join(here, "package.json"), "utf8"))
-  } catch {
-    return {}
-  }
-})()
+const manifest: any = readManifest(here)
 const SHIM_VERSION: string = typeof manifest.version === "string" ? manifest.version : "unknown"
 
 // The token goes to the agent alone: shells OpenCode starts for the model never inherit it.
@@ -42,42 +36,6 @@ type Waiter = { resolve: (v: any) => void; reject: (e: Error) => void; timer: Re
 /** A line not yet written to the agent; events may wait for `live` and may be dropped, other frames not. */
 type Out = { line: string; event: boolean }
 const frame = (f: object) => JSON.stringify({ jsonrpc: "2.0", ...f }) + "\n"
-
-const BUILD_FROM_SOURCE =
-  "build it from source instead: clone the opencode-mattermost repository, run `cargo build --release --locked` " +
-  "(or scripts/install.sh) and set OPENCODE_MATTERMOST_BIN to target/release/opencode-mattermost"
-
-/**
- * The agent binary. An explicit $OPENCODE_MATTERMOST_BIN wins (used as given, so a wrong one fails loudly);
- * then the prebuilt platform package npm installed beside this one; then PATH; then what
- * scripts/install.sh recorded. Throws a message saying how to get an agent when none is found.
- */
-function findAgent(): string {
-  const env = process.env.OPENCODE_MATTERMOST_BIN
-  if (env) return env
-  const platform = `${process.platform}-${process.arch}`
-  const prefix = `${manifest.name ?? "opencode-mattermost"}-`
-  const pkg = prefix + platform
-  const prebuilt = Object.keys(manifest.optionalDependencies ?? {})
-  if (prebuilt.includes(pkg)) {
-    try {
-      const bin = join(dirname(createRequire(join(here, "index.ts")).resolve(`${pkg}/package.json`)), "bin", "opencode-mattermost")
-      if (existsSync(bin)) return bin
-    } catch {} // not installed: fall through to PATH
-  }
-  for (const dir of (process.env.PATH ?? "").split(delimiter)) {
-    if (dir && existsSync(join(dir, "opencode-mattermost"))) return join(dir, "opencode-mattermost")
-  }
-  try {
-    const bin = JSON.parse(readFileSync(join(here, "agent.json"), "utf8")).bin
-    if (typeof bin === "string" && bin) return bin
-  } catch {}
-  const why = prebuilt.includes(pkg)
-    ? `its platform package ${pkg} is not installed (npm leaves optional packages out with --omit=optional or ` +
-      `when the platform does not match) and none is on PATH; reinstall the plugin with optional dependencies, or ${BUILD_FROM_SOURCE}`
-    : `there is no prebuilt agent for ${platform} (prebuilt: ${prebuilt.map((p) => p.slice(prefix.length)).join(", ") || "none"}) and none is on PATH; ${BUILD_FROM_SOURCE}`
-  throw new Error(`opencode-mattermost agent not found: ${why}`)
-}
 
 /** The tool contract shipped beside the shim, so tools exist (and explain) even when the agent cannot start. */
 function bundledCatalog(): Spec[] {
@@ -141,7 +99,7 @@ class Agent {
     if (this.ready) return this.ready
     let bin: string
     try {
-      bin = findAgent()
+      bin = findAgent(here, manifest)
     } catch (e) {
       return Promise.reject(e)
     }

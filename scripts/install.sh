@@ -35,7 +35,7 @@ echo "installed $prefix/bin/opencode-mattermost"
 
 plugin="$data/plugin"
 install -d "$plugin/tools"
-install -m 0644 opencode-plugin/index.ts opencode-plugin/package.json opencode-plugin/package-lock.json "$plugin/"
+install -m 0644 opencode-plugin/index.ts opencode-plugin/agent.js opencode-plugin/package.json opencode-plugin/package-lock.json "$plugin/"
 install -m 0644 tools/*.json "$plugin/tools/"
 printf '{"bin": "%s"}\n' "$prefix/bin/opencode-mattermost" > "$plugin/agent.json"
 # No optional dependencies: they are the prebuilt agents, which the shim would

@@ -96,7 +96,9 @@ done
 
 plugin="$stage/opencode-mattermost"
 install -d "$plugin/tools"
-install -m 0644 opencode-plugin/index.ts opencode-plugin/package.json README.md "$plugin/"
+install -m 0644 opencode-plugin/index.ts opencode-plugin/agent.js opencode-plugin/package.json README.md "$plugin/"
+install -d "$plugin/bin"
+install -m 0755 opencode-plugin/bin/opencode-mattermost.js "$plugin/bin/"
 install -m 0644 tools/*.json "$plugin/tools/"
 packed+=("$(pack "$plugin")")
 

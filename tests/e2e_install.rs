@@ -2,7 +2,8 @@
 //! this machine's platform package, a private registry (verdaccio on loopback,
 //! no uplink) receives them, and a real OpenCode whose `opencode.json` names
 //! the plugin only by name installs it from there, starts the agent from the
-//! platform package, and runs `mattermost_status` through it.
+//! platform package, and runs `mattermost_status` through it. Then `npx
+//! opencode-mattermost --version` from the same registry runs the agent too.
 //!
 //! Nothing leaves loopback: npm's registry is the local one, verdaccio has no
 //! uplink, and every other proxy-aware client is pointed at a closed port.
@@ -245,6 +246,31 @@ async fn opencode_installs_the_plugin_by_name_from_a_registry_and_runs_its_platf
         .filter(|n| n.starts_with("opencode-mattermost-"))
         .collect();
     assert_eq!(platforms, [format!("opencode-mattermost-{platform}")]);
+
+    // The command line from the same registry, as a user first meets it:
+    // `npx opencode-mattermost …` runs the platform package's agent, with no
+    // Rust toolchain and no path to remember.
+    let npx = std::process::Command::new("npx")
+        .args(["--yes", "opencode-mattermost", "--version"])
+        .current_dir(work.path())
+        .env("HOME", &home)
+        .env("npm_config_cache", work.path().join("npx-cache"))
+        .env("npm_config_registry", &registry.url)
+        .env("HTTP_PROXY", "http://127.0.0.1:9")
+        .env("HTTPS_PROXY", "http://127.0.0.1:9")
+        .env("NO_PROXY", "127.0.0.1,localhost")
+        .env_remove("OPENCODE_MATTERMOST_BIN")
+        .output()
+        .unwrap();
+    assert!(
+        npx.status.success(),
+        "{npx:?}; registry log: {}",
+        registry.log()
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&npx.stdout).trim(),
+        format!("opencode-mattermost {VERSION}")
+    );
 
     oc.stop().await;
     drop(registry);

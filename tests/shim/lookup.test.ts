@@ -4,6 +4,7 @@
 // loads that copy. The agents are tests/shim/fake-agent.ts launched by small
 // scripts tagged with where they live, so the test sees which one ran.
 import { afterAll, expect, test } from "bun:test"
+import { spawnSync } from "node:child_process"
 import { chmodSync, cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { delimiter, join } from "node:path"
@@ -30,7 +31,10 @@ function install(opts: { platformPackage: boolean; onPath: boolean }) {
   dirs.push(root)
   const plugin = join(root, "node_modules", "opencode-mattermost")
   mkdirSync(join(plugin, "tools"), { recursive: true })
-  cpSync(join(repo, "opencode-plugin", "index.ts"), join(plugin, "index.ts"))
+  for (const f of ["index.ts", "agent.js", "bin/opencode-mattermost.js"]) {
+    mkdirSync(join(plugin, f, ".."), { recursive: true })
+    cpSync(join(repo, "opencode-plugin", f), join(plugin, f))
+  }
   cpSync(join(repo, "opencode-plugin", "package.json"), join(plugin, "package.json"))
   cpSync(join(repo, "tools"), join(plugin, "tools"), { recursive: true })
   symlinkSync(join(repo, "opencode-plugin", "node_modules", "zod"), join(root, "node_modules", "zod"))
@@ -168,4 +172,42 @@ test("an agent that reports no protocol version is refused too", async () => {
 test("an agent that answers initialize with garbage instead of a protocol version is refused", async () => {
   const { error } = await refused("not-a-number")
   expect(error).toContain("speaks no protocol version")
+})
+
+/** Runs the installed copy's `npx` launcher under Node with only `pathDir` (then the system) on PATH. */
+function launch(index: string, pathDir: string, args: string[]) {
+  const launcher = join(index, "..", "bin", "opencode-mattermost.js")
+  const env: Record<string, string> = { ...(process.env as Record<string, string>) }
+  delete env.OPENCODE_MATTERMOST_BIN
+  env.PATH = pathDir + delimiter + "/usr/local/bin" + delimiter + "/usr/bin" + delimiter + "/bin"
+  const run = spawnSync("node", [launcher, ...args], { env, encoding: "utf8", timeout: 30_000 })
+  return { status: run.status, stdout: run.stdout, stderr: run.stderr }
+}
+
+/** An agent that says where it lives and what it was given, and exits with 3. */
+function echoAgent(path: string, tag: string) {
+  writeFileSync(path, `#!/bin/sh\necho "${tag}: $*"\nexit 3\n`)
+  chmodSync(path, 0o755)
+}
+
+test("the npx launcher runs the platform package's agent with the arguments and its exit status", () => {
+  const { index, pathDir } = install({ platformPackage: true, onPath: false })
+  echoAgent(join(index, "..", "..", platformPkg, "bin", "opencode-mattermost"), "platform-package")
+  const run = launch(index, pathDir, ["setup", "--url", "https://chat.example.com"])
+  expect(run.stdout).toBe("platform-package: setup --url https://chat.example.com\n")
+  expect(run.status).toBe(3)
+})
+
+test("the npx launcher linked onto PATH never runs itself", () => {
+  const { index, pathDir } = install({ platformPackage: false, onPath: false })
+  // As `npm install -g` links it: first on PATH, named like the agent.
+  symlinkSync(join(index, "..", "bin", "opencode-mattermost.js"), join(pathDir, "opencode-mattermost"))
+  const later = mkdtempSync(join(tmpdir(), "shim-later-"))
+  dirs.push(later)
+  echoAgent(join(later, "opencode-mattermost"), "path")
+  expect(launch(index, pathDir + delimiter + later, ["--version"]).stdout).toBe("path: --version\n")
+  // Nothing else anywhere: a clear error, not a launcher calling itself forever.
+  const none = launch(index, pathDir, ["--version"])
+  expect(none.status).toBe(1)
+  expect(none.stderr).toContain(`opencode-mattermost agent not found: its platform package ${platformPkg} is not installed`)
 })
