@@ -1,13 +1,14 @@
 //! Which project file a `!!` reference names.
 //!
 //! The project is walked once per message as git sees it (`.gitignore`,
-//! `.git/info/exclude`, `.ignore`, global excludes: see [`super::gitignore`];
-//! hidden files included, `.git` itself never), without following symlinks. Ignored files are never offered,
-//! even when named exactly: they are where local secrets and build output
-//! live. Every file offered or sent has passed [`safety::check_outbound`],
-//! the rules of `mattermost_send_file`: inside the project after symlinks,
-//! a regular file within the size limit, not secret-looking, not the
-//! agent's or OpenCode's own state.
+//! `.git/info/exclude`, `.ignore`, global excludes: see
+//! [`super::gitignore`]; hidden files included, `.git` itself never),
+//! without following symlinks. Ignored files are never offered, even when
+//! named exactly: they are where local secrets and build output live.
+//! Every file offered or sent has passed [`safety::check_outbound`], the
+//! rules of `mattermost_send_file`: inside the project after symlinks, a
+//! regular file within the size limit, not secret-looking, not the agent's
+//! or OpenCode's own state.
 //!
 //! # The clear best match
 //! A reference's matches fall into tiers, best first:
